@@ -1,0 +1,349 @@
+//! Time without I/O: the [`Timestamp`] type and the [`Clock`] seam.
+//!
+//! The core never reads the system clock on its own. Code that needs "now" takes a
+//! [`Timestamp`] argument or a [`Clock`], so SAS expiry, lifecycle timers and job schedules are
+//! tested deterministically with a [`ManualClock`].
+//!
+//! Timestamps print the way IoT Hub prints them: UTC ISO 8601 with a `Z`, and 3 to 7 fractional
+//! digits (`2016-03-30T16:24:48.789Z`, `2024-05-10T07:11:30.9707312Z`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// 100-nanosecond ticks in one second (IoT Hub prints 7 fractional digits).
+const TICKS_PER_SEC: i64 = 10_000_000;
+
+/// A point in time, in 100-nanosecond ticks since the Unix epoch (UTC).
+///
+/// The range covers year 1 (IoT Hub's `0001-01-01T00:00:00` "never") to year 9999.
+///
+/// ```
+/// use iot_dm_core::clock::Timestamp;
+/// let t: Timestamp = "2016-03-30T16:24:48.789Z".parse()?;
+/// assert_eq!(t.to_string(), "2016-03-30T16:24:48.789Z");
+/// assert_eq!(Timestamp::from_unix_secs(0).to_string(), "1970-01-01T00:00:00.000Z");
+/// # Ok::<(), iot_dm_core::clock::TimestampError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+/// A string that is not an ISO 8601 UTC timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimestampError {
+    /// The text does not have the shape `YYYY-MM-DDTHH:MM:SS[.fffffff][Z]`.
+    #[error("invalid timestamp {text:?}: expected YYYY-MM-DDTHH:MM:SS[.fffffff]Z")]
+    Format {
+        /// The rejected text.
+        text: String,
+    },
+    /// A field is outside its range (month 1-12, day 1-31, hour 0-23, ...).
+    #[error("invalid timestamp {text:?}: {field} out of range")]
+    Range {
+        /// The rejected text.
+        text: String,
+        /// The field that is out of range.
+        field: &'static str,
+    },
+}
+
+impl Timestamp {
+    /// IoT Hub's "never" value, `0001-01-01T00:00:00`.
+    pub const NEVER: Timestamp = Timestamp(-621_355_968_000_000_000);
+
+    /// The Unix epoch.
+    pub const EPOCH: Timestamp = Timestamp(0);
+
+    /// From whole seconds since the Unix epoch.
+    pub const fn from_unix_secs(secs: i64) -> Timestamp {
+        Timestamp(secs.saturating_mul(TICKS_PER_SEC))
+    }
+
+    /// From milliseconds since the Unix epoch.
+    pub const fn from_unix_millis(ms: i64) -> Timestamp {
+        Timestamp(ms.saturating_mul(10_000))
+    }
+
+    /// From 100-ns ticks since the Unix epoch.
+    pub const fn from_ticks(ticks: i64) -> Timestamp {
+        Timestamp(ticks)
+    }
+
+    /// 100-ns ticks since the Unix epoch.
+    pub const fn ticks(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the Unix epoch (rounded towards negative infinity).
+    pub const fn unix_secs(self) -> i64 {
+        self.0.div_euclid(TICKS_PER_SEC)
+    }
+
+    /// Milliseconds since the Unix epoch (rounded towards negative infinity).
+    pub const fn unix_millis(self) -> i64 {
+        self.0.div_euclid(10_000)
+    }
+
+    /// This time plus `d` (saturating).
+    pub fn add(self, d: std::time::Duration) -> Timestamp {
+        let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(ticks))
+    }
+
+    /// The duration from `earlier` to `self`, or zero when `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        let ticks = self.0.saturating_sub(earlier.0).max(0);
+        // ticks is non-negative here
+        let ticks = u64::try_from(ticks).unwrap_or(0);
+        std::time::Duration::from_nanos(ticks.saturating_mul(100))
+    }
+
+    /// The current system time. This is the one place the core reads a clock; prefer a
+    /// [`Clock`] so callers can substitute a [`ManualClock`] in tests.
+    pub fn now() -> Timestamp {
+        SystemClock.now()
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). Days past the
+/// end of a month roll over into the next (`2015-02-30` is `2015-03-02`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(TICKS_PER_SEC);
+        let frac = self.0.rem_euclid(TICKS_PER_SEC);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )?;
+        // At least millisecond precision, at most 7 digits, trailing zeros past the 3rd trimmed.
+        let mut digits = format!("{frac:07}");
+        while digits.len() > 3 && digits.ends_with('0') {
+            digits.pop();
+        }
+        write!(f, ".{digits}Z")
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+
+    /// Accepts `YYYY-MM-DDTHH:MM:SS`, an optional fraction of any length (digits past the 7th
+    /// are dropped), and an optional `Z`. A space is accepted in place of the `T`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fmt_err = || TimestampError::Format {
+            text: text.to_string(),
+        };
+        let b = text.as_bytes();
+        if b.len() < 19 {
+            return Err(fmt_err());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64, TimestampError> {
+            let s = &b[r];
+            if s.iter().all(u8::is_ascii_digit) {
+                Ok(s.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')))
+            } else {
+                Err(fmt_err())
+            }
+        };
+        if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+            return Err(fmt_err());
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return Err(fmt_err());
+        }
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let range = |field| TimestampError::Range {
+            text: text.to_string(),
+            field,
+        };
+        if !(1..=12).contains(&mo) {
+            return Err(range("month"));
+        }
+        if !(1..=31).contains(&d) {
+            return Err(range("day"));
+        }
+        if h > 23 {
+            return Err(range("hour"));
+        }
+        if mi > 59 {
+            return Err(range("minute"));
+        }
+        if s > 60 {
+            return Err(range("second"));
+        }
+        let mut rest = &b[19..];
+        let mut frac_ticks = 0i64;
+        if let Some((b'.', tail)) = rest.split_first() {
+            let n = tail.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return Err(fmt_err());
+            }
+            for i in 0..7 {
+                let digit = tail.get(i).filter(|_| i < n).map_or(0, |c| i64::from(c - b'0'));
+                frac_ticks = frac_ticks * 10 + digit;
+            }
+            rest = &tail[n..];
+        }
+        match rest {
+            b"" | b"Z" | b"z" => {}
+            _ => return Err(fmt_err()),
+        }
+        let days = days_from_civil(y, mo, d);
+        let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+        Ok(Timestamp(secs * TICKS_PER_SEC + frac_ticks))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A source of the current time.
+///
+/// ```
+/// use iot_dm_core::clock::{Clock, ManualClock, Timestamp};
+/// use std::time::Duration;
+/// let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now().unix_secs(), 1_700_000_005);
+/// ```
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Timestamp::EPOCH.add(d),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_nanos() / 100).unwrap_or(0)),
+        }
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(start.0)))
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: std::time::Duration) {
+        let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
+        self.0.fetch_add(ticks, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t`.
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_reference_forms() {
+        for s in [
+            "2016-03-30T16:24:48.789Z",
+            "2024-05-10T07:11:30.9707312Z",
+            "1970-01-01T00:00:00.000Z",
+            "0001-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "1969-12-31T23:59:59.500Z",
+        ] {
+            let t: Timestamp = s.parse().unwrap();
+            assert_eq!(t.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn lenient_inputs() {
+        let never: Timestamp = "0001-01-01T00:00:00".parse().unwrap();
+        assert_eq!(never, Timestamp::NEVER);
+        // the reference's sample twin uses February 30th; it rolls over
+        let t: Timestamp = "2015-02-30T16:24:48.789Z".parse().unwrap();
+        assert_eq!(t.to_string(), "2015-03-02T16:24:48.789Z");
+        let t: Timestamp = "2020-01-01T00:00:00.123456789Z".parse().unwrap();
+        assert_eq!(t.to_string(), "2020-01-01T00:00:00.1234567Z");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in [
+            "",
+            "2020-13-01T00:00:00Z",
+            "2020-01-01X00:00:00Z",
+            "2020-01-01T00:00:00.Z",
+            "2020-01-01T00:00:00+01:00",
+            "20a0-01-01T00:00:00Z",
+        ] {
+            assert!(s.parse::<Timestamp>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn arithmetic() {
+        let t = Timestamp::from_unix_secs(10);
+        assert_eq!(t.add(std::time::Duration::from_millis(1500)).unix_millis(), 11_500);
+        assert_eq!(t.since(Timestamp::from_unix_secs(4)).as_secs(), 6);
+        assert_eq!(Timestamp::from_unix_secs(4).since(t).as_secs(), 0);
+    }
+}
