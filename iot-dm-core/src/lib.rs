@@ -8,9 +8,11 @@
 //! |---|---|
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
+//! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod clock;
 pub mod identity;
+pub mod query;
