@@ -8,11 +8,17 @@
 //! |---|---|
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
+//! | [`doc`] | [`doc::Doc`], the compact JSON document twins are stored in, with merge patch |
+//! | [`twin`] | [`twin::Twin`]: identity fields, tags, desired and reported properties, patches, limits |
+//! | [`link`] | the device-hub seam: [`link::Endpoint`], [`link::Link`] and the frames on it |
 //! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod clock;
+pub mod doc;
 pub mod identity;
+pub mod link;
 pub mod query;
+pub mod twin;

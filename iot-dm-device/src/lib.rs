@@ -1,1 +1,1 @@
-//! placeholder
+//! The iot-dm device client (in progress).

@@ -1,1 +1,1 @@
-//! placeholder
+//! The iot-dm hub (in progress).

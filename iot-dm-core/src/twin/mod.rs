@@ -1,0 +1,346 @@
+//! The device twin: identity fields, tags, desired and reported properties.
+//!
+//! A [`Twin`] serializes to, and reads from, the service-side JSON shape IoT Hub prints
+//! (`deviceId`, `etag`, `version`, `status`, ..., `tags`, `properties.desired` and
+//! `properties.reported` with `$metadata` and `$version`).
+//!
+//! Patches follow JSON merge patch (`null` deletes). Every accepted patch bumps its section's
+//! `$version` by exactly one and the twin `version` by one, refreshes `$metadata` on every node
+//! it touched (and on every object on the way to it, so deletes are recorded), and changes the
+//! ETag. A patch that breaks a [limit](TwinLimits) or a precondition is refused with a
+//! [`TwinError`] and changes nothing.
+//!
+//! ```
+//! use iot_dm_core::twin::{Twin, TwinLimits};
+//! use iot_dm_core::clock::Timestamp;
+//! use serde_json::json;
+//!
+//! let limits = TwinLimits::default();
+//! let now = Timestamp::from_unix_secs(1_700_000_000);
+//! let mut twin = Twin::new("thermostat-1".parse()?);
+//! let etag = twin.etag().clone();
+//! twin.patch_tags(&json!({"location": {"region": "us-west"}}), Some(etag.as_str()), &limits)?;
+//! let v = twin.patch_reported(&json!({"firmware": {"version": "1.0.0"}}), now, &limits)?;
+//! assert_eq!(v, 2);
+//! // a stale ETag is refused and changes nothing
+//! let before = twin.clone();
+//! assert!(twin.patch_tags(&json!({"x": 1}), Some(etag.as_str()), &limits).is_err());
+//! assert_eq!(twin, before);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod limits;
+mod patch;
+mod section;
+mod serde_impl;
+
+pub use limits::{KeyProblem, SectionName, TwinError, TwinLimits, MAX_SAFE_INT};
+pub use patch::{desired_notification, inverse_patch, TwinPatch};
+pub use section::Section;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::doc::Doc;
+use crate::identity::{DeviceId, ModuleId};
+
+/// Whether a device may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    /// The device may connect.
+    #[default]
+    Enabled,
+    /// The device is refused.
+    Disabled,
+}
+
+impl DeviceStatus {
+    /// `enabled` or `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Enabled => "enabled",
+            DeviceStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// Whether the device has a live session with the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum ConnectionState {
+    /// No live session.
+    #[default]
+    Disconnected,
+    /// A live session.
+    Connected,
+}
+
+impl ConnectionState {
+    /// `Connected` or `Disconnected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Connected => "Connected",
+            ConnectionState::Disconnected => "Disconnected",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectionState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // IoT Hub prints `Connected`; some documentation samples use lower case
+        let s = String::deserialize(d)?;
+        if s.eq_ignore_ascii_case("connected") {
+            Ok(ConnectionState::Connected)
+        } else if s.eq_ignore_ascii_case("disconnected") {
+            Ok(ConnectionState::Disconnected)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "connectionState must be Connected or Disconnected, found {s:?}"
+            )))
+        }
+    }
+}
+
+/// How a device authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthenticationType {
+    /// Shared access signature from a symmetric key.
+    #[default]
+    Sas,
+    /// A self-signed X.509 certificate, matched by thumbprint.
+    SelfSigned,
+    /// An X.509 certificate chained to a registered CA.
+    CertificateAuthority,
+    /// No credentials (a planned device).
+    None,
+}
+
+impl AuthenticationType {
+    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticationType::Sas => "sas",
+            AuthenticationType::SelfSigned => "selfSigned",
+            AuthenticationType::CertificateAuthority => "certificateAuthority",
+            AuthenticationType::None => "none",
+        }
+    }
+}
+
+/// X.509 thumbprints of a self-signed device.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Thumbprint {
+    /// Primary certificate thumbprint.
+    pub primary_thumbprint: Option<String>,
+    /// Secondary certificate thumbprint.
+    pub secondary_thumbprint: Option<String>,
+}
+
+/// Device capabilities.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Whether the device is an edge gateway.
+    #[serde(default)]
+    pub iot_edge: bool,
+}
+
+/// A twin's ETag: opaque to clients, here the base64 of the big-endian twin version, as IoT Hub's
+/// look (`AAAAAAAAAAc=` is version 7).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ETag(String);
+
+impl ETag {
+    /// The ETag of a twin version.
+    pub fn from_version(version: u64) -> ETag {
+        ETag(base64::engine::general_purpose::STANDARD.encode(version.to_be_bytes()))
+    }
+
+    /// Wraps an ETag string as received.
+    pub fn new(s: impl Into<String>) -> ETag {
+        ETag(s.into())
+    }
+
+    /// The ETag text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `If-Match` value accepts this ETag: `*` matches any; quotes and a weak `W/`
+    /// prefix around the value are ignored.
+    pub fn matches(&self, if_match: &str) -> bool {
+        let v = if_match.trim();
+        if v == "*" {
+            return true;
+        }
+        let v = v.strip_prefix("W/").unwrap_or(v);
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(v);
+        v == self.0
+    }
+}
+
+impl std::fmt::Display for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device (or module) twin. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Twin {
+    /// The device id.
+    pub device_id: DeviceId,
+    /// The module id, for module twins.
+    pub module_id: Option<ModuleId>,
+    /// The device identity's ETag.
+    pub device_etag: Option<String>,
+    /// Whether the device may connect.
+    pub status: DeviceStatus,
+    /// Why the status was set.
+    pub status_reason: Option<String>,
+    /// When the status last changed.
+    pub status_update_time: Option<Timestamp>,
+    /// Whether the device has a live session.
+    pub connection_state: ConnectionState,
+    /// When the device was last seen.
+    pub last_activity_time: Option<Timestamp>,
+    /// Cloud-to-device messages queued for the device.
+    pub cloud_to_device_message_count: u64,
+    /// How the device authenticates.
+    pub authentication_type: AuthenticationType,
+    /// X.509 thumbprints.
+    pub x509_thumbprint: X509Thumbprint,
+    /// Device capabilities.
+    pub capabilities: Capabilities,
+    /// Edge device scope.
+    pub device_scope: Option<String>,
+    /// Edge parent scopes.
+    pub parent_scopes: Vec<String>,
+    /// Plug and Play model id.
+    pub model_id: Option<String>,
+    pub(crate) etag: ETag,
+    pub(crate) version: u64,
+    pub(crate) tags: Doc,
+    pub(crate) desired: Section,
+    pub(crate) reported: Section,
+    pub(crate) configurations: Doc,
+}
+
+impl Twin {
+    /// A new twin with empty sections, metadata stamped at the Unix epoch (see
+    /// [`Twin::created_at`]).
+    pub fn new(device_id: DeviceId) -> Twin {
+        Twin::created_at(device_id, Timestamp::EPOCH)
+    }
+
+    /// A new twin with empty sections whose metadata records `now` as creation time.
+    pub fn created_at(device_id: DeviceId, now: Timestamp) -> Twin {
+        Twin {
+            device_id,
+            module_id: None,
+            device_etag: None,
+            status: DeviceStatus::Enabled,
+            status_reason: None,
+            status_update_time: None,
+            connection_state: ConnectionState::Disconnected,
+            last_activity_time: None,
+            cloud_to_device_message_count: 0,
+            authentication_type: AuthenticationType::Sas,
+            x509_thumbprint: X509Thumbprint::default(),
+            capabilities: Capabilities::default(),
+            device_scope: None,
+            parent_scopes: Vec::new(),
+            model_id: None,
+            etag: ETag::from_version(1),
+            version: 1,
+            tags: Doc::empty(),
+            desired: Section::new(section::Kind::Desired, now),
+            reported: Section::new(section::Kind::Reported, now),
+            configurations: Doc::empty(),
+        }
+    }
+
+    /// The twin version: it grows by one with every change to tags, desired or reported.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The twin's ETag.
+    pub fn etag(&self) -> &ETag {
+        &self.etag
+    }
+
+    /// The tags (service-only; devices never see them).
+    pub fn tags(&self) -> &Doc {
+        &self.tags
+    }
+
+    /// The desired properties.
+    pub fn desired(&self) -> &Section {
+        &self.desired
+    }
+
+    /// The reported properties.
+    pub fn reported(&self) -> &Section {
+        &self.reported
+    }
+
+    /// Per-configuration status (`configurations.[[id]].status`), empty unless automatic
+    /// configurations target this twin.
+    pub fn configurations(&self) -> &Doc {
+        &self.configurations
+    }
+
+    /// Replaces the per-configuration status document (maintained by the hub's configuration
+    /// engine; not counted against section limits, and no version bump).
+    pub fn set_configurations(&mut self, configurations: Doc) {
+        self.configurations = configurations;
+    }
+
+    /// The service-side JSON (what `GET /twins/{id}` and `SELECT *` return).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// What a device gets for a twin GET: `{"desired":{..,"$version":n},"reported":{..,"$version":m}}`,
+    /// with no tags and no metadata.
+    pub fn device_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "desired": self.desired.to_device_value(),
+            "reported": self.reported.to_device_value(),
+        })
+    }
+
+    /// Bytes of heap memory the twin's documents hold (for capacity planning).
+    pub fn heap_size(&self) -> usize {
+        self.tags.heap_size()
+            + self.desired.doc.heap_size()
+            + self.reported.doc.heap_size()
+            + self.configurations.heap_size()
+    }
+
+    pub(crate) fn bump_version(&mut self) {
+        self.version += 1;
+        self.etag = ETag::from_version(self.version);
+    }
+
+    pub(crate) fn check_if_match(&self, if_match: Option<&str>) -> Result<(), TwinError> {
+        match if_match {
+            Some(m) if !self.etag.matches(m) => Err(TwinError::PreconditionFailed {
+                expected: m.to_string(),
+                actual: self.etag.0.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
