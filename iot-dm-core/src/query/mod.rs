@@ -163,10 +163,12 @@ mod ast;
 mod compile;
 mod error;
 mod eval;
+mod functions;
 mod lexer;
 mod paging;
 mod parser;
 mod paths;
+mod rules;
 mod value;
 
 #[cfg(test)]
@@ -213,7 +215,6 @@ pub struct Query {
     statement: Statement,
     filter: Option<CExpr>,
     shape: Shape,
-    fingerprint: String,
 }
 
 /// What a row is made of.
@@ -239,7 +240,7 @@ impl Query {
         let shape = match &statement.select {
             Select::All => Shape::Star,
             Select::Items(items) => {
-                let names = parser::output_names(items);
+                let names = rules::output_names(items);
                 let grouped = !statement.group_by.is_empty()
                     || items
                         .iter()
@@ -304,12 +305,10 @@ impl Query {
                 }
             }
         };
-        let fingerprint = paging::fingerprint(&statement.to_string());
         Query {
             statement,
             filter,
             shape,
-            fingerprint,
         }
     }
 

@@ -238,7 +238,7 @@ impl Query {
         let Some(token) = request.continuation_token() else {
             return Ok(Cursor::Start);
         };
-        let c = decode(&self.fingerprint, token)?;
+        let c = decode(&fingerprint(&self.statement.to_string()), token)?;
         match (&c, self.is_aggregate()) {
             (Cursor::Offset(_), false) | (Cursor::At { .. }, true) => {
                 Err(invalid("token was issued for another query"))
@@ -298,6 +298,7 @@ impl Query {
         let size = check_size(request)?;
         self.check_collection()?;
         let cursor = self.cursor(request)?;
+        let fp = fingerprint(&self.statement.to_string());
         if self.is_aggregate() {
             let offset = match cursor {
                 Cursor::Offset(o) => usize::try_from(o).unwrap_or(usize::MAX),
@@ -306,8 +307,7 @@ impl Query {
             let rows = self.execute(twins)?;
             let more = rows.len() > offset.saturating_add(size);
             let items: Vec<Value> = rows.into_iter().skip(offset).take(size).collect();
-            let continuation =
-                more.then(|| encode(&self.fingerprint, json!({"o": offset + items.len()})));
+            let continuation = more.then(|| encode(&fp, json!({"o": offset + items.len()})));
             return Ok(Page {
                 items,
                 continuation,
@@ -345,7 +345,7 @@ impl Query {
             if items.len() == limit {
                 let left = remaining.map(|r| r - limit as u64);
                 let token = encode(
-                    &self.fingerprint,
+                    &fp,
                     json!({"k": [twin.device_id.as_str(), twin.module_id.as_ref().map(ModuleId::as_str)], "n": left}),
                 );
                 return Ok(Page {

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::ast::*;
-use super::parser::output_names;
+use super::rules::output_names;
 use super::{Condition, Query};
 
 fn ident() -> impl Strategy<Value = String> {
