@@ -87,6 +87,7 @@ impl Timestamp {
     }
 
     /// This time plus `d` (saturating).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: std::time::Duration) -> Timestamp {
         let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(ticks))
@@ -212,7 +213,10 @@ impl FromStr for Timestamp {
                 return Err(fmt_err());
             }
             for i in 0..7 {
-                let digit = tail.get(i).filter(|_| i < n).map_or(0, |c| i64::from(c - b'0'));
+                let digit = tail
+                    .get(i)
+                    .filter(|_| i < n)
+                    .map_or(0, |c| i64::from(c - b'0'));
                 frac_ticks = frac_ticks * 10 + digit;
             }
             rest = &tail[n..];
@@ -342,7 +346,10 @@ mod tests {
     #[test]
     fn arithmetic() {
         let t = Timestamp::from_unix_secs(10);
-        assert_eq!(t.add(std::time::Duration::from_millis(1500)).unix_millis(), 11_500);
+        assert_eq!(
+            t.add(std::time::Duration::from_millis(1500)).unix_millis(),
+            11_500
+        );
         assert_eq!(t.since(Timestamp::from_unix_secs(4)).as_secs(), 6);
         assert_eq!(Timestamp::from_unix_secs(4).since(t).as_secs(), 0);
     }

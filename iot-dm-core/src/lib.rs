@@ -8,9 +8,15 @@
 //! |---|---|
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
+//! | [`lifecycle`] | the device lifecycle state machine: [`lifecycle::LifecycleState`], [`lifecycle::DeviceLifecycle`] |
+//! | [`method`] | direct-method envelopes: [`method::MethodName`], [`method::MethodRequest`], [`method::MethodResponse`], payload codec |
+//! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod clock;
 pub mod identity;
+pub mod lifecycle;
+pub mod method;
+pub mod patterns;
