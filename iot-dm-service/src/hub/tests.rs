@@ -1,0 +1,582 @@
+//! Hub tests that drive device sessions with raw IoT Hub frames over the in-process link.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use iot_dm_core::clock::{ManualClock, Timestamp};
+use iot_dm_core::link::{ConnectRequest, Credentials, DeviceFrame, Endpoint, Link, Message};
+use iot_dm_core::method::MethodRequest;
+use iot_dm_core::twin::{ConnectionState, TwinPatch};
+use iot_dm_core::wire::{self, RequestId, SasToken, SymmetricKey};
+
+use super::*;
+
+const T0: i64 = 1_700_000_000;
+
+async fn hub_with_clock() -> (Hub, ManualClock) {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
+    let hub = Hub::builder()
+        .clock(Arc::new(clock.clone()))
+        .host_name("hub.example")
+        .open()
+        .await
+        .unwrap();
+    (hub, clock)
+}
+
+fn token_for(device: &Device, key: Option<&str>, ttl: i64) -> String {
+    let key = key
+        .map(str::to_string)
+        .or_else(|| device.authentication.symmetric_key.primary_key.clone())
+        .unwrap();
+    let key = SymmetricKey::new(key).unwrap();
+    let uri = wire::device_resource_uri("hub.example", &device.device_id);
+    SasToken::generate(&uri, &key, Timestamp::from_unix_secs(T0 + ttl), None)
+        .as_str()
+        .to_string()
+}
+
+fn request(device: &Device, token: String) -> ConnectRequest {
+    ConnectRequest {
+        device_id: device.device_id.clone(),
+        module_id: None,
+        credentials: Credentials::Sas(token),
+        clean_session: true,
+    }
+}
+
+/// A raw device session for tests.
+struct Raw {
+    link: Link,
+    rid: u64,
+}
+
+impl Raw {
+    async fn connect(hub: &Hub, device: &Device) -> Raw {
+        let link = hub
+            .connect(request(device, token_for(device, None, 3600)))
+            .await
+            .unwrap();
+        let mut raw = Raw { link, rid: 0 };
+        raw.subscribe(&[
+            wire::topic::TWIN_RESPONSE_FILTER,
+            wire::topic::DESIRED_PATCH_FILTER,
+            wire::topic::METHOD_REQUEST_FILTER,
+        ])
+        .await;
+        raw
+    }
+
+    async fn subscribe(&mut self, filters: &[&str]) {
+        self.link
+            .tx
+            .send(DeviceFrame::Subscribe(
+                filters.iter().map(|s| s.to_string()).collect(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    async fn publish(&mut self, topic: String, body: impl Into<bytes::Bytes>) {
+        self.link
+            .tx
+            .send(DeviceFrame::Publish(Message::new(topic, body)))
+            .await
+            .unwrap();
+    }
+
+    fn next_rid(&mut self) -> RequestId {
+        self.rid += 1;
+        RequestId::new(self.rid.to_string()).unwrap()
+    }
+
+    async fn recv(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), self.link.rx.recv())
+            .await
+            .expect("a message within 5 s")
+            .expect("link open")
+    }
+
+    async fn get_twin(&mut self) -> (String, Value) {
+        let rid = self.next_rid();
+        self.publish(wire::topic::twin_get(&rid), "").await;
+        let m = self.recv().await;
+        (m.topic, serde_json::from_slice(&m.payload).unwrap())
+    }
+
+    async fn patch_reported(&mut self, patch: Value) -> Message {
+        let rid = self.next_rid();
+        self.publish(wire::topic::twin_patch_reported(&rid), patch.to_string())
+            .await;
+        self.recv().await
+    }
+
+    async fn closed(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while self.link.rx.recv().await.is_some() {}
+            })
+            .await,
+            Ok(())
+        )
+    }
+}
+
+async fn device(hub: &Hub, id: &str) -> Device {
+    hub.create_device(DeviceSpec::new(id.parse().unwrap()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn registry_crud_and_typed_errors() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    assert_eq!(d.etag, "MQ==");
+    assert_eq!(hub.get_device("d1").unwrap(), d);
+    let err = hub
+        .create_device(DeviceSpec::new("d1".parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict() && err.code() == 409_001);
+    assert!(hub.get_device("nope").unwrap_err().is_not_found());
+    let err = hub
+        .delete_device("d1", Some("\"wrong\""))
+        .await
+        .unwrap_err();
+    assert!(err.is_precondition_failed());
+    for i in 0..5 {
+        device(&hub, &format!("e{i}")).await;
+    }
+    let p1 = hub.list_devices(None, 4).unwrap();
+    assert_eq!(p1.items.len(), 4);
+    let p2 = hub.list_devices(p1.continuation.as_deref(), 4).unwrap();
+    assert_eq!(p2.items.len(), 2);
+    assert!(p2.continuation.is_none());
+    hub.delete_device("d1", Some(&d.etag)).await.unwrap();
+    assert!(hub.get_device("d1").unwrap_err().is_not_found());
+    assert!(hub.list_devices(None, 0).is_err());
+}
+
+#[tokio::test]
+async fn twin_updates_with_etags() {
+    let (hub, _) = hub_with_clock().await;
+    device(&hub, "d1").await;
+    let twin = hub.get_twin("d1").unwrap();
+    let patch: TwinPatch = serde_json::from_value(
+        json!({"tags": {"site": "n"}, "properties": {"desired": {"fan": 1}}}),
+    )
+    .unwrap();
+    let t2 = hub
+        .update_twin("d1", &patch, Some(twin.etag().as_str()))
+        .await
+        .unwrap();
+    assert_eq!(t2.desired().version(), 2);
+    let err = hub
+        .update_twin("d1", &patch, Some(twin.etag().as_str()))
+        .await
+        .unwrap_err();
+    assert!(err.is_precondition_failed(), "{err}");
+    let bad: TwinPatch = serde_json::from_value(json!({"tags": {"a b": 1}})).unwrap();
+    let err = hub.update_twin("d1", &bad, None).await.unwrap_err();
+    assert_eq!(err.http_status(), 400);
+    assert_eq!(hub.get_twin("d1").unwrap(), t2);
+}
+
+#[tokio::test]
+async fn device_session_twin_round_trips() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    assert_eq!(
+        hub.get_twin("d1").unwrap().connection_state,
+        ConnectionState::Connected
+    );
+    let (topic, body) = dev.get_twin().await;
+    assert_eq!(topic, "$iothub/twin/res/200/?$rid=1");
+    assert_eq!(
+        body,
+        json!({"desired": {"$version": 1}, "reported": {"$version": 1}})
+    );
+
+    let m = dev.patch_reported(json!({"fw": "1.0"})).await;
+    assert_eq!(m.topic, "$iothub/twin/res/204/?$rid=2&$version=2");
+    assert!(m.payload.is_empty());
+    let twin = hub.get_twin("d1").unwrap();
+    assert_eq!(twin.reported().doc().to_value(), json!({"fw": "1.0"}));
+
+    // bad input: a typed error body, nothing changed
+    let m = dev.patch_reported(json!({"bad key": 1})).await;
+    assert!(
+        m.topic.starts_with("$iothub/twin/res/400/?$rid=3"),
+        "{}",
+        m.topic
+    );
+    let err: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(err["errorCode"], 400_004);
+    let m = {
+        let rid = dev.next_rid();
+        dev.publish(wire::topic::twin_patch_reported(&rid), "{not json")
+            .await;
+        dev.recv().await
+    };
+    assert!(m.topic.starts_with("$iothub/twin/res/400/"));
+    assert_eq!(hub.get_twin("d1").unwrap().reported().version(), 2);
+
+    // pipelined patches are acknowledged in order
+    for i in 0..20 {
+        let rid = RequestId::new(format!("p{i}")).unwrap();
+        dev.publish(
+            wire::topic::twin_patch_reported(&rid),
+            json!({"n": i}).to_string(),
+        )
+        .await;
+    }
+    for i in 0..20 {
+        let m = dev.recv().await;
+        assert_eq!(
+            m.topic,
+            format!("$iothub/twin/res/204/?$rid=p{i}&$version={}", 3 + i)
+        );
+    }
+}
+
+#[tokio::test]
+async fn desired_patches_reach_the_device_in_order() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    // make sure the subscription was processed
+    dev.get_twin().await;
+    for i in 0..10 {
+        let p: TwinPatch =
+            serde_json::from_value(json!({"properties": {"desired": {"step": i}}})).unwrap();
+        hub.update_twin("d1", &p, None).await.unwrap();
+    }
+    for i in 0..10u64 {
+        let m = dev.recv().await;
+        assert_eq!(
+            m.topic,
+            format!("$iothub/twin/PATCH/properties/desired/?$version={}", i + 2)
+        );
+        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(body, json!({"step": i, "$version": i + 2}));
+    }
+    // a replace sends the whole desired document
+    let p: TwinPatch =
+        serde_json::from_value(json!({"properties": {"desired": {"only": true}}})).unwrap();
+    hub.replace_twin("d1", &p, None).await.unwrap();
+    let body: Value = serde_json::from_slice(&dev.recv().await.payload).unwrap();
+    assert_eq!(body, json!({"only": true, "$version": 12}));
+}
+
+#[tokio::test]
+async fn credentials_are_checked() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let other = device(&hub, "d2").await;
+    let secondary = d.authentication.symmetric_key.secondary_key.clone();
+    assert!(hub
+        .connect(request(&d, token_for(&d, secondary.as_deref(), 60)))
+        .await
+        .is_ok());
+    let wrong = other.authentication.symmetric_key.primary_key.clone();
+    assert!(hub
+        .connect(request(&d, token_for(&d, wrong.as_deref(), 60)))
+        .await
+        .is_err());
+    // a token for d2 cannot open d1's session
+    assert!(hub
+        .connect(request(&d, token_for(&other, None, 60)))
+        .await
+        .is_err());
+    // expired
+    assert!(hub
+        .connect(request(&d, token_for(&d, None, -1)))
+        .await
+        .is_err());
+    let mut unknown = request(&d, token_for(&d, None, 60));
+    unknown.device_id = "ghost".parse().unwrap();
+    assert!(hub.connect(unknown).await.is_err());
+    let mut garbage = request(&d, "SharedAccessSignature nope".into());
+    garbage.clean_session = false;
+    assert!(hub.connect(garbage).await.is_err());
+}
+
+#[tokio::test]
+async fn disable_closes_the_session_and_refuses_reconnects() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    hub.disable_device("d1", "stolen").await.unwrap();
+    assert!(dev.closed().await);
+    assert!(hub
+        .connect(request(&d, token_for(&d, None, 60)))
+        .await
+        .is_err());
+    let t = hub.get_twin("d1").unwrap();
+    assert_eq!(t.status_reason.as_deref(), Some("stolen"));
+    hub.enable_device("d1").await.unwrap();
+    assert!(hub
+        .connect(request(&d, token_for(&d, None, 60)))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn a_new_connection_replaces_the_old() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut first = Raw::connect(&hub, &d).await;
+    let mut second = Raw::connect(&hub, &d).await;
+    assert!(first.closed().await);
+    second.get_twin().await;
+    assert_eq!(hub.connected_devices(), 1);
+}
+
+#[tokio::test]
+async fn key_regeneration_closes_the_session() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    let d2 = hub.regenerate_key("d1", KeyKind::Primary).await.unwrap();
+    assert_ne!(
+        d2.authentication.symmetric_key.primary_key,
+        d.authentication.symmetric_key.primary_key
+    );
+    assert!(dev.closed().await);
+    assert!(hub
+        .connect(request(&d, token_for(&d, None, 60)))
+        .await
+        .is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sas_expiry_closes_the_session() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let link = hub
+        .connect(request(&d, token_for(&d, None, 30)))
+        .await
+        .unwrap();
+    let mut dev = Raw { link, rid: 0 };
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert!(dev.closed().await);
+}
+
+#[tokio::test]
+async fn methods_round_trip_and_fail_typed() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let req = MethodRequest::builder("reboot")
+        .payload(json!({"delay": 1}))
+        .build()
+        .unwrap();
+    let err = hub.invoke_method("d1", &req).await.unwrap_err();
+    assert!(err.is_not_online() && err.code() == 404_103);
+    assert!(hub
+        .invoke_method("ghost", &req)
+        .await
+        .unwrap_err()
+        .is_not_found());
+
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.get_twin().await;
+    let hub2 = hub.clone();
+    let call = tokio::spawn(async move { hub2.invoke_method("d1", &req).await });
+    let m = dev.recv().await;
+    assert!(
+        m.topic.starts_with("$iothub/methods/POST/reboot/?$rid="),
+        "{}",
+        m.topic
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&m.payload).unwrap(),
+        json!({"delay": 1})
+    );
+    let rid = m.topic.rsplit("$rid=").next().unwrap().to_string();
+    dev.publish(
+        format!("$iothub/methods/res/200/?$rid={rid}"),
+        r#"{"ok":true}"#,
+    )
+    .await;
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!((resp.status, resp.payload), (200, json!({"ok": true})));
+}
+
+#[tokio::test(start_paused = true)]
+async fn method_timeout_is_a_gateway_timeout() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.get_twin().await;
+    let req = MethodRequest::builder("slow")
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = hub.invoke_method("d1", &req).await.unwrap_err();
+    assert!(err.is_timeout() && err.code() == 504_101, "{err}");
+}
+
+#[tokio::test]
+async fn many_concurrent_methods() {
+    let (hub, _) = hub_with_clock().await;
+    let mut devs = Vec::new();
+    for i in 0..4 {
+        let d = device(&hub, &format!("d{i}")).await;
+        let mut raw = Raw::connect(&hub, &d).await;
+        raw.get_twin().await;
+        devs.push(raw);
+    }
+    // each device echoes its requests' payloads
+    for mut dev in devs {
+        tokio::spawn(async move {
+            while let Some(m) = dev.link.rx.recv().await {
+                let rid = m.topic.rsplit("$rid=").next().unwrap().to_string();
+                dev.publish(format!("$iothub/methods/res/201/?$rid={rid}"), m.payload)
+                    .await;
+            }
+        });
+    }
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        let hub = hub.clone();
+        calls.push(tokio::spawn(async move {
+            let req = MethodRequest::builder("echo")
+                .payload(json!(i))
+                .build()
+                .unwrap();
+            hub.invoke_method(&format!("d{}", i % 4), &req).await
+        }));
+    }
+    for (i, c) in calls.into_iter().enumerate() {
+        let r = c.await.unwrap().unwrap();
+        assert_eq!((r.status, r.payload), (201, json!(i)));
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_plan_provision_retire_replace() {
+    let (hub, _) = hub_with_clock().await;
+    let mut events = hub.events();
+    let twin = hub
+        .plan_device(DeviceSpec::new("p1".parse().unwrap()).tags(json!({"site": "north"})))
+        .await
+        .unwrap();
+    assert_eq!(twin.tags().to_value(), json!({"site": "north"}));
+    let planned = hub.get_device("p1").unwrap();
+    assert_eq!(planned.state().as_str(), "planned");
+    assert!(hub.enable_device("p1").await.is_err());
+    let d = hub.provision_device("p1", None).await.unwrap();
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.patch_reported(json!({"fw": "1"})).await;
+
+    hub.retire_device("p1").await.unwrap();
+    assert!(dev.closed().await);
+    assert!(hub.get_twin("p1").unwrap_err().is_not_found());
+    let archived = hub.get_archived_twin("p1").unwrap();
+    assert_eq!(archived.reported().doc().to_value(), json!({"fw": "1"}));
+    assert!(hub
+        .connect(request(&d, token_for(&d, None, 60)))
+        .await
+        .is_err());
+
+    let new = hub
+        .replace_device("p1", DeviceSpec::new("p1b".parse().unwrap()))
+        .await
+        .unwrap();
+    let t = hub.get_twin("p1b").unwrap();
+    assert_eq!(t.tags().to_value(), json!({"site": "north"}));
+    assert!(t.reported().doc().is_empty());
+    assert_eq!(
+        hub.get_device("p1").unwrap().lifecycle.successor(),
+        Some(&new.device_id)
+    );
+    assert!(hub
+        .replace_device("p1", DeviceSpec::new("p1c".parse().unwrap()))
+        .await
+        .is_err());
+    hub.delete_device("p1", None).await.unwrap();
+    assert!(hub.get_archived_twin("p1").is_err());
+
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, HubEvent::Lifecycle { to: Some(s), .. } if s.as_str() == "retired")));
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        HubEvent::TwinChanged {
+            actor: Actor::Device,
+            ..
+        }
+    )));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, HubEvent::IdentityDeleted { .. })));
+}
+
+#[tokio::test]
+async fn a_device_cannot_touch_another_devices_topics() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    device(&hub, "d2").await;
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.subscribe(&["devices/d2/messages/devicebound/#"]).await;
+    assert!(dev.closed().await);
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.publish("devices/d2/messages/events/".into(), "x").await;
+    assert!(dev.closed().await);
+}
+
+#[tokio::test]
+async fn telemetry_reaches_subscribers() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let mut rx = hub.telemetry();
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.publish(
+        "devices/d1/messages/events/%24.ct=application%2Fjson&k=v".into(),
+        "{\"t\":1}",
+    )
+    .await;
+    let t = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.device_id.as_str(), "d1");
+    assert_eq!(t.properties.content_type(), Some("application/json"));
+    assert_eq!(t.properties.get("k"), Some(Some("v")));
+    assert_eq!(&t.body[..], b"{\"t\":1}");
+}
+
+#[tokio::test]
+async fn restart_reloads_everything_acknowledged() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let hub = Hub::builder().store(store.clone()).open().await.unwrap();
+    let d = device(&hub, "d1").await;
+    hub.plan_device(DeviceSpec::new("p".parse().unwrap()))
+        .await
+        .unwrap();
+    hub.patch_reported("d1", &json!({"x": 1})).await.unwrap();
+    let p: TwinPatch = serde_json::from_value(json!({"tags": {"t": 1}})).unwrap();
+    hub.update_twin("d1", &p, None).await.unwrap();
+    let before = hub.get_twin("d1").unwrap();
+    drop(hub);
+    let hub = Hub::builder().store(store).open().await.unwrap();
+    assert_eq!(
+        hub.get_device("d1").unwrap().authentication,
+        d.authentication
+    );
+    let after = hub.get_twin("d1").unwrap();
+    assert_eq!(after.to_json(), {
+        let mut b = before.to_json();
+        b["connectionState"] = json!("Disconnected");
+        b
+    });
+    assert_eq!(hub.get_device("p").unwrap().state().as_str(), "planned");
+}
