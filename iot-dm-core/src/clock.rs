@@ -86,8 +86,8 @@ impl Timestamp {
         self.0.div_euclid(10_000)
     }
 
-    /// This time plus `d` (saturating).
-    pub fn add(self, d: std::time::Duration) -> Timestamp {
+    /// This time plus `d` (saturating; also available as `t + d`).
+    pub fn saturating_add(self, d: std::time::Duration) -> Timestamp {
         let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(ticks))
     }
@@ -131,6 +131,13 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl std::ops::Add<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: std::time::Duration) -> Timestamp {
+        self.saturating_add(d)
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -212,7 +219,10 @@ impl FromStr for Timestamp {
                 return Err(fmt_err());
             }
             for i in 0..7 {
-                let digit = tail.get(i).filter(|_| i < n).map_or(0, |c| i64::from(c - b'0'));
+                let digit = tail
+                    .get(i)
+                    .filter(|_| i < n)
+                    .map_or(0, |c| i64::from(c - b'0'));
                 frac_ticks = frac_ticks * 10 + digit;
             }
             rest = &tail[n..];
@@ -261,7 +271,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => Timestamp::EPOCH.add(d),
+            Ok(d) => Timestamp::EPOCH + d,
             Err(e) => Timestamp(-i64::try_from(e.duration().as_nanos() / 100).unwrap_or(0)),
         }
     }
@@ -342,7 +352,10 @@ mod tests {
     #[test]
     fn arithmetic() {
         let t = Timestamp::from_unix_secs(10);
-        assert_eq!(t.add(std::time::Duration::from_millis(1500)).unix_millis(), 11_500);
+        assert_eq!(
+            (t + std::time::Duration::from_millis(1500)).unix_millis(),
+            11_500
+        );
         assert_eq!(t.since(Timestamp::from_unix_secs(4)).as_secs(), 6);
         assert_eq!(Timestamp::from_unix_secs(4).since(t).as_secs(), 0);
     }

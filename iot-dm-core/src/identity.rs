@@ -188,10 +188,7 @@ mod tests {
 
     #[test]
     fn rejects_with_typed_errors() {
-        assert_eq!(
-            DeviceId::new(""),
-            Err(IdError::Empty { what: "device id" })
-        );
+        assert_eq!(DeviceId::new(""), Err(IdError::Empty { what: "device id" }));
         assert_eq!(
             DeviceId::new("a".repeat(129)),
             Err(IdError::TooLong {

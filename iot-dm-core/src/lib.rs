@@ -8,9 +8,11 @@
 //! |---|---|
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
+//! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod clock;
 pub mod identity;
+pub mod wire;
