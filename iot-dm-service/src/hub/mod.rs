@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bulk;
 mod device;
 mod error;
 mod events;
@@ -31,6 +32,9 @@ mod sessions;
 mod state;
 mod twins;
 
+pub use bulk::{
+    BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
+};
 pub use device::{generate_key, Authentication, Device, SymmetricKeys, Thumbprints};
 pub use error::HubError;
 pub use events::{Actor, HubEvent};

@@ -580,3 +580,171 @@ async fn restart_reloads_everything_acknowledged() {
     });
     assert_eq!(hub.get_device("p").unwrap().state().as_str(), "planned");
 }
+
+fn import(id: &str, mode: ImportMode) -> ImportDevice {
+    let mut d = ImportDevice::new(id.parse().unwrap());
+    d.import_mode = mode;
+    d
+}
+
+#[tokio::test]
+async fn bulk_reports_per_device() {
+    let (hub, _) = hub_with_clock().await;
+    device(&hub, "exists").await;
+    let mut with_tags = import("new-1", ImportMode::Create);
+    with_tags.tags = Some(json!({"batch": 7}));
+    let mut bad_tags = import("new-2", ImportMode::Create);
+    bad_tags.tags = Some(json!({"bad key": 1}));
+    let r = hub
+        .bulk(vec![
+            with_tags,
+            bad_tags,
+            import("exists", ImportMode::Create),
+            import("missing", ImportMode::Update),
+            import("exists", ImportMode::Delete).clone(),
+        ])
+        .await;
+    // the same id twice in one call is refused whole
+    assert!(matches!(r, Err(HubError::InvalidInput { .. })));
+    let r = hub
+        .bulk(vec![
+            {
+                let mut d = import("new-1", ImportMode::Create);
+                d.tags = Some(json!({"batch": 7}));
+                d
+            },
+            {
+                let mut d = import("new-2", ImportMode::Create);
+                d.tags = Some(json!({"bad key": 1}));
+                d
+            },
+            import("exists", ImportMode::Create),
+            import("missing", ImportMode::Update),
+        ])
+        .await
+        .unwrap();
+    assert!(!r.is_successful);
+    let failed: Vec<_> = r
+        .errors
+        .iter()
+        .map(|e| (e.device_id.as_str(), e.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("new-2", "400004"),
+            ("exists", "409001"),
+            ("missing", "404001")
+        ]
+    );
+    assert_eq!(
+        hub.get_twin("new-1").unwrap().tags().to_value(),
+        json!({"batch": 7})
+    );
+    assert!(hub.get_device("new-2").is_err());
+    let too_many: Vec<_> = (0..101)
+        .map(|i| import(&format!("x{i}"), ImportMode::Create))
+        .collect();
+    assert!(matches!(
+        hub.bulk(too_many).await,
+        Err(HubError::TooManyDevices {
+            count: 101,
+            limit: 100
+        })
+    ));
+    // etag-checked delete
+    let etag = hub.get_device("exists").unwrap().etag;
+    let mut del = import("exists", ImportMode::DeleteIfMatchETag);
+    del.etag = Some("wrong".into());
+    assert!(!hub.bulk(vec![del.clone()]).await.unwrap().is_successful);
+    del.etag = Some(etag);
+    assert!(hub.bulk(vec![del]).await.unwrap().is_successful);
+}
+
+#[tokio::test]
+async fn export_then_import_round_trips() {
+    let (hub, _) = hub_with_clock().await;
+    for i in 0..250 {
+        let spec = DeviceSpec::new(format!("dev-{i:03}").parse().unwrap())
+            .tags(json!({"n": i, "group": format!("g{}", i % 3)}))
+            .desired(json!({"interval": i}));
+        let spec = if i % 10 == 0 {
+            spec.disabled("maintenance")
+        } else {
+            spec
+        };
+        hub.create_device(spec).await.unwrap();
+    }
+    hub.patch_reported("dev-001", &json!({"fw": "2.0"}))
+        .await
+        .unwrap();
+    hub.plan_device(DeviceSpec::new("planned".parse().unwrap()).tags(json!({"p": 1})))
+        .await
+        .unwrap();
+    hub.retire_device("dev-005").await.unwrap();
+    let mut buf = Vec::new();
+    let n = hub.export_devices(&mut buf, true).await.unwrap();
+    assert_eq!(n, 251);
+    assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 251);
+
+    let (copy, _) = hub_with_clock().await;
+    let mut chunks = Vec::new();
+    let report = copy
+        .import_devices(&buf[..], |lines| chunks.push(lines))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.succeeded, report.failed.len()),
+        (251, 0),
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(chunks.len(), 3);
+    for id in ["dev-000", "dev-001", "dev-117", "planned", "dev-005"] {
+        let a = hub.get_device(id).unwrap();
+        let b = copy.get_device(id).unwrap();
+        assert_eq!(a.authentication, b.authentication, "{id}");
+        assert_eq!(
+            (a.state(), a.status, &a.status_reason),
+            (b.state(), b.status, &b.status_reason),
+            "{id}"
+        );
+    }
+    let (a, b) = (
+        hub.get_twin("dev-001").unwrap(),
+        copy.get_twin("dev-001").unwrap(),
+    );
+    assert_eq!(a.tags(), b.tags());
+    assert_eq!(a.desired().doc(), b.desired().doc());
+    assert_eq!(a.reported().doc(), b.reported().doc());
+    assert!(copy.get_archived_twin("dev-005").is_ok());
+    // exporting the copy gives the same content
+    let mut again = Vec::new();
+    copy.export_devices(&mut again, true).await.unwrap();
+    let strip = |b: &[u8]| -> Vec<Value> {
+        b.split(|c| *c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut v: Value = serde_json::from_slice(l).unwrap();
+                for k in ["eTag", "twinETag"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(&buf), strip(&again));
+    // bad lines are reported, not fatal
+    let report = copy
+        .import_devices(
+            &b"{\"id\":\"ok-1\"}\nnot json\n{\"id\":\"bad id\"}\n"[..],
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.succeeded, 1);
+    assert_eq!(
+        report.failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [2, 3]
+    );
+}
