@@ -65,6 +65,14 @@ pub enum HubError {
     /// A direct-method request or response is invalid.
     #[error(transparent)]
     Method(#[from] MethodError),
+    /// The device's cloud-to-device queue is full.
+    #[error("device {device_id:?} already has {limit} cloud-to-device messages waiting")]
+    QueueFull {
+        /// The device id.
+        device_id: String,
+        /// The limit.
+        limit: usize,
+    },
     /// Too many devices for one call or for the hub.
     #[error("too many devices: {count}, the limit is {limit}")]
     TooManyDevices {
@@ -116,6 +124,7 @@ impl HubError {
             | HubError::Method(_)
             | HubError::Lifecycle(_) => 400_004,
             HubError::TooManyDevices { .. } => 413_002,
+            HubError::QueueFull { .. } => 403_004,
             HubError::Store(_) | HubError::Internal { .. } => 500_001,
             HubError::Closed => 503_001,
         }
@@ -136,6 +145,7 @@ impl HubError {
             504_101 => "GatewayTimeout",
             413_001 => "MessageTooLarge",
             413_002 => "TooManyDevices",
+            403_004 => "DeviceMaximumQueueDepthExceeded",
             500_001 => "ServerError",
             503_001 => "ServiceUnavailable",
             _ => "ArgumentInvalid",

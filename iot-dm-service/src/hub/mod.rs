@@ -23,6 +23,7 @@
 //! ```
 
 mod bulk;
+mod c2d;
 mod device;
 mod error;
 mod events;
@@ -35,6 +36,7 @@ mod twins;
 pub use bulk::{
     BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
 };
+pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
 pub use device::{generate_key, Authentication, Device, SymmetricKeys, Thumbprints};
 pub use error::HubError;
 pub use events::{Actor, HubEvent};

@@ -142,6 +142,7 @@ impl Hub {
         let mut entry = Entry {
             device,
             twin: Arc::new(twin),
+            c2d: Default::default(),
             deleted: false,
         };
         entry.sync_twin();

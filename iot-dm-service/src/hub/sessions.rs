@@ -23,7 +23,7 @@ use iot_dm_core::link::{
 use iot_dm_core::method::MethodResponse;
 use iot_dm_core::twin::{AuthenticationType, ConnectionState, DeviceStatus, Twin};
 use iot_dm_core::wire::{
-    self, DeviceTopic, PropertyBag, RequestId, SasToken, Subscription, SymmetricKey,
+    self, DeviceTopic, IdForm, PropertyBag, RequestId, SasToken, Subscription, SymmetricKey,
 };
 
 use super::error::HubError;
@@ -73,10 +73,18 @@ pub(crate) struct SessionHandle {
     pub(crate) outbound: mpsc::Sender<Message>,
     pub(crate) subs: Arc<Subs>,
     pub(crate) pending: Pending,
+    /// Cloud-to-device messages below this sequence number went out on this session.
+    pub(crate) c2d_sent: Arc<AtomicU64>,
+    c2d_form: Arc<Mutex<IdForm>>,
     close: watch::Sender<Option<String>>,
 }
 
 impl SessionHandle {
+    /// How the device writes its id in its cloud-to-device subscription.
+    pub(crate) fn c2d_form(&self) -> IdForm {
+        *locked(&self.c2d_form)
+    }
+
     pub(crate) fn close(&self, reason: &str) {
         self.close.send_replace(Some(reason.to_string()));
     }
@@ -87,7 +95,7 @@ impl SessionHandle {
 #[derive(Default)]
 pub(crate) struct Sessions {
     live: Mutex<HashMap<DeviceId, SessionHandle>>,
-    kept: Mutex<HashMap<DeviceId, [bool; 4]>>,
+    kept: Mutex<HashMap<DeviceId, ([bool; 4], IdForm)>>,
     next_conn: AtomicU64,
     pub(crate) next_rid: AtomicU64,
     /// Woken whenever a session subscribes to methods (for `connectTimeoutInSeconds`).
@@ -260,17 +268,21 @@ impl Hub {
             outbound: out_tx,
             subs: Arc::new(Subs::default()),
             pending: Arc::default(),
+            c2d_sent: Arc::default(),
+            c2d_form: Arc::default(),
             close: close_tx,
         };
         let id = req.device_id.clone();
+        let id_str = id.clone();
         let kept = if req.clean_session {
             locked(&sessions.kept).remove(&id);
             None
         } else {
             locked(&sessions.kept).get(&id).copied()
         };
-        if let Some(s) = kept {
+        if let Some((s, form)) = kept {
             handle.subs.restore(s);
+            *locked(&handle.c2d_form) = form;
         }
         let previous = locked(&sessions.live).insert(id.clone(), handle.clone());
         if let Some(old) = previous {
@@ -283,6 +295,7 @@ impl Hub {
         if handle.subs.methods.load(Ordering::Relaxed) {
             sessions.changed.notify_waiters();
         }
+        let pump = handle.subs.c2d.load(Ordering::Relaxed);
         let task = SessionTask {
             hub: self.clone(),
             id,
@@ -290,6 +303,9 @@ impl Hub {
             keep: !req.clean_session,
         };
         tokio::spawn(task.run(frame_rx, close_rx, expiry));
+        if pump {
+            self.pump_c2d(id_str.as_str());
+        }
         Link {
             tx: Box::new(ChanTx(frame_tx)),
             rx: Box::new(ChanRx(out_rx)),
@@ -383,7 +399,10 @@ impl SessionTask {
             }
         };
         if self.keep && was_current {
-            locked(&sessions.kept).insert(self.id.clone(), self.handle.subs.snapshot());
+            locked(&sessions.kept).insert(
+                self.id.clone(),
+                (self.handle.subs.snapshot(), self.handle.c2d_form()),
+            );
         }
         // pending method calls see their sender dropped: the device went away
         locked(&self.handle.pending).clear();
@@ -413,11 +432,29 @@ impl SessionTask {
     ) -> Result<(), String> {
         match frame {
             DeviceFrame::Subscribe(filters) => {
+                let mut c2d = false;
                 for f in filters {
                     let sub = Subscription::classify(&f, &self.id, None)
                         .map_err(|e| format!("refused subscription: {e}"))?;
+                    if let Subscription::CloudToDevice { id_form } = sub {
+                        *locked(&self.handle.c2d_form) = id_form;
+                        c2d = true;
+                    }
                     self.set_sub(&sub, true);
                 }
+                if c2d {
+                    self.hub.pump_c2d(self.id.as_str());
+                }
+                Ok(())
+            }
+            DeviceFrame::Ack(seq) => {
+                let hub = self.hub.clone();
+                let id = self.id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = hub.complete_c2d(id.as_str(), seq).await {
+                        tracing::warn!(device = %id, %e, "completing a cloud-to-device message failed");
+                    }
+                });
                 Ok(())
             }
             DeviceFrame::Unsubscribe(filters) => {

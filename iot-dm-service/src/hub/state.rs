@@ -29,6 +29,8 @@ use crate::store::{Committer, Op, Store, StoreError, Table};
 pub(crate) struct Entry {
     pub(crate) device: Device,
     pub(crate) twin: Arc<Twin>,
+    /// Queued cloud-to-device messages.
+    pub(crate) c2d: super::c2d::Queue,
     /// Set when the device was deleted; writers that raced with the delete see it.
     pub(crate) deleted: bool,
 }
@@ -79,12 +81,15 @@ impl Entry {
 struct Record<'a> {
     device: std::borrow::Cow<'a, Device>,
     twin: std::borrow::Cow<'a, Twin>,
+    #[serde(default)]
+    c2d: std::borrow::Cow<'a, super::c2d::Queue>,
 }
 
 pub(crate) fn encode(entry: &Entry) -> Result<Vec<u8>, HubError> {
     serde_json::to_vec(&Record {
         device: std::borrow::Cow::Borrowed(&entry.device),
         twin: std::borrow::Cow::Borrowed(&*entry.twin),
+        c2d: std::borrow::Cow::Borrowed(&entry.c2d),
     })
     .map_err(|e| HubError::Internal {
         message: format!("encoding device record: {e}"),
@@ -96,6 +101,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
     let mut e = Entry {
         device: r.device.into_owned(),
         twin: Arc::new(r.twin.into_owned()),
+        c2d: r.c2d.into_owned(),
         deleted: false,
     };
     // nothing is connected after a restart

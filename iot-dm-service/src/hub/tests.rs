@@ -748,3 +748,73 @@ async fn export_then_import_round_trips() {
         [2, 3]
     );
 }
+
+#[tokio::test]
+async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
+    let (hub, clock) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let id = hub
+        .send_c2d("d1", CloudMessage::new("first").property("k", "v a/l"))
+        .await
+        .unwrap();
+    hub.send_c2d("d1", CloudMessage::new("second").message_id("m-2"))
+        .await
+        .unwrap();
+    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 2);
+
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.subscribe(&["devices/d1/messages/devicebound/#"]).await;
+    let m1 = dev.recv().await;
+    let m2 = dev.recv().await;
+    assert_eq!(&m1.payload[..], b"first");
+    assert_eq!(m1.qos, iot_dm_core::link::QoS::AtLeastOnce);
+    let bag = m1
+        .topic
+        .strip_prefix("devices/d1/messages/devicebound/")
+        .unwrap();
+    let bag = wire::PropertyBag::parse(bag).unwrap();
+    assert_eq!(bag.get("k"), Some(Some("v a/l")));
+    assert_eq!(bag.message_id(), Some(id.as_str()));
+    assert_eq!(&m2.payload[..], b"second");
+
+    // acknowledge the first only; the second comes again on the next session
+    dev.link
+        .tx
+        .send(DeviceFrame::Ack(m1.ack_id.unwrap()))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if hub.get_twin("d1").unwrap().cloud_to_device_message_count == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 1);
+    drop(dev);
+    let mut dev = Raw::connect(&hub, &d).await;
+    dev.subscribe(&["devices/d1/messages/devicebound/#"]).await;
+    assert_eq!(&dev.recv().await.payload[..], b"second");
+
+    // the queue is bounded, and bodies are too
+    for i in 1..MAX_PENDING {
+        hub.send_c2d("d1", CloudMessage::new(format!("n{i}")))
+            .await
+            .unwrap();
+    }
+    let err = hub
+        .send_c2d("d1", CloudMessage::new("one too many"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), 403_004);
+    assert!(hub
+        .send_c2d("d1", CloudMessage::new(vec![0u8; MAX_BODY + 1]))
+        .await
+        .is_err());
+    // expired messages are dropped
+    clock.advance(DEFAULT_TTL + Duration::from_secs(1));
+    hub.send_c2d("d1", CloudMessage::new("fresh"))
+        .await
+        .unwrap();
+    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 1);
+    assert_eq!(hub.purge_c2d("d1").await.unwrap(), 1);
+}
