@@ -1,8 +1,11 @@
 //! # iot-dm-service
 //!
-//! The service side of iot-dm: the embeddable [`hub::Hub`] (identity registry, twin store,
-//! queries, direct methods, the device lifecycle and the device-facing endpoint) and its
-//! durable [`store`].
+//! The service side of iot-dm.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
+//! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
