@@ -18,7 +18,7 @@ use iot_dm_core::link::{Message, QoS};
 use iot_dm_core::wire::{self, PropertyBag, SystemProperty};
 
 use super::error::HubError;
-use super::state::{lock, write_entry};
+use super::state::lock;
 use super::Hub;
 
 /// Most messages waiting per device.
@@ -149,7 +149,7 @@ impl Hub {
         }
         let now = self.now();
         let slot = self.inner.state.slot(device_id)?;
-        let (id, ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let (id, ack) = self.inner.write(&slot, |e| {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
@@ -228,7 +228,7 @@ impl Hub {
     pub(crate) async fn complete_c2d(&self, device_id: &str, seq: u64) -> Result<(), HubError> {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
-        let ((), ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let ((), ack) = self.inner.write(&slot, |e| {
             e.c2d.messages.retain(|m| m.seq != seq);
             e.c2d.drop_expired(now);
             e.device.cloud_to_device_message_count = e.c2d.messages.len() as u64;
@@ -241,7 +241,7 @@ impl Hub {
     /// Drops every queued message for a device (IoT Hub's purge); returns how many.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<usize, HubError> {
         let slot = self.inner.state.slot(device_id)?;
-        let (n, ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let (n, ack) = self.inner.write(&slot, |e| {
             let n = e.c2d.messages.len();
             e.c2d.messages.clear();
             e.device.cloud_to_device_message_count = 0;

@@ -12,7 +12,7 @@ use iot_dm_core::twin::{AuthenticationType, Capabilities, DeviceStatus, Twin, Tw
 use super::device::{generate_key, Authentication, Device};
 use super::error::HubError;
 use super::events::HubEvent;
-use super::state::{delete_op, lock, put_op, write_entry, Entry};
+use super::state::{delete_op, lock, put_op, Entry};
 use super::Hub;
 
 /// What to create: a device id, and optionally credentials, status, capabilities and an
@@ -143,6 +143,7 @@ impl Hub {
             device,
             twin: Arc::new(twin),
             c2d: Default::default(),
+            seq: self.inner.sequencer.next(),
             deleted: false,
         };
         entry.sync_twin();
@@ -281,7 +282,7 @@ impl Hub {
     ) -> Result<Device, HubError> {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
-        let ((device, transition), ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let ((device, transition), ack) = self.inner.write(&slot, |e| {
             let transition = e.device.lifecycle.apply(event, now)?;
             let d = &mut e.device;
             d.status = if d.lifecycle.state() == LifecycleState::Enabled {
@@ -481,7 +482,7 @@ impl Hub {
         }
         let creds_changed = auth != current.authentication;
         let slot = self.inner.state.slot(&id)?;
-        let (device, ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let (device, ack) = self.inner.write(&slot, |e| {
             e.device.authentication = auth;
             e.device.capabilities = update.capabilities.clone();
             e.device.bump_etag();
@@ -506,7 +507,7 @@ impl Hub {
     ) -> Result<Device, HubError> {
         let fresh = generate_key()?;
         let slot = self.inner.state.slot(device_id)?;
-        let (device, ack) = write_entry(&self.inner.committer, &slot, |e| {
+        let (device, ack) = self.inner.write(&slot, |e| {
             let keys = &mut e.device.authentication.symmetric_key;
             if e.device.authentication.kind != AuthenticationType::Sas {
                 return Err(HubError::invalid(

@@ -22,7 +22,7 @@ use iot_dm_core::twin::Twin;
 
 use super::device::Device;
 use super::error::HubError;
-use crate::store::{Committer, Op, Store, StoreError, Table};
+use crate::store::{Op, Store, StoreError, Table};
 
 /// One device: its identity and its twin.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub(crate) struct Entry {
     pub(crate) twin: Arc<Twin>,
     /// Queued cloud-to-device messages.
     pub(crate) c2d: super::c2d::Queue,
+    /// Sequence number of the newest write this entry includes (see `persist`).
+    pub(crate) seq: u64,
     /// Set when the device was deleted; writers that raced with the delete see it.
     pub(crate) deleted: bool,
 }
@@ -83,6 +85,8 @@ struct Record<'a> {
     twin: std::borrow::Cow<'a, Twin>,
     #[serde(default)]
     c2d: std::borrow::Cow<'a, super::c2d::Queue>,
+    #[serde(default)]
+    seq: u64,
 }
 
 pub(crate) fn encode(entry: &Entry) -> Result<Vec<u8>, HubError> {
@@ -90,6 +94,7 @@ pub(crate) fn encode(entry: &Entry) -> Result<Vec<u8>, HubError> {
         device: std::borrow::Cow::Borrowed(&entry.device),
         twin: std::borrow::Cow::Borrowed(&*entry.twin),
         c2d: std::borrow::Cow::Borrowed(&entry.c2d),
+        seq: entry.seq,
     })
     .map_err(|e| HubError::Internal {
         message: format!("encoding device record: {e}"),
@@ -102,6 +107,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
         device: r.device.into_owned(),
         twin: Arc::new(r.twin.into_owned()),
         c2d: r.c2d.into_owned(),
+        seq: r.seq,
         deleted: false,
     };
     // nothing is connected after a restart
@@ -130,6 +136,15 @@ impl State {
             .get(id)
             .map(|e| e.value().clone())
             .ok_or_else(|| HubError::not_found(id))
+    }
+
+    /// The highest sequence number any entry includes.
+    pub(crate) fn max_seq(&self) -> u64 {
+        self.devices
+            .iter()
+            .map(|e| lock(e.value()).seq)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Loads every record from the store.
@@ -174,24 +189,53 @@ pub(crate) fn delete_op(id: &DeviceId) -> Op {
     }
 }
 
-/// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
-/// its record is queued for the store, and the returned [`Ack`] resolves when it is durable. On
-/// error nothing changed.
-pub(crate) fn write_entry<R>(
-    committer: &Committer,
-    slot: &Slot,
-    f: impl FnOnce(&mut Entry) -> Result<R, HubError>,
-) -> Result<(R, Ack), HubError> {
-    let mut guard = lock(slot);
-    if guard.deleted {
-        return Err(HubError::not_found(guard.device.device_id.as_str()));
+impl super::Inner {
+    /// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
+    /// its whole record is queued for the store, and the returned [`Ack`] resolves when it is
+    /// durable. On error nothing changed.
+    pub(crate) fn write<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<R, HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut copy = guard.clone();
+        let r = f(&mut copy)?;
+        copy.sync_twin();
+        copy.seq = self.sequencer.next();
+        let op = put_op(&copy)?;
+        let ack = self.committer.submit(vec![op]);
+        *guard = copy;
+        drop(guard);
+        Ok((r, Box::pin(ack)))
     }
-    let mut copy = guard.clone();
-    let r = f(&mut copy)?;
-    copy.sync_twin();
-    let op = put_op(&copy)?;
-    let ack = committer.submit(vec![op]);
-    *guard = copy;
-    drop(guard);
-    Ok((r, Box::pin(ack)))
+
+    /// Like [`Inner::write`] for a reported patch: `f` applies it and returns the encoded log
+    /// entry that stands for it in the store instead of the whole record.
+    pub(crate) fn write_logged<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<(R, Vec<u8>), HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut copy = guard.clone();
+        let (r, value) = f(&mut copy)?;
+        copy.sync_twin();
+        copy.seq = self.sequencer.next_logged(&copy.device.device_id);
+        let op = Op::Put {
+            table: Table::Log,
+            key: copy.seq.to_be_bytes().to_vec(),
+            value,
+        };
+        let ack = self.committer.submit(vec![op]);
+        *guard = copy;
+        drop(guard);
+        Ok((r, Box::pin(ack)))
+    }
 }

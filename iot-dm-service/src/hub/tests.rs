@@ -818,3 +818,88 @@ async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
     assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 1);
     assert_eq!(hub.purge_c2d("d1").await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn reported_patches_replay_from_the_log() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let open = || {
+        Hub::builder()
+            .store(store.clone())
+            .checkpoint_interval(Duration::from_secs(3600))
+            .open()
+    };
+    let hub = open().await.unwrap();
+    device(&hub, "a").await;
+    device(&hub, "b").await;
+    for i in 0..50 {
+        hub.patch_reported("a", &json!({"n": i})).await.unwrap();
+    }
+    let log_len = store.len(crate::store::Table::Log).await.unwrap();
+    assert_eq!(log_len, 50, "patches go to the log, not the record");
+    let before = hub.get_twin("a").unwrap();
+    drop(hub);
+
+    // no checkpoint ran: the record is old, the log brings it up to date
+    let hub = open().await.unwrap();
+    let after = hub.get_twin("a").unwrap();
+    assert_eq!(after.reported(), before.reported());
+    assert_eq!(after.version(), before.version());
+
+    // a checkpoint folds the log into records
+    assert_eq!(hub.checkpoint().await.unwrap(), 1);
+    assert_eq!(store.len(crate::store::Table::Log).await.unwrap(), 0);
+    hub.patch_reported("a", &json!({"after": true}))
+        .await
+        .unwrap();
+    // a record write after logged patches supersedes them
+    hub.patch_reported("b", &json!({"x": 1})).await.unwrap();
+    let p: TwinPatch = serde_json::from_value(json!({"tags": {"t": 1}})).unwrap();
+    hub.update_twin("b", &p, None).await.unwrap();
+    hub.patch_reported("b", &json!({"y": 2})).await.unwrap();
+    // logged patches of a deleted device must not reach a new device with the same id
+    hub.patch_reported("a", &json!({"old": 1})).await.unwrap();
+    hub.delete_device("a", None).await.unwrap();
+    device(&hub, "a").await;
+    let (a, b) = (hub.get_twin("a").unwrap(), hub.get_twin("b").unwrap());
+    drop(hub);
+    let hub = open().await.unwrap();
+    assert_eq!(hub.get_twin("a").unwrap().reported(), a.reported());
+    assert!(hub.get_twin("a").unwrap().reported().doc().is_empty());
+    let b2 = hub.get_twin("b").unwrap();
+    assert_eq!(b2.reported(), b.reported());
+    assert_eq!(b2.tags(), b.tags());
+    assert_eq!(b2.reported().doc().to_value(), json!({"x": 1, "y": 2}));
+}
+
+#[tokio::test]
+async fn a_write_racing_a_checkpoint_is_not_lost() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let open = || {
+        Hub::builder()
+            .store(store.clone())
+            .checkpoint_interval(Duration::from_secs(3600))
+            .open()
+    };
+    let hub = open().await.unwrap();
+    device(&hub, "a").await;
+    device(&hub, "b").await;
+    hub.patch_reported("a", &json!({"n": 1})).await.unwrap();
+    // the checkpoint has taken its watermark and its dirty set ...
+    let plan = persist::plan_checkpoint(&hub.inner);
+    // ... when b reports and a reports again
+    hub.patch_reported("b", &json!({"late": true}))
+        .await
+        .unwrap();
+    hub.patch_reported("a", &json!({"n": 2})).await.unwrap();
+    persist::finish_checkpoint(&hub.inner, plan).await.unwrap();
+    drop(hub);
+    let hub = open().await.unwrap();
+    assert_eq!(
+        hub.get_twin("b").unwrap().reported().doc().to_value(),
+        json!({"late": true})
+    );
+    assert_eq!(
+        hub.get_twin("a").unwrap().reported().doc().to_value(),
+        json!({"n": 2})
+    );
+}

@@ -8,7 +8,8 @@ use iot_dm_core::twin::{Twin, TwinPatch};
 
 use super::error::HubError;
 use super::events::{Actor, HubEvent};
-use super::state::{lock, write_entry, Ack, Entry};
+use super::persist::LogEntry;
+use super::state::{lock, Ack, Entry};
 use super::Hub;
 
 /// What a desired-property change must tell the device: a merge patch or, after a replace, the
@@ -86,7 +87,7 @@ impl Hub {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
         let limits = &self.inner.limits;
-        let (twin, ack) = write_entry(&self.inner.committer, &slot, |e: &mut Entry| {
+        let (twin, ack) = self.inner.write(&slot, |e: &mut Entry| {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
@@ -118,13 +119,19 @@ impl Hub {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
         let limits = &self.inner.limits;
-        write_entry(&self.inner.committer, &slot, |e| {
+        self.inner.write_logged(&slot, |e| {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
-            Arc::make_mut(&mut e.twin).patch_reported(patch, now, limits)?;
+            let version = Arc::make_mut(&mut e.twin).patch_reported(patch, now, limits)?;
             e.device.last_activity_time = Some(now);
-            Ok(e.twin.clone())
+            let log = LogEntry {
+                device: std::borrow::Cow::Borrowed(device_id),
+                patch: std::borrow::Cow::Borrowed(patch),
+                ticks: now.ticks(),
+                version,
+            };
+            Ok((e.twin.clone(), log.encode()?))
         })
     }
 
