@@ -6,6 +6,8 @@
 //! child with SIGKILL after a number of acknowledgements, reopens the store, and checks every
 //! acknowledged write is there, whether it was in a device record or still in the log.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
