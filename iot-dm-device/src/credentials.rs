@@ -1,0 +1,220 @@
+//! Who the device is and how it proves it.
+
+use std::fmt;
+
+use iot_dm_core::clock::Timestamp;
+use iot_dm_core::identity::{DeviceId, ModuleId};
+use iot_dm_core::link::{ConnectRequest, Credentials as LinkCredentials};
+
+use crate::config::Options;
+use crate::error::Error;
+use crate::proto;
+
+/// How the device authenticates.
+#[derive(Clone)]
+enum Auth {
+    /// A shared access key: the client signs SAS tokens with it and renews them.
+    Key {
+        key: proto::Key,
+        /// The policy name, for a policy key with DeviceConnect.
+        key_name: Option<String>,
+    },
+    /// A ready token; it cannot be renewed.
+    Token(String),
+    /// An X.509 certificate, identified by its thumbprints.
+    X509 { sha1: String, sha256: String },
+}
+
+/// A device's (or module's) identity and credentials.
+///
+/// ```
+/// use iot_dm_device::DeviceCredentials;
+/// let creds = DeviceCredentials::from_connection_string(
+///     "HostName=myhub.example.net;DeviceId=thermostat-1;SharedAccessKey=aW90LWRtIGtub3duLWFuc3dlciB0ZXN0IGtleSAzMmI=",
+/// )?;
+/// assert_eq!(creds.device_id().as_str(), "thermostat-1");
+/// assert_eq!(creds.host_name(), Some("myhub.example.net"));
+/// assert!(!format!("{creds:?}").contains("aW90")); // the key never shows
+/// # Ok::<(), iot_dm_device::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct DeviceCredentials {
+    host: Option<String>,
+    device_id: DeviceId,
+    module_id: Option<ModuleId>,
+    auth: Auth,
+}
+
+impl fmt::Debug for DeviceCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            Auth::Key { .. } => "shared access key",
+            Auth::Token(_) => "SAS token",
+            Auth::X509 { .. } => "X.509",
+        };
+        f.debug_struct("DeviceCredentials")
+            .field("host", &self.host)
+            .field("device_id", &self.device_id)
+            .field("module_id", &self.module_id)
+            .field("auth", &auth)
+            .finish()
+    }
+}
+
+fn config(field: &'static str, reason: impl fmt::Display) -> Error {
+    Error::Config {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+impl DeviceCredentials {
+    /// From a device or module connection string:
+    /// `HostName=..;DeviceId=..[;ModuleId=..];SharedAccessKey=..`, or with
+    /// `SharedAccessSignature=..` (a ready token) or `x509=true` instead of the key. For X.509,
+    /// use [`DeviceCredentials::x509`], which also takes the certificate's thumbprints.
+    pub fn from_connection_string(s: &str) -> Result<DeviceCredentials, Error> {
+        let cs = proto::parse_connection_string(s).map_err(|e| config("connection string", e))?;
+        let auth = match (cs.key, cs.sas, cs.x509) {
+            (Some((key, key_name)), None, false) => Auth::Key { key, key_name },
+            (None, Some(token), false) => Auth::Token(token),
+            (None, None, true) => {
+                return Err(config(
+                    "connection string",
+                    "x509=true needs the certificate thumbprints; use DeviceCredentials::x509",
+                ))
+            }
+            _ => {
+                return Err(config(
+                    "connection string",
+                    "exactly one of SharedAccessKey, SharedAccessSignature or x509 is required",
+                ))
+            }
+        };
+        Ok(DeviceCredentials {
+            host: Some(cs.host),
+            device_id: cs.device_id,
+            module_id: cs.module_id,
+            auth,
+        })
+    }
+
+    /// A device that signs SAS tokens with its shared access key (base64). Tokens are
+    /// generated for `{host}/devices/{id}` with the configured time to live and renewed by
+    /// reconnecting before they expire.
+    pub fn symmetric_key(
+        host: impl Into<String>,
+        device_id: DeviceId,
+        key: &str,
+    ) -> Result<DeviceCredentials, Error> {
+        let key = proto::Key::new(key).map_err(|e| config("shared access key", e))?;
+        Ok(DeviceCredentials {
+            host: Some(host.into()),
+            device_id,
+            module_id: None,
+            auth: Auth::Key {
+                key,
+                key_name: None,
+            },
+        })
+    }
+
+    /// A device with a ready SAS token. The client cannot renew it: once it expires the hub
+    /// refuses the next reconnect and the client closes.
+    pub fn sas_token(device_id: DeviceId, token: impl Into<String>) -> DeviceCredentials {
+        DeviceCredentials {
+            host: None,
+            device_id,
+            module_id: None,
+            auth: Auth::Token(token.into()),
+        }
+    }
+
+    /// A device with an X.509 client certificate, identified by its SHA-1 and SHA-256
+    /// thumbprints (hex). The certificate itself is the transport's business.
+    pub fn x509(
+        device_id: DeviceId,
+        sha1: impl Into<String>,
+        sha256: impl Into<String>,
+    ) -> DeviceCredentials {
+        DeviceCredentials {
+            host: None,
+            device_id,
+            module_id: None,
+            auth: Auth::X509 {
+                sha1: sha1.into(),
+                sha256: sha256.into(),
+            },
+        }
+    }
+
+    /// The same credentials for a module of the device.
+    pub fn with_module(mut self, module_id: ModuleId) -> DeviceCredentials {
+        self.module_id = Some(module_id);
+        self
+    }
+
+    /// The hub host name, when known (it is for key-based credentials).
+    pub fn host_name(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+
+    /// The module id, for module identities.
+    pub fn module_id(&self) -> Option<&ModuleId> {
+        self.module_id.as_ref()
+    }
+
+    /// Whether the client can renew the credentials on its own.
+    pub fn is_renewable(&self) -> bool {
+        matches!(self.auth, Auth::Key { .. })
+    }
+
+    /// The SAS resource URI: `{host}/devices/{id}[/modules/{m}]`.
+    fn resource_uri(&self, host: &str) -> String {
+        match &self.module_id {
+            Some(m) => format!("{host}/devices/{}/modules/{m}", self.device_id),
+            None => format!("{host}/devices/{}", self.device_id),
+        }
+    }
+
+    /// A connect request at `now`, and when to renew its token (for renewable credentials).
+    pub(crate) fn request(
+        &self,
+        now: Timestamp,
+        opts: &Options,
+    ) -> Result<(ConnectRequest, Option<Timestamp>), Error> {
+        let (credentials, renew_at) = match &self.auth {
+            Auth::Key { key, key_name } => {
+                let host = self.host.as_deref().ok_or_else(|| {
+                    config("host name", "a shared access key needs the hub host name")
+                })?;
+                let expiry = now + opts.sas_ttl;
+                let token =
+                    proto::sas_token(&self.resource_uri(host), key, expiry, key_name.as_deref());
+                // renew at 80 % of the lifetime, as the C SDK does
+                let renew_at = now + opts.sas_ttl.mul_f64(0.8);
+                (LinkCredentials::Sas(token), Some(renew_at))
+            }
+            Auth::Token(token) => (LinkCredentials::Sas(token.clone()), None),
+            Auth::X509 { sha1, sha256 } => (
+                LinkCredentials::X509 {
+                    sha1: sha1.clone(),
+                    sha256: sha256.clone(),
+                },
+                None,
+            ),
+        };
+        let request = ConnectRequest {
+            device_id: self.device_id.clone(),
+            module_id: self.module_id.clone(),
+            credentials,
+            clean_session: opts.clean_session,
+        };
+        Ok((request, renew_at))
+    }
+}
