@@ -14,6 +14,7 @@
 //! | [`lifecycle`] | the device lifecycle state machine: [`lifecycle::LifecycleState`], [`lifecycle::DeviceLifecycle`] |
 //! | [`method`] | direct-method envelopes: [`method::MethodName`], [`method::MethodRequest`], [`method::MethodResponse`], payload codec |
 //! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
+//! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -26,3 +27,4 @@ pub mod link;
 pub mod method;
 pub mod patterns;
 pub mod twin;
+pub mod wire;
