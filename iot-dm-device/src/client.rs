@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use iot_dm_core::identity::{DeviceId, ModuleId};
 use iot_dm_core::method::MethodResponse;
+use iot_dm_core::wire::{topic, PropertyBag};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -18,7 +19,9 @@ use crate::driver::Handles;
 use crate::error::Error;
 use crate::methods::{self, MethodRegistry};
 use crate::transport::Transport;
-use crate::types::{CloseReason, ConnectionState, DesiredPatch, MethodCall, TwinState};
+use crate::types::{
+    CloseReason, CloudMessage, ConnectionState, DesiredPatch, MethodCall, TwinState,
+};
 
 /// Largest telemetry payload IoT Hub accepts (256 KiB).
 pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
@@ -233,12 +236,13 @@ impl DeviceClient {
         self.inner.methods.remove(name)
     }
 
-    /// Sends a telemetry message (QoS 1) with the given application and system properties.
-    /// Resolves once the transport took it; while offline it waits in the queue.
+    /// Sends a telemetry message (QoS 1) with its application and system properties (see
+    /// [`PropertyBag`]; e.g. `$.ct` for the content type). Resolves once the transport took
+    /// it; while offline it waits in the queue.
     pub async fn send_telemetry(
         &self,
         payload: impl Into<Bytes>,
-        properties: &[(&str, &str)],
+        properties: &PropertyBag,
     ) -> Result<(), Error> {
         let payload = payload.into();
         if payload.len() > MAX_TELEMETRY_BYTES {
@@ -250,19 +254,26 @@ impl DeviceClient {
                 ),
             });
         }
-        let bag = properties
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let topic =
-            crate::proto::telemetry(&self.inner.device_id, self.inner.module_id.as_ref(), &bag);
+        let topic = topic::telemetry(
+            &self.inner.device_id,
+            self.inner.module_id.as_ref(),
+            properties,
+        );
         self.request(|reply| OpKind::Telemetry {
             topic,
             payload,
             reply,
         })
         .await
+    }
+
+    /// A new stream of cloud-to-device messages (for a module identity: messages routed to
+    /// its inputs), from now on. Messages that arrive while no stream is open are dropped,
+    /// so open one before they matter.
+    pub fn cloud_messages(&self) -> CloudMessages {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.inner.cmd_tx.send(Command::SubscribeCloud(tx));
+        CloudMessages { rx }
     }
 
     /// The connection state, as a watch channel: `borrow()` for the current state,
@@ -338,6 +349,35 @@ impl futures_core::Stream for DesiredUpdates {
     type Item = DesiredPatch;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<DesiredPatch>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Cloud-to-device messages, from [`DeviceClient::cloud_messages`].
+///
+/// Use [`recv`](Self::recv), or the [`Stream`](futures_core::Stream) implementation. The
+/// stream ends when the client closes; it is unbounded, like [`DesiredUpdates`].
+#[derive(Debug)]
+pub struct CloudMessages {
+    rx: mpsc::UnboundedReceiver<CloudMessage>,
+}
+
+impl CloudMessages {
+    /// The next message, or `None` once the client is closed. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<CloudMessage> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<CloudMessage> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for CloudMessages {
+    type Item = CloudMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<CloudMessage>> {
         self.rx.poll_recv(cx)
     }
 }

@@ -5,22 +5,25 @@ use std::fmt;
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::{DeviceId, ModuleId};
 use iot_dm_core::link::{ConnectRequest, Credentials as LinkCredentials};
+use iot_dm_core::wire::{
+    device_resource_uri, module_resource_uri, DeviceConnectionString, DeviceCredential, SasToken,
+    SymmetricKey,
+};
 
 use crate::config::Options;
 use crate::error::Error;
-use crate::proto;
 
 /// How the device authenticates.
 #[derive(Clone)]
 enum Auth {
     /// A shared access key: the client signs SAS tokens with it and renews them.
     Key {
-        key: proto::Key,
+        key: SymmetricKey,
         /// The policy name, for a policy key with DeviceConnect.
         key_name: Option<String>,
     },
     /// A ready token; it cannot be renewed.
-    Token(String),
+    Token(SasToken),
     /// An X.509 certificate, identified by its thumbprints.
     X509 { sha1: String, sha256: String },
 }
@@ -74,27 +77,24 @@ impl DeviceCredentials {
     /// `SharedAccessSignature=..` (a ready token) or `x509=true` instead of the key. For X.509,
     /// use [`DeviceCredentials::x509`], which also takes the certificate's thumbprints.
     pub fn from_connection_string(s: &str) -> Result<DeviceCredentials, Error> {
-        let cs = proto::parse_connection_string(s).map_err(|e| config("connection string", e))?;
-        let auth = match (cs.key, cs.sas, cs.x509) {
-            (Some((key, key_name)), None, false) => Auth::Key { key, key_name },
-            (None, Some(token), false) => Auth::Token(token),
-            (None, None, true) => {
+        let cs = DeviceConnectionString::parse(s).map_err(|e| config("connection string", e))?;
+        let auth = match cs.credential() {
+            DeviceCredential::SharedAccessKey { key, key_name } => Auth::Key {
+                key: key.clone(),
+                key_name: key_name.clone(),
+            },
+            DeviceCredential::SharedAccessSignature(token) => Auth::Token(token.clone()),
+            _ => {
                 return Err(config(
                     "connection string",
                     "x509=true needs the certificate thumbprints; use DeviceCredentials::x509",
                 ))
             }
-            _ => {
-                return Err(config(
-                    "connection string",
-                    "exactly one of SharedAccessKey, SharedAccessSignature or x509 is required",
-                ))
-            }
         };
         Ok(DeviceCredentials {
-            host: Some(cs.host),
-            device_id: cs.device_id,
-            module_id: cs.module_id,
+            host: Some(cs.host_name().to_string()),
+            device_id: cs.device_id().clone(),
+            module_id: cs.module_id().cloned(),
             auth,
         })
     }
@@ -107,7 +107,7 @@ impl DeviceCredentials {
         device_id: DeviceId,
         key: &str,
     ) -> Result<DeviceCredentials, Error> {
-        let key = proto::Key::new(key).map_err(|e| config("shared access key", e))?;
+        let key = SymmetricKey::new(key).map_err(|e| config("shared access key", e))?;
         Ok(DeviceCredentials {
             host: Some(host.into()),
             device_id,
@@ -119,15 +119,17 @@ impl DeviceCredentials {
         })
     }
 
-    /// A device with a ready SAS token. The client cannot renew it: once it expires the hub
-    /// refuses the next reconnect and the client closes.
-    pub fn sas_token(device_id: DeviceId, token: impl Into<String>) -> DeviceCredentials {
-        DeviceCredentials {
+    /// A device with a ready SAS token (`SharedAccessSignature sr=..&sig=..&se=..`). The
+    /// client cannot renew it: once it expires the hub refuses the next reconnect and the
+    /// client closes.
+    pub fn sas_token(device_id: DeviceId, token: &str) -> Result<DeviceCredentials, Error> {
+        let token = SasToken::parse(token).map_err(|e| config("sas token", e))?;
+        Ok(DeviceCredentials {
             host: None,
             device_id,
             module_id: None,
-            auth: Auth::Token(token.into()),
-        }
+            auth: Auth::Token(token),
+        })
     }
 
     /// A device with an X.509 client certificate, identified by its SHA-1 and SHA-256
@@ -177,8 +179,8 @@ impl DeviceCredentials {
     /// The SAS resource URI: `{host}/devices/{id}[/modules/{m}]`.
     fn resource_uri(&self, host: &str) -> String {
         match &self.module_id {
-            Some(m) => format!("{host}/devices/{}/modules/{m}", self.device_id),
-            None => format!("{host}/devices/{}", self.device_id),
+            Some(m) => module_resource_uri(host, &self.device_id, m),
+            None => device_resource_uri(host, &self.device_id),
         }
     }
 
@@ -195,12 +197,15 @@ impl DeviceCredentials {
                 })?;
                 let expiry = now + opts.sas_ttl;
                 let token =
-                    proto::sas_token(&self.resource_uri(host), key, expiry, key_name.as_deref());
+                    SasToken::generate(&self.resource_uri(host), key, expiry, key_name.as_deref());
                 // renew at 80 % of the lifetime, as the C SDK does
                 let renew_at = now + opts.sas_ttl.mul_f64(0.8);
-                (LinkCredentials::Sas(token), Some(renew_at))
+                (
+                    LinkCredentials::Sas(token.as_str().to_string()),
+                    Some(renew_at),
+                )
             }
-            Auth::Token(token) => (LinkCredentials::Sas(token.clone()), None),
+            Auth::Token(token) => (LinkCredentials::Sas(token.as_str().to_string()), None),
             Auth::X509 { sha1, sha256 } => (
                 LinkCredentials::X509 {
                     sha1: sha1.clone(),

@@ -12,10 +12,10 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`DeviceClient`], [`DesiredUpdates`] | the handle and the desired-update stream |
+//! | [`DeviceClient`], [`DesiredUpdates`], [`CloudMessages`] | the handle and its streams |
 //! | [`DeviceClientBuilder`], [`DeviceCredentials`] | configuration and identity |
 //! | [`Transport`], [`InMemoryTransport`] | how sessions are opened |
-//! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`ConnectionState`] | the values handed out |
+//! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`ConnectionState`] | the values handed out |
 //! | [`Error`], [`TransportError`] | errors, with predicates (`is_timeout()`, `is_refused()`, ...) |
 //!
 //! ## Connection and reconnection
@@ -53,6 +53,9 @@
 //!   before any later patch.
 //! * Method calls run concurrently, each in its own task; their answers go out on the
 //!   session they came in on (an answer for a session that has ended is dropped).
+//! * Cloud-to-device messages go to every open [`CloudMessages`] stream, in arrival order,
+//!   and are acknowledged to the hub once handed over. One that arrives while no stream is
+//!   open is acknowledged and dropped (with a warning in the log).
 //!
 //! ## Cancel safety
 //!
@@ -77,14 +80,13 @@ mod credentials;
 mod driver;
 mod error;
 mod methods;
-mod proto;
 mod transport;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{DesiredUpdates, DeviceClient, MAX_TELEMETRY_BYTES};
+pub use client::{CloudMessages, DesiredUpdates, DeviceClient, MAX_TELEMETRY_BYTES};
 pub use config::{
     DeviceClientBuilder, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_OPERATION_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_SAS_TTL, MIN_SAS_TTL,
@@ -94,8 +96,11 @@ pub use error::{Error, Operation, TransportError};
 pub use methods::METHOD_NOT_IMPLEMENTED;
 pub use transport::{InMemoryTransport, Transport};
 pub use types::{
-    CloseReason, ConnectionState, DesiredPatch, DisconnectReason, MethodCall, TwinState,
+    CloseReason, CloudMessage, ConnectionState, DesiredPatch, DisconnectReason, MethodCall,
+    TwinState,
 };
 
 /// The method response type handlers return (from `iot-dm-core`).
 pub use iot_dm_core::method::MethodResponse;
+/// Telemetry and cloud-to-device message properties (from `iot-dm-core`).
+pub use iot_dm_core::wire::PropertyBag;

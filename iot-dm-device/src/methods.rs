@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use iot_dm_core::method::MethodResponse;
+use iot_dm_core::wire::RequestId;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -31,7 +32,7 @@ pub(crate) struct MethodReply {
     /// The session the request came in on: an answer for an older session is dropped (its
     /// request id means nothing to the new one).
     pub(crate) epoch: u64,
-    pub(crate) rid: String,
+    pub(crate) rid: RequestId,
     pub(crate) response: MethodResponse,
 }
 
@@ -87,6 +88,7 @@ impl MethodRegistry {
     pub(crate) fn dispatch(
         &self,
         call: MethodCall,
+        rid: RequestId,
         epoch: u64,
         replies: &mpsc::UnboundedSender<MethodReply>,
     ) -> Option<MethodResponse> {
@@ -94,7 +96,6 @@ impl MethodRegistry {
             tracing::debug!(method = %call.name, "no handler for method");
             return Some(not_implemented(&call.name));
         };
-        let rid = call.request_id.clone();
         let name = call.name.clone();
         let replies = replies.clone();
         tokio::spawn(async move {

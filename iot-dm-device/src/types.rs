@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+use iot_dm_core::wire::PropertyBag;
 use serde_json::{Map, Value};
 
 /// The twin as a device sees it: desired and reported properties with their versions (no
@@ -87,6 +89,19 @@ pub struct MethodCall {
     pub payload: Value,
     /// The hub's request id, echoed in the response.
     pub request_id: String,
+}
+
+/// A cloud-to-device message, or for a module identity a message routed to one of its
+/// inputs, as delivered by [`DeviceClient::cloud_messages`](crate::DeviceClient::cloud_messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloudMessage {
+    /// The message body.
+    pub payload: Bytes,
+    /// The application and system properties (`$.mid`, `$.ct`, ...).
+    pub properties: PropertyBag,
+    /// The module input the message was routed to (module identities only).
+    pub input: Option<String>,
 }
 
 /// Why the client is not connected right now (it is reconnecting).

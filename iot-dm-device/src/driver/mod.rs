@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iot_dm_core::clock::Timestamp;
+use iot_dm_core::identity::{DeviceId, ModuleId};
 use iot_dm_core::link::{ConnectRefused, ConnectRequest, Link};
+use iot_dm_core::wire::{topic, RequestId, RequestIds};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -23,7 +25,7 @@ use crate::credentials::DeviceCredentials as Credentials;
 use crate::error::Error;
 use crate::methods::{MethodRegistry, MethodReply};
 use crate::transport::Transport;
-use crate::types::{CloseReason, ConnectionState, DisconnectReason};
+use crate::types::{CloseReason, CloudMessage, ConnectionState, DisconnectReason};
 
 use desired::DesiredTracker;
 use ops::{Command, Op};
@@ -66,10 +68,12 @@ pub(crate) struct Driver {
     /// Operations not sent yet, in issue order.
     queue: VecDeque<Op>,
     next_seq: u64,
-    next_rid: u64,
+    rids: RequestIds,
     /// Sessions started so far; tags method requests with their session.
     epoch: u64,
     desired: DesiredTracker,
+    /// Cloud-to-device message consumers.
+    cloud: Vec<mpsc::UnboundedSender<CloudMessage>>,
     backoff: Backoff,
     /// When to reconnect with a fresh SAS token.
     renew_at: Option<Timestamp>,
@@ -92,7 +96,7 @@ impl Driver {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (state, state_rx) = watch::channel(ConnectionState::Connecting);
         let (method_tx, method_rx) = mpsc::unbounded_channel();
-        let filters = crate::proto::subscriptions(credentials.device_id(), credentials.module_id());
+        let filters = subscriptions(credentials.device_id(), credentials.module_id());
         let backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
         let driver = Driver {
             transport,
@@ -107,9 +111,10 @@ impl Driver {
             method_rx,
             queue: VecDeque::new(),
             next_seq: 0,
-            next_rid: 1,
+            rids: RequestIds::new(),
             epoch: 0,
             desired: DesiredTracker::new(),
+            cloud: Vec::new(),
             backoff,
             renew_at: None,
             closing: None,
@@ -250,6 +255,7 @@ impl Driver {
             }
             Some(Command::Close(waiter)) => self.begin_close(Some(waiter)),
             Some(Command::SubscribeDesired(tx)) => self.desired.subscribe(tx),
+            Some(Command::SubscribeCloud(tx)) => self.cloud.push(tx),
             Some(Command::Op(kind)) => {
                 let op = Op {
                     seq: self.next_seq,
@@ -289,6 +295,7 @@ impl Driver {
             });
         }
         self.desired.close();
+        self.cloud.clear();
         self.set_state(ConnectionState::Closed {
             reason: reason.clone(),
         });
@@ -300,7 +307,7 @@ impl Driver {
                     reason: reason.clone(),
                 }),
                 Command::Close(w) => drop(w.send(())),
-                Command::SubscribeDesired(_) => {}
+                Command::SubscribeDesired(_) | Command::SubscribeCloud(_) => {}
             }
         }
         if let Some(closing) = self.closing.take() {
@@ -321,10 +328,21 @@ impl Driver {
         });
     }
 
-    fn next_rid(&mut self) -> String {
-        let rid = self.next_rid.to_string();
-        self.next_rid = self.next_rid.wrapping_add(1);
-        rid
+    /// Hands a cloud-to-device message to every consumer (it is dropped, with a warning, when
+    /// there is none).
+    fn deliver_cloud(&mut self, message: CloudMessage) {
+        self.cloud.retain(|c| !c.is_closed());
+        if self.cloud.is_empty() {
+            tracing::warn!(
+                properties = ?message.properties,
+                "cloud-to-device message dropped: no consumer (see DeviceClient::cloud_messages)"
+            );
+        }
+        self.cloud.retain(|c| c.send(message.clone()).is_ok());
+    }
+
+    fn next_rid(&mut self) -> RequestId {
+        self.rids.next_id()
     }
 
     /// Puts operations that were sent but not settled back in the queue, in issue order.
@@ -332,6 +350,20 @@ impl Driver {
         self.queue.extend(ops);
         self.queue.make_contiguous().sort_by_key(|op| op.seq);
     }
+}
+
+/// The subscription filters of every session: twin responses, desired patches, methods, and
+/// cloud-to-device messages (module inputs for a module identity).
+fn subscriptions(device: &DeviceId, module: Option<&ModuleId>) -> Vec<String> {
+    vec![
+        topic::TWIN_RESPONSE_FILTER.to_string(),
+        topic::DESIRED_PATCH_FILTER.to_string(),
+        topic::METHOD_REQUEST_FILTER.to_string(),
+        match module {
+            Some(m) => topic::module_input_filter(device, m),
+            None => topic::c2d_filter(device),
+        },
+    ]
 }
 
 /// A connection attempt bounded by `timeout`.

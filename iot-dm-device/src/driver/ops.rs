@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Operation};
-use crate::types::{DesiredPatch, TwinState};
+use crate::types::{CloudMessage, DesiredPatch, TwinState};
 
 /// Where an operation's outcome goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -16,6 +16,8 @@ pub(crate) enum Command {
     Op(OpKind),
     /// A new desired-patch consumer.
     SubscribeDesired(mpsc::UnboundedSender<DesiredPatch>),
+    /// A new cloud-to-device message consumer.
+    SubscribeCloud(mpsc::UnboundedSender<CloudMessage>),
     /// Close the client; the sender is told when it is closed.
     Close(oneshot::Sender<()>),
 }

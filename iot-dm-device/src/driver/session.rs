@@ -19,9 +19,10 @@ use super::desired::Next;
 use super::ops::{parse_twin, Op, OpKind};
 use super::{Driver, SessionEnd};
 use crate::backoff::Backoff;
+use iot_dm_core::wire::{topic, HubTopic, RequestId};
+
 use crate::methods::{MethodReply, BAD_REQUEST, HANDLER_FAILED};
-use crate::proto::{self, HubTopic};
-use crate::types::{ConnectionState, DisconnectReason, MethodCall};
+use crate::types::{CloudMessage, ConnectionState, DisconnectReason, MethodCall};
 
 type SendOutput = (Box<dyn LinkTx<DeviceFrame>>, Result<(), LinkClosed>);
 type SendFuture = Pin<Box<dyn Future<Output = SendOutput> + Send>>;
@@ -55,7 +56,7 @@ pub(super) struct Session {
     sending_op: Option<Op>,
     control: VecDeque<Control>,
     /// Twin requests sent, by request id.
-    inflight: HashMap<String, Inflight>,
+    inflight: HashMap<RequestId, Inflight>,
     resync_retry: Option<Instant>,
     resync_backoff: Backoff,
 }
@@ -154,8 +155,8 @@ impl Driver {
             let deadline = s.next_deadline();
             let renew_in = self.renew_at.map(|t| t.since(self.opts.clock.now()));
             let unsettled = s.unsettled();
+            // Unbiased: a busy receive half cannot starve the send in progress.
             tokio::select! {
-                biased;
                 msg = s.rx.recv() => match msg {
                     Some(m) => self.on_message(s, m),
                     None => return SessionEnd::Lost(DisconnectReason::SessionEnded),
@@ -202,7 +203,7 @@ impl Driver {
                     Control::Frame(f) => break Some(f),
                     Control::ResyncGet => {
                         let rid = self.next_rid();
-                        let topic = proto::twin_get(&rid);
+                        let topic = topic::twin_get(&rid);
                         let pending = Pending::Resync;
                         s.inflight.insert(rid, Inflight { pending, deadline });
                         break Some(publish(topic, Bytes::new()));
@@ -219,14 +220,14 @@ impl Driver {
             match &op.kind {
                 OpKind::GetTwin(_) => {
                     let rid = self.next_rid();
-                    let frame = publish(proto::twin_get(&rid), Bytes::new());
+                    let frame = publish(topic::twin_get(&rid), Bytes::new());
                     let pending = Pending::User(op);
                     s.inflight.insert(rid, Inflight { pending, deadline });
                     break Some(frame);
                 }
                 OpKind::UpdateReported { body, .. } => {
                     let rid = self.next_rid();
-                    let frame = publish(proto::twin_patch_reported(&rid), body.clone());
+                    let frame = publish(topic::twin_patch_reported(&rid), body.clone());
                     let pending = Pending::User(op);
                     s.inflight.insert(rid, Inflight { pending, deadline });
                     break Some(frame);
@@ -252,14 +253,22 @@ impl Driver {
     }
 
     fn on_message(&mut self, s: &mut Session, m: Message) {
-        let topic = match proto::parse(&m.topic) {
+        self.dispatch(s, &m);
+        // At-least-once messages are acknowledged once handled (handed to their consumer).
+        if let Some(id) = m.ack_id {
+            s.control.push_back(Control::Frame(DeviceFrame::Ack(id)));
+        }
+    }
+
+    fn dispatch(&mut self, s: &mut Session, m: &Message) {
+        let parsed = match HubTopic::parse(&m.topic) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(topic = %m.topic, error = %e, "ignoring a message on an unknown topic");
                 return;
             }
         };
-        match topic {
+        match parsed {
             HubTopic::TwinResponse {
                 status,
                 rid,
@@ -295,9 +304,10 @@ impl Driver {
                         let call = MethodCall {
                             name,
                             payload,
-                            request_id: rid.clone(),
+                            request_id: rid.as_str().to_string(),
                         };
-                        self.methods.dispatch(call, s.epoch, &self.method_tx)
+                        self.methods
+                            .dispatch(call, rid.clone(), s.epoch, &self.method_tx)
                     }
                     Err(e) => Some(MethodResponse {
                         status: BAD_REQUEST,
@@ -308,8 +318,18 @@ impl Driver {
                     s.control.push_back(method_answer(&rid, &response));
                 }
             }
-            HubTopic::CloudToDevice => {
-                tracing::debug!(topic = %m.topic, "cloud-to-device message dropped");
+            HubTopic::CloudToDevice { bag } => self.deliver_cloud(CloudMessage {
+                payload: m.payload.clone(),
+                properties: bag,
+                input: None,
+            }),
+            HubTopic::ModuleInput { input, bag } => self.deliver_cloud(CloudMessage {
+                payload: m.payload.clone(),
+                properties: bag,
+                input: Some(input),
+            }),
+            other => {
+                tracing::debug!(topic = ?other, "ignoring a hub message this client does not handle")
             }
         }
     }
@@ -353,7 +373,7 @@ impl Driver {
     /// Fails twin requests past their deadline, and starts a due resync retry.
     fn expire(&mut self, s: &mut Session) {
         let now = Instant::now();
-        let expired: Vec<String> = s
+        let expired: Vec<RequestId> = s
             .inflight
             .iter()
             .filter(|(_, i)| i.deadline <= now)
@@ -382,7 +402,7 @@ impl Driver {
 
 /// The frame answering method request `rid`. A payload over the size limit turns into a 500
 /// answer saying so.
-fn method_answer(rid: &str, response: &MethodResponse) -> Control {
+fn method_answer(rid: &RequestId, response: &MethodResponse) -> Control {
     let (status, body) = match response.device_body() {
         Ok(body) => (response.status, body),
         Err(e) => (
@@ -391,7 +411,7 @@ fn method_answer(rid: &str, response: &MethodResponse) -> Control {
         ),
     };
     Control::Frame(publish(
-        proto::method_response(status, rid),
+        topic::method_response(status, rid),
         Bytes::from(body),
     ))
 }

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::link::{
-    ConnectRefused, ConnectRequest, DeviceFrame, Endpoint, Link, LinkClosed, LinkRx, LinkTx,
-    Message, QoS,
+    ConnectRefused, ConnectRequest, Credentials, DeviceFrame, Endpoint, Link, LinkClosed, LinkRx,
+    LinkTx, Message, QoS,
 };
 use iot_dm_core::twin::{desired_notification, Twin, TwinLimits};
+use iot_dm_core::wire::{device_resource_uri, SasToken, SymmetricKey};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -75,6 +76,8 @@ struct State {
 pub(crate) struct FakeHub {
     state: Arc<Mutex<State>>,
 }
+
+use super::DEVICE;
 
 pub(crate) const DESIRED_FILTER: &str = "$iothub/twin/PATCH/properties/desired/#";
 pub(crate) const METHOD_FILTER: &str = "$iothub/methods/POST/#";
@@ -207,6 +210,29 @@ impl FakeHub {
             .unwrap();
     }
 
+    /// Sends a cloud-to-device message at least once, with `ack_id`.
+    pub(crate) async fn push_c2d(&self, bag: &str, body: &str, ack_id: u64) {
+        let tx = self.lock().session.as_ref().map(|s| s.to_device.clone());
+        let mut m = Message::new(
+            format!("devices/{DEVICE}/messages/devicebound/{bag}"),
+            body.to_string(),
+        )
+        .with_qos(QoS::AtLeastOnce);
+        m.ack_id = Some(ack_id);
+        tx.expect("a device is connected").send(m).await.unwrap();
+    }
+
+    /// The acks the device sent.
+    pub(crate) fn acks(&self) -> Vec<u64> {
+        self.received()
+            .iter()
+            .filter_map(|r| match r.frame {
+                DeviceFrame::Ack(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Invokes a direct method and waits for the device's answer: (status, JSON payload).
     pub(crate) async fn invoke(&self, name: &str, payload: &str) -> (i32, Value) {
         let (tx, rx) = oneshot::channel();
@@ -249,7 +275,7 @@ impl FakeHub {
                 }
                 return vec![];
             }
-            DeviceFrame::Unsubscribe(_) => return vec![],
+            DeviceFrame::Unsubscribe(_) | DeviceFrame::Ack(_) => return vec![],
             DeviceFrame::Publish(m) => m,
         };
         let rid = query(&m.topic, "$rid").unwrap_or_default();
@@ -302,6 +328,23 @@ impl FakeHub {
     }
 }
 
+/// Checks a SAS token as the hub does: signed with the device key, for this device, not
+/// expired.
+fn check_credentials(request: &ConnectRequest) -> Result<(), ConnectRefused> {
+    let refused = |reason: String| ConnectRefused::NotAuthorized { reason };
+    let Credentials::Sas(token) = &request.credentials else {
+        return Err(refused("only SAS tokens are accepted".into()));
+    };
+    let token = SasToken::parse(token).map_err(|e| refused(e.to_string()))?;
+    let key = SymmetricKey::new(super::KEY).unwrap();
+    token
+        .verify(&key, now())
+        .map_err(|e| refused(e.to_string()))?;
+    token
+        .check_resource(&device_resource_uri(super::HOST, &request.device_id))
+        .map_err(|e| refused(e.to_string()))
+}
+
 async fn serve(
     hub: FakeHub,
     n: usize,
@@ -327,10 +370,11 @@ async fn serve(
 impl Endpoint for FakeHub {
     async fn connect(&self, request: ConnectRequest) -> Result<Link, ConnectRefused> {
         let mut st = self.lock();
-        st.connects.push(request);
+        st.connects.push(request.clone());
         if let Some(r) = &st.refuse {
             return Err(r.clone());
         }
+        check_credentials(&request)?;
         // A new connection replaces the old one.
         if let Some(old) = st.session.take() {
             old.task.abort();

@@ -115,7 +115,12 @@ async fn slow_handlers_do_not_block_the_session() {
     };
     // twin traffic flows while the handler sleeps
     let started = tokio::time::Instant::now();
-    assert_eq!(client.update_reported(json!({"a": 1})).await.unwrap(), 2);
+    assert_eq!(
+        within(client.update_reported(json!({"a": 1})))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
-    assert_eq!(invoke.await.unwrap(), (200, json!("done")));
+    assert_eq!(within(invoke).await.unwrap(), (200, json!("done")));
 }

@@ -42,6 +42,14 @@ pub(crate) async fn connect(hub: &FakeHub) -> DeviceClient {
     builder(hub).connect().await.unwrap()
 }
 
+/// `f`'s output, or a test failure once two minutes of (paused) time have passed: a broken
+/// client fails the test instead of hanging it.
+pub(crate) async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .expect("finished within 120s of paused time")
+}
+
 /// Waits (in paused time) until `f` holds.
 pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..2000 {
@@ -65,12 +73,9 @@ pub(crate) async fn wait_state(client: &DeviceClient, f: impl Fn(&ConnectionStat
 /// The `se=` of a SAS token.
 pub(crate) fn token_expiry(req: &iot_dm_core::link::ConnectRequest) -> i64 {
     match &req.credentials {
-        iot_dm_core::link::Credentials::Sas(t) => t
-            .split(['&', ' '])
-            .find_map(|p| p.strip_prefix("se="))
+        iot_dm_core::link::Credentials::Sas(t) => iot_dm_core::wire::SasToken::parse(t)
             .unwrap()
-            .parse()
-            .unwrap(),
+            .expiry_unix_secs(),
         other => panic!("not a SAS token: {other:?}"),
     }
 }

@@ -20,9 +20,9 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
     let hub = FakeHub::new(DEVICE);
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
-    assert_eq!(desired.recv().await.unwrap().version, 1);
+    assert_eq!(within(desired.recv()).await.unwrap().version, 1);
     hub.set_desired(json!({"a": 1})).await;
-    assert_eq!(desired.recv().await.unwrap().version, 2);
+    assert_eq!(within(desired.recv()).await.unwrap().version, 2);
 
     hub.refuse(unavailable());
     hub.drop_link();
@@ -44,7 +44,7 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
 
     hub.refuse(None);
     wait_state(&client, ConnectionState::is_connected).await;
-    let full = desired.recv().await.unwrap();
+    let full = within(desired.recv()).await.unwrap();
     assert_eq!((full.version, full.full), (3, true));
     assert_eq!(full.patch, json!({"a": 1, "b": 2}));
     // subscribed again on the new session: live notifications flow
@@ -53,7 +53,7 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
     })
     .await;
     hub.set_desired(json!({"c": 3})).await;
-    let next = desired.recv().await.unwrap();
+    let next = within(desired.recv()).await.unwrap();
     assert_eq!((next.version, next.full), (4, false));
     assert_eq!(next.patch, json!({"c": 3}));
 }
@@ -63,7 +63,7 @@ async fn reconnect_without_a_change_delivers_nothing() {
     let hub = FakeHub::new(DEVICE);
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
-    assert_eq!(desired.recv().await.unwrap().version, 1);
+    assert_eq!(within(desired.recv()).await.unwrap().version, 1);
     hub.drop_link();
     eventually("reconnected", || hub.current_session() == Some(2)).await;
     eventually("resync GET", || {
@@ -73,7 +73,7 @@ async fn reconnect_without_a_change_delivers_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(desired.try_recv(), None);
     hub.set_desired(json!({"x": 1})).await;
-    assert_eq!(desired.recv().await.unwrap().version, 2);
+    assert_eq!(within(desired.recv()).await.unwrap().version, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,13 +93,15 @@ async fn offline_queue_keeps_issue_order_and_its_bound() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let err = client.update_reported(json!({"n": 4})).await.unwrap_err();
+    let err = within(client.update_reported(json!({"n": 4})))
+        .await
+        .unwrap_err();
     assert!(err.is_queue_full() && err.is_retryable(), "{err:?}");
 
     hub.refuse(None);
     let mut versions = Vec::new();
     for t in tasks {
-        versions.push(t.await.unwrap().unwrap());
+        versions.push(within(t).await.unwrap().unwrap());
     }
     assert_eq!(versions, [2, 3, 4]);
     let session = hub.current_session().unwrap();
@@ -132,7 +134,7 @@ async fn unanswered_patch_is_sent_again_after_reconnect() {
     .await;
     hub.set_silent(false);
     hub.drop_link();
-    assert_eq!(pending.await.unwrap().unwrap(), 2);
+    assert_eq!(within(pending).await.unwrap().unwrap(), 2);
     assert_eq!(hub.publishes(2, "$iothub/twin/PATCH/").len(), 1);
 }
 
@@ -145,12 +147,17 @@ async fn a_withdrawn_operation_is_not_sent() {
     wait_state(&client, |s| !s.is_connected()).await;
     let gave_up = tokio::time::timeout(
         Duration::from_millis(50),
-        client.update_reported(json!({"a": 1})),
+        within(client.update_reported(json!({"a": 1}))),
     )
     .await;
     assert!(gave_up.is_err());
     hub.refuse(None);
-    assert_eq!(client.update_reported(json!({"b": 2})).await.unwrap(), 2);
+    assert_eq!(
+        within(client.update_reported(json!({"b": 2})))
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(hub.twin().reported().doc().to_value(), json!({"b": 2}));
 }
 
@@ -159,7 +166,7 @@ async fn refused_reconnect_closes_the_client() {
     let hub = FakeHub::new(DEVICE);
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
-    assert!(desired.recv().await.unwrap().full);
+    assert!(within(desired.recv()).await.unwrap().full);
     hub.refuse(Some(ConnectRefused::NotAuthorized {
         reason: "device disabled".into(),
     }));
@@ -173,9 +180,9 @@ async fn refused_reconnect_closes_the_client() {
             }
         }
     );
-    let err = client.get_twin().await.unwrap_err();
+    let err = within(client.get_twin()).await.unwrap_err();
     assert!(err.is_refused() && err.is_closed(), "{err:?}");
-    assert_eq!(desired.recv().await, None);
+    assert_eq!(within(desired.recv()).await, None);
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(hub.connects().len(), 2, "no retry after a refusal");
 }
@@ -190,9 +197,9 @@ async fn close_flushes_then_ends_everything() {
         tokio::spawn(async move { c.update_reported(json!({"bye": true})).await })
     };
     tokio::task::yield_now().await;
-    client.close().await;
+    within(client.close()).await;
     assert_eq!(
-        pending.await.unwrap().unwrap(),
+        within(pending).await.unwrap().unwrap(),
         2,
         "queued before close: sent"
     );
@@ -202,13 +209,13 @@ async fn close_flushes_then_ends_everything() {
             reason: CloseReason::Requested
         }
     );
-    let err = client.get_twin().await.unwrap_err();
+    let err = within(client.get_twin()).await.unwrap_err();
     assert!(err.is_closed() && !err.is_refused(), "{err:?}");
-    while let Some(p) = desired.recv().await {
+    while let Some(p) = within(desired.recv()).await {
         assert!(p.full);
     }
     eventually("hub saw the session end", || hub.sessions_ended() == 1).await;
-    client.close().await; // closing twice is fine
+    within(client.close()).await; // closing twice is fine
     assert_eq!(hub.connects().len(), 1);
 }
 
@@ -223,7 +230,7 @@ async fn dropping_every_handle_closes_the_session() {
     assert_eq!(hub.sessions_ended(), 0, "a clone keeps it open");
     drop(clone);
     eventually("session closed", || hub.sessions_ended() == 1).await;
-    while desired.recv().await.is_some() {}
+    while within(desired.recv()).await.is_some() {}
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,5 +250,10 @@ async fn sas_token_is_renewed_before_it_expires() {
     eventually("renewed", || hub.connects().len() == 2).await;
     assert_eq!(token_expiry(&hub.connects()[1]), START + 81 + 100);
     wait_state(&client, ConnectionState::is_connected).await;
-    assert_eq!(client.update_reported(json!({"a": 1})).await.unwrap(), 2);
+    assert_eq!(
+        within(client.update_reported(json!({"a": 1})))
+            .await
+            .unwrap(),
+        2
+    );
 }
