@@ -223,3 +223,79 @@ impl DeviceCredentials {
         Ok((request, renew_at))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const KEY: &str = "aW90LWRtIGtub3duLWFuc3dlciB0ZXN0IGtleSAzMmI=";
+
+    fn opts() -> Options {
+        Options {
+            sas_ttl: Duration::from_secs(100),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn key_credentials_sign_tokens_for_the_identity() {
+        let creds = DeviceCredentials::from_connection_string(&format!(
+            "HostName=hub.test;DeviceId=d1;ModuleId=m1;SharedAccessKey={KEY}"
+        ))
+        .unwrap();
+        assert!(creds.is_renewable());
+        let now = Timestamp::from_unix_secs(1_000);
+        let (req, renew_at) = creds.request(now, &opts()).unwrap();
+        assert_eq!(req.module_id.as_ref().map(|m| m.as_str()), Some("m1"));
+        assert_eq!(renew_at, Some(Timestamp::from_unix_secs(1_080)));
+        let LinkCredentials::Sas(token) = req.credentials else {
+            panic!("not a SAS token")
+        };
+        let token = SasToken::parse(&token).unwrap();
+        assert_eq!(token.resource_uri(), "hub.test/devices/d1/modules/m1");
+        assert_eq!(token.expiry_unix_secs(), 1_100);
+        token.verify(&SymmetricKey::new(KEY).unwrap(), now).unwrap();
+    }
+
+    #[test]
+    fn ready_tokens_and_certificates_are_passed_through() {
+        let device = DeviceId::new("d1").unwrap();
+        let text = SasToken::generate(
+            "hub.test/devices/d1",
+            &SymmetricKey::new(KEY).unwrap(),
+            Timestamp::from_unix_secs(5_000),
+            None,
+        );
+        let creds = DeviceCredentials::sas_token(device.clone(), text.as_str()).unwrap();
+        assert!(!creds.is_renewable());
+        let (req, renew_at) = creds.request(Timestamp::EPOCH, &opts()).unwrap();
+        assert_eq!(req.credentials, LinkCredentials::Sas(text.as_str().into()));
+        assert_eq!(renew_at, None);
+
+        let creds = DeviceCredentials::x509(device, "AB12", "CD34");
+        let (req, _) = creds.request(Timestamp::EPOCH, &opts()).unwrap();
+        assert_eq!(
+            req.credentials,
+            LinkCredentials::X509 {
+                sha1: "AB12".into(),
+                sha256: "CD34".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unusable_credentials_are_config_errors() {
+        let device = DeviceId::new("d1").unwrap();
+        for err in [
+            DeviceCredentials::from_connection_string("HostName=h;DeviceId=d1;x509=true")
+                .unwrap_err(),
+            DeviceCredentials::from_connection_string("HostName=h;SharedAccessKey=AAAA")
+                .unwrap_err(),
+            DeviceCredentials::sas_token(device.clone(), "not a token").unwrap_err(),
+            DeviceCredentials::symmetric_key("h", device, "not base64!").unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        }
+    }
+}

@@ -384,3 +384,20 @@ async fn attempt(
 fn drop_stale(reply: MethodReply) {
     tracing::debug!(rid = %reply.rid, "dropping a method answer for a closed session");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_subscribe_to_c2d_and_modules_to_their_inputs() {
+        let d = DeviceId::new("d1").unwrap();
+        let m = ModuleId::new("m1").unwrap();
+        let device = subscriptions(&d, None);
+        assert_eq!(device.len(), 4);
+        assert_eq!(device[3], "devices/d1/messages/devicebound/#");
+        let module = subscriptions(&d, Some(&m));
+        assert_eq!(module[..3], device[..3]);
+        assert_eq!(module[3], "devices/d1/modules/m1/inputs/#");
+    }
+}
