@@ -11,6 +11,10 @@
 //! | [`doc`] | [`doc::Doc`], the compact JSON document twins are stored in, with merge patch |
 //! | [`twin`] | [`twin::Twin`]: identity fields, tags, desired and reported properties, patches, limits |
 //! | [`link`] | the device-hub seam: [`link::Endpoint`], [`link::Link`] and the frames on it |
+//! | [`lifecycle`] | the device lifecycle state machine: [`lifecycle::LifecycleState`], [`lifecycle::DeviceLifecycle`] |
+//! | [`method`] | direct-method envelopes: [`method::MethodName`], [`method::MethodRequest`], [`method::MethodResponse`], payload codec |
+//! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
+//! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
 //! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -19,6 +23,10 @@
 pub mod clock;
 pub mod doc;
 pub mod identity;
+pub mod lifecycle;
 pub mod link;
+pub mod method;
+pub mod patterns;
 pub mod query;
 pub mod twin;
+pub mod wire;

@@ -42,6 +42,9 @@ pub struct Message {
     pub payload: Bytes,
     /// The delivery guarantee.
     pub qos: QoS,
+    /// For an at-least-once message from the hub: the id the device acknowledges with
+    /// [`DeviceFrame::Ack`] (an MQTT transport acknowledges with PUBACK and translates).
+    pub ack_id: Option<u64>,
 }
 
 impl Message {
@@ -51,6 +54,7 @@ impl Message {
             topic: topic.into(),
             payload: payload.into(),
             qos: QoS::AtMostOnce,
+            ack_id: None,
         }
     }
 
@@ -67,6 +71,7 @@ impl fmt::Debug for Message {
             .field("topic", &self.topic)
             .field("payload_len", &self.payload.len())
             .field("qos", &self.qos)
+            .field("ack_id", &self.ack_id)
             .finish()
     }
 }
@@ -80,6 +85,8 @@ pub enum DeviceFrame {
     Subscribe(Vec<String>),
     /// Removal of subscriptions.
     Unsubscribe(Vec<String>),
+    /// Acknowledges an at-least-once message from the hub (its [`Message::ack_id`]).
+    Ack(u64),
 }
 
 /// How a device proves who it is.

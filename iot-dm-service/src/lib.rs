@@ -1,1 +1,15 @@
-//! The iot-dm hub (in progress).
+//! # iot-dm-service
+//!
+//! The service side of iot-dm.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
+//! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod hub;
+pub mod store;
+
+pub use hub::{Hub, HubBuilder, HubError};

@@ -1,0 +1,184 @@
+//! The hub's error type, with IoT Hub's error codes.
+
+use iot_dm_core::lifecycle::LifecycleError;
+use iot_dm_core::method::MethodError;
+use iot_dm_core::twin::TwinError;
+
+use crate::store::StoreError;
+
+/// Why a hub operation failed.
+///
+/// Match on the variant or use the predicates (`is_not_found()`, ...); [`HubError::code`] gives
+/// IoT Hub's six-digit error code and [`HubError::http_status`] the HTTP status the REST API
+/// answers with. Message text is for people and may change.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// No device with this id (or it is retired, for operations on live devices).
+    #[error("device {device_id:?} not found")]
+    DeviceNotFound {
+        /// The device id.
+        device_id: String,
+    },
+    /// A device with this id already exists.
+    #[error("device {device_id:?} already exists")]
+    DeviceAlreadyExists {
+        /// The device id.
+        device_id: String,
+    },
+    /// An `If-Match` ETag does not match.
+    #[error("precondition failed: If-Match {expected:?} does not match etag {actual:?}")]
+    PreconditionFailed {
+        /// The ETag the caller sent.
+        expected: String,
+        /// The current ETag.
+        actual: String,
+    },
+    /// The device is not connected, or not listening for direct methods.
+    #[error("device {device_id:?} is not online or not listening for direct methods")]
+    DeviceNotOnline {
+        /// The device id.
+        device_id: String,
+    },
+    /// The device did not answer a direct method in time.
+    #[error("device {device_id:?} did not answer within {timeout_secs} s")]
+    GatewayTimeout {
+        /// The device id.
+        device_id: String,
+        /// The response timeout that passed.
+        timeout_secs: u64,
+    },
+    /// A field of the request is invalid.
+    #[error("invalid {field}: {message}")]
+    InvalidInput {
+        /// Which field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A twin change was refused (limits, keys, ETag).
+    #[error(transparent)]
+    Twin(#[from] TwinError),
+    /// A lifecycle transition is not allowed from the device's state.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// A direct-method request or response is invalid.
+    #[error(transparent)]
+    Method(#[from] MethodError),
+    /// The device's cloud-to-device queue is full.
+    #[error("device {device_id:?} already has {limit} cloud-to-device messages waiting")]
+    QueueFull {
+        /// The device id.
+        device_id: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many devices for one call or for the hub.
+    #[error("too many devices: {count}, the limit is {limit}")]
+    TooManyDevices {
+        /// How many were asked for.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The store failed to make a write durable. The write was not acknowledged.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    /// The hub is shut down.
+    #[error("the hub is shut down")]
+    Closed,
+    /// An unexpected internal failure.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl HubError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> HubError {
+        HubError::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(device_id: impl Into<String>) -> HubError {
+        HubError::DeviceNotFound {
+            device_id: device_id.into(),
+        }
+    }
+
+    /// IoT Hub's error code (`404001 DeviceNotFound`, `412001 PreconditionFailed`, ...).
+    pub fn code(&self) -> u32 {
+        match self {
+            HubError::DeviceNotFound { .. } => 404_001,
+            HubError::DeviceAlreadyExists { .. } => 409_001,
+            HubError::PreconditionFailed { .. } => 412_001,
+            HubError::DeviceNotOnline { .. } => 404_103,
+            HubError::GatewayTimeout { .. } => 504_101,
+            HubError::Twin(e) if e.is_precondition_failed() => 412_001,
+            HubError::Method(MethodError::PayloadTooLarge { .. }) => 413_001,
+            HubError::InvalidInput { .. }
+            | HubError::Twin(_)
+            | HubError::Method(_)
+            | HubError::Lifecycle(_) => 400_004,
+            HubError::TooManyDevices { .. } => 413_002,
+            HubError::QueueFull { .. } => 403_004,
+            HubError::Store(_) | HubError::Internal { .. } => 500_001,
+            HubError::Closed => 503_001,
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        u16::try_from(self.code() / 1000).unwrap_or(500)
+    }
+
+    /// IoT Hub's name for the error code.
+    pub fn code_name(&self) -> &'static str {
+        match self.code() {
+            404_001 => "DeviceNotFound",
+            409_001 => "DeviceAlreadyExists",
+            412_001 => "PreconditionFailed",
+            404_103 => "DeviceNotOnline",
+            504_101 => "GatewayTimeout",
+            413_001 => "MessageTooLarge",
+            413_002 => "TooManyDevices",
+            403_004 => "DeviceMaximumQueueDepthExceeded",
+            500_001 => "ServerError",
+            503_001 => "ServiceUnavailable",
+            _ => "ArgumentInvalid",
+        }
+    }
+
+    /// The device does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, HubError::DeviceNotFound { .. })
+    }
+
+    /// The device already exists.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, HubError::DeviceAlreadyExists { .. })
+    }
+
+    /// An ETag precondition failed.
+    pub fn is_precondition_failed(&self) -> bool {
+        self.code() == 412_001
+    }
+
+    /// The device is not connected or not listening.
+    pub fn is_not_online(&self) -> bool {
+        matches!(self, HubError::DeviceNotOnline { .. })
+    }
+
+    /// A direct method timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, HubError::GatewayTimeout { .. })
+    }
+
+    /// The request was invalid (HTTP 400 or 413).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self.http_status(), 400 | 413)
+    }
+}

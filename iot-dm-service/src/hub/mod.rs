@@ -1,0 +1,257 @@
+//! The embeddable hub: identity registry, twin store, queries, direct methods, the device
+//! lifecycle and the device-facing endpoint.
+//!
+//! A [`Hub`] is a cheap-clone handle. Everything lives in memory, so queries run at memory
+//! speed and see every acknowledged write (read-your-writes); every write is made durable by the
+//! configured [store](crate::store) through group commit before it is acknowledged.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use iot_dm_service::hub::{Hub, DeviceSpec};
+//! use serde_json::json;
+//!
+//! let hub = Hub::builder().in_memory().open().await?;
+//! let device = hub.create_device(DeviceSpec::new("pump-1".parse()?)).await?;
+//! assert!(device.authentication.symmetric_key.primary_key.is_some());
+//!
+//! let twin = hub
+//!     .update_twin("pump-1", &serde_json::from_value(json!({"tags": {"site": "north"}}))?, None)
+//!     .await?;
+//! assert_eq!(twin.version(), 2);
+//! # Ok(()) }
+//! ```
+
+mod bulk;
+mod c2d;
+mod device;
+mod error;
+mod events;
+mod methods;
+mod persist;
+mod registry;
+mod sessions;
+mod state;
+mod twins;
+
+pub use bulk::{
+    BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
+};
+pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
+pub use device::{generate_key, Authentication, Device, SymmetricKeys, Thumbprints};
+pub use error::HubError;
+pub use events::{Actor, HubEvent};
+pub use registry::{DeviceSpec, KeyKind, Page};
+pub use sessions::Telemetry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
+use iot_dm_core::twin::TwinLimits;
+
+use crate::store::{Committer, MemoryStore, Store};
+use state::State;
+
+/// Where the hub keeps its data.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Storage {
+    /// In memory only: nothing survives the process (tests, embedding).
+    Memory,
+    /// The embedded durable store in one file (the default for a served hub).
+    Redb(PathBuf),
+    /// A store of your own.
+    Custom(Arc<dyn Store>),
+}
+
+/// Builds a [`Hub`].
+#[derive(Debug)]
+pub struct HubBuilder {
+    storage: Storage,
+    limits: TwinLimits,
+    clock: Arc<dyn Clock>,
+    host_name: String,
+    event_capacity: usize,
+    checkpoint_interval: std::time::Duration,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            storage: Storage::Memory,
+            limits: TwinLimits::default(),
+            clock: Arc::new(SystemClock),
+            host_name: "localhost".into(),
+            event_capacity: 4096,
+            checkpoint_interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+impl HubBuilder {
+    /// Keeps everything in memory (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Storage::Memory;
+        self
+    }
+
+    /// Uses the embedded durable store at `path` (created when missing).
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.storage = Storage::Redb(path.into());
+        self
+    }
+
+    /// Uses a store of your own.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.storage = Storage::Custom(store);
+        self
+    }
+
+    /// Twin limits (IoT Hub's by default).
+    pub fn limits(mut self, limits: TwinLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The clock (the system clock by default); tests pass a manual one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The host name devices put in their SAS tokens and MQTT user names (`localhost` by
+    /// default).
+    pub fn host_name(mut self, host: impl Into<String>) -> Self {
+        self.host_name = host.into();
+        self
+    }
+
+    /// How many events a slow event subscriber may lag behind before it misses some.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(16);
+        self
+    }
+
+    /// How often logged reported patches are folded into device records (1 s by default; the
+    /// log is also folded early when it grows large). Shorter means a shorter log to replay
+    /// after a crash.
+    pub fn checkpoint_interval(mut self, every: std::time::Duration) -> Self {
+        self.checkpoint_interval = every.max(std::time::Duration::from_millis(10));
+        self
+    }
+
+    /// Opens the store, loads every device, replays the log, and returns the hub.
+    pub async fn open(self) -> Result<Hub, HubError> {
+        let store: Arc<dyn Store> = match self.storage {
+            Storage::Memory => Arc::new(MemoryStore::new()),
+            Storage::Redb(path) => Arc::new(open_redb(path).await?),
+            Storage::Custom(s) => s,
+        };
+        let started = std::time::Instant::now();
+        let state = State::load(store.as_ref()).await?;
+        let sequencer = persist::Sequencer::default();
+        let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
+        tracing::info!(
+            devices = state.devices.len(),
+            replayed,
+            backend = store.backend(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "hub opened"
+        );
+        let committer = Committer::new(store.clone());
+        let (events, _) = broadcast::channel(self.event_capacity);
+        let (telemetry, _) = broadcast::channel(self.event_capacity);
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                state,
+                store,
+                committer,
+                clock: self.clock,
+                limits: self.limits,
+                host_name: self.host_name,
+                events,
+                telemetry,
+                sessions: sessions::Sessions::default(),
+                sequencer,
+            }),
+        };
+        persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
+        Ok(hub)
+    }
+}
+
+async fn open_redb(path: PathBuf) -> Result<crate::store::RedbStore, HubError> {
+    Ok(crate::store::RedbStore::open(path).await?)
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) committer: Committer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: TwinLimits,
+    pub(crate) host_name: String,
+    pub(crate) events: broadcast::Sender<HubEvent>,
+    pub(crate) telemetry: broadcast::Sender<Arc<Telemetry>>,
+    pub(crate) sessions: sessions::Sessions,
+    pub(crate) sequencer: persist::Sequencer,
+}
+
+/// The hub. See the [module docs](self).
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("host_name", &self.inner.host_name)
+            .field("devices", &self.inner.state.devices.len())
+            .field("backend", &self.inner.store.backend())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// A builder with the defaults: in memory, IoT Hub's limits, the system clock.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// The host name devices address.
+    pub fn host_name(&self) -> &str {
+        &self.inner.host_name
+    }
+
+    /// Subscribes to the hub's events.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Number of device identities (planned, provisioned and retired).
+    pub fn device_count(&self) -> usize {
+        self.inner.state.devices.len()
+    }
+
+    /// Folds logged reported patches into device records now, and returns once that is
+    /// durable (call before a planned shutdown to make the next start faster).
+    pub async fn checkpoint(&self) -> Result<usize, HubError> {
+        persist::checkpoint(&self.inner).await
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn emit(&self, event: HubEvent) {
+        // no subscribers is fine
+        let _ = self.inner.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! The hub's in-memory state and how it is persisted.
+//!
+//! Every device is one [`Entry`] (identity + twin) behind its own mutex, in a lock-free ordered
+//! map keyed by device id. Twins are copy-on-write (`Arc<Twin>`): a query clones the `Arc`s it
+//! needs under each entry's lock for a few nanoseconds and evaluates without holding anything,
+//! so a long scan never blocks writers.
+//!
+//! A write runs on a copy of the entry under the entry's lock; on success the copy replaces the
+//! entry and its record is handed to the group committer *before the lock is released*, so the
+//! store sees the writes to one device in the order they were applied. The caller is
+//! acknowledged only when the committer reports the batch durable.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_skiplist::SkipMap;
+use serde::{Deserialize, Serialize};
+
+use iot_dm_core::identity::DeviceId;
+use iot_dm_core::lifecycle::LifecycleState;
+use iot_dm_core::twin::Twin;
+
+use super::device::Device;
+use super::error::HubError;
+use crate::store::{Op, Store, StoreError, Table};
+
+/// One device: its identity and its twin.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) device: Device,
+    pub(crate) twin: Arc<Twin>,
+    /// Queued cloud-to-device messages.
+    pub(crate) c2d: super::c2d::Queue,
+    /// Sequence number of the newest write this entry includes (see `persist`).
+    pub(crate) seq: u64,
+    /// Set when the device was deleted; writers that raced with the delete see it.
+    pub(crate) deleted: bool,
+}
+
+impl Entry {
+    /// Copies the identity fields the twin mirrors into the twin (cloning it only when
+    /// something changed).
+    pub(crate) fn sync_twin(&mut self) {
+        let d = &self.device;
+        let t = &self.twin;
+        let auth = &d.authentication;
+        let same = t.status == d.status
+            && t.status_reason == d.status_reason
+            && t.status_update_time == d.status_updated_time
+            && t.connection_state == d.connection_state
+            && t.last_activity_time == d.last_activity_time
+            && t.cloud_to_device_message_count == d.cloud_to_device_message_count
+            && t.authentication_type == auth.kind
+            && t.x509_thumbprint.primary_thumbprint == auth.x509_thumbprint.primary_thumbprint
+            && t.x509_thumbprint.secondary_thumbprint == auth.x509_thumbprint.secondary_thumbprint
+            && t.capabilities == d.capabilities
+            && t.device_etag.as_deref() == Some(d.etag.as_str());
+        if same {
+            return;
+        }
+        let t = Arc::make_mut(&mut self.twin);
+        t.status = d.status;
+        t.status_reason.clone_from(&d.status_reason);
+        t.status_update_time = d.status_updated_time;
+        t.connection_state = d.connection_state;
+        t.last_activity_time = d.last_activity_time;
+        t.cloud_to_device_message_count = d.cloud_to_device_message_count;
+        t.authentication_type = auth.kind;
+        t.x509_thumbprint.primary_thumbprint = auth.x509_thumbprint.primary_thumbprint.clone();
+        t.x509_thumbprint.secondary_thumbprint = auth.x509_thumbprint.secondary_thumbprint.clone();
+        t.capabilities = d.capabilities.clone();
+        t.device_etag = Some(d.etag.clone());
+    }
+
+    /// Whether the twin is in the live set (not retired).
+    pub(crate) fn is_live(&self) -> bool {
+        self.device.state() != LifecycleState::Retired
+    }
+}
+
+/// What is stored per device.
+#[derive(Serialize, Deserialize)]
+struct Record<'a> {
+    device: std::borrow::Cow<'a, Device>,
+    twin: std::borrow::Cow<'a, Twin>,
+    #[serde(default)]
+    c2d: std::borrow::Cow<'a, super::c2d::Queue>,
+    #[serde(default)]
+    seq: u64,
+}
+
+pub(crate) fn encode(entry: &Entry) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(&Record {
+        device: std::borrow::Cow::Borrowed(&entry.device),
+        twin: std::borrow::Cow::Borrowed(&*entry.twin),
+        c2d: std::borrow::Cow::Borrowed(&entry.c2d),
+        seq: entry.seq,
+    })
+    .map_err(|e| HubError::Internal {
+        message: format!("encoding device record: {e}"),
+    })
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
+    let r: Record<'static> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut e = Entry {
+        device: r.device.into_owned(),
+        twin: Arc::new(r.twin.into_owned()),
+        c2d: r.c2d.into_owned(),
+        seq: r.seq,
+        deleted: false,
+    };
+    // nothing is connected after a restart
+    e.device.connection_state = iot_dm_core::twin::ConnectionState::Disconnected;
+    e.sync_twin();
+    Ok(e)
+}
+
+pub(crate) type Slot = Arc<Mutex<Entry>>;
+
+pub(crate) fn lock(slot: &Slot) -> MutexGuard<'_, Entry> {
+    // a panic while holding an entry lock cannot leave a half-applied entry (writes replace
+    // the entry whole), so a poisoned lock is safe to use
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The in-memory registry.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) devices: SkipMap<DeviceId, Slot>,
+}
+
+impl State {
+    pub(crate) fn slot(&self, id: &str) -> Result<Slot, HubError> {
+        self.devices
+            .get(id)
+            .map(|e| e.value().clone())
+            .ok_or_else(|| HubError::not_found(id))
+    }
+
+    /// The highest sequence number any entry includes.
+    pub(crate) fn max_seq(&self) -> u64 {
+        self.devices
+            .iter()
+            .map(|e| lock(e.value()).seq)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Loads every record from the store.
+    pub(crate) async fn load(store: &dyn Store) -> Result<State, HubError> {
+        let state = State::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan(Table::Devices, after.as_deref(), 4096).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in page {
+                let entry = decode(&value).map_err(|e| HubError::Internal {
+                    message: format!(
+                        "stored record {:?} is unreadable: {e}",
+                        String::from_utf8_lossy(&key)
+                    ),
+                })?;
+                state
+                    .devices
+                    .insert(entry.device.device_id.clone(), Arc::new(Mutex::new(entry)));
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// A write that has been applied in memory and queued for the store.
+pub(crate) type Ack = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+pub(crate) fn put_op(entry: &Entry) -> Result<Op, HubError> {
+    Ok(Op::Put {
+        table: Table::Devices,
+        key: entry.device.device_id.as_str().as_bytes().to_vec(),
+        value: encode(entry)?,
+    })
+}
+
+pub(crate) fn delete_op(id: &DeviceId) -> Op {
+    Op::Delete {
+        table: Table::Devices,
+        key: id.as_str().as_bytes().to_vec(),
+    }
+}
+
+impl super::Inner {
+    /// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
+    /// its whole record is queued for the store, and the returned [`Ack`] resolves when it is
+    /// durable. On error nothing changed.
+    pub(crate) fn write<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<R, HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut copy = guard.clone();
+        let r = f(&mut copy)?;
+        copy.sync_twin();
+        copy.seq = self.sequencer.next();
+        let op = put_op(&copy)?;
+        let ack = self.committer.submit(vec![op]);
+        *guard = copy;
+        drop(guard);
+        Ok((r, Box::pin(ack)))
+    }
+
+    /// Like [`Inner::write`] for a reported patch: `f` applies it and returns the encoded log
+    /// entry that stands for it in the store instead of the whole record.
+    pub(crate) fn write_logged<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<(R, Vec<u8>), HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut copy = guard.clone();
+        let (r, value) = f(&mut copy)?;
+        copy.sync_twin();
+        copy.seq = self.sequencer.next_logged(&copy.device.device_id);
+        let op = Op::Put {
+            table: Table::Log,
+            key: copy.seq.to_be_bytes().to_vec(),
+            value,
+        };
+        let ack = self.committer.submit(vec![op]);
+        *guard = copy;
+        drop(guard);
+        Ok((r, Box::pin(ack)))
+    }
+}
