@@ -291,10 +291,16 @@ impl Query {
     /// assert_eq!(seen, 250);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn page<'a, I>(&self, twins: I, request: &PageRequest) -> Result<Page, QueryError>
+    ///
+    /// The items may be `&Twin` or anything that borrows as a [`Twin`] (such as `Arc<Twin>`),
+    /// so a store can hand out snapshots one at a time: a page stops reading as soon as it is
+    /// full.
+    pub fn page<I>(&self, twins: I, request: &PageRequest) -> Result<Page, QueryError>
     where
-        I: IntoIterator<Item = &'a Twin>,
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<Twin>,
     {
+        use std::borrow::Borrow;
         let size = check_size(request)?;
         self.check_collection()?;
         let cursor = self.cursor(request)?;
@@ -304,7 +310,9 @@ impl Query {
                 Cursor::Offset(o) => usize::try_from(o).unwrap_or(usize::MAX),
                 _ => 0,
             };
-            let rows = self.execute(twins)?;
+            // aggregates read every twin whatever the page
+            let all: Vec<I::Item> = twins.into_iter().collect();
+            let rows = self.execute(all.iter().map(|t| t.borrow()))?;
             let more = rows.len() > offset.saturating_add(size);
             let items: Vec<Value> = rows.into_iter().skip(offset).take(size).collect();
             let continuation = more.then(|| encode(&fp, json!({"o": offset + items.len()})));
@@ -325,17 +333,18 @@ impl Query {
         }
         let limit = remaining.map_or(size, |r| usize::try_from(r).unwrap_or(usize::MAX).min(size));
         let mut items = Vec::with_capacity(limit.min(DEFAULT_PAGE_SIZE));
-        let mut previous: Option<&Twin> = None;
-        for twin in twins {
-            if let Some(p) = previous {
-                if key_of(p) >= key_of(twin) {
+        let mut previous: Option<TwinKey> = None;
+        for item in twins {
+            let twin: &Twin = item.borrow();
+            if let Some(p) = &previous {
+                if p.cmp_twin(twin).is_le() {
                     return Err(QueryError::UnorderedTwins {
-                        previous: TwinKey::of(p).to_string(),
+                        previous: p.to_string(),
                         key: TwinKey::of(twin).to_string(),
                     });
                 }
             }
-            previous = Some(twin);
+            previous = Some(TwinKey::of(twin));
             if resume.as_ref().is_some_and(|k| k.cmp_twin(twin).is_lt()) {
                 continue;
             }
