@@ -154,13 +154,13 @@ fn build_fleet(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
         while let Some(r) = tasks.join_next().await {
             r.unwrap();
         }
-        hub.checkpoint().await.unwrap();
         let sample: Twin = hub.get_twin("dev-0000000").unwrap();
         eprintln!(
             "built {n} twins in {:.1} s; one twin is {} bytes of JSON",
             started.elapsed().as_secs_f64(),
             serde_json::to_vec(&sample.to_json()).unwrap().len()
         );
+        hub.shutdown().await.unwrap();
     });
 }
 

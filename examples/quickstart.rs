@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 use iot_dm::core::clock::Timestamp;
 use iot_dm::core::method::{MethodRequest, MethodResponse};
 use iot_dm::core::patterns::{
-    FirmwareEvent, FirmwareStatus, FirmwareUpdateRequest, PatternStatus, RebootEvent,
-    RebootStatus,
+    FirmwareEvent, FirmwareStatus, FirmwareUpdateRequest, PatternStatus, RebootEvent, RebootStatus,
 };
 use iot_dm::core::query::Condition;
 use iot_dm::core::twin::TwinPatch;
@@ -49,10 +48,20 @@ fn table(title: &str, rows: &[Value], columns: &[&str]) {
     };
     let widths: Vec<usize> = columns
         .iter()
-        .map(|c| rows.iter().map(|r| cell(r, c).len()).chain([c.len()]).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("  {}", parts.join("  "));
     };
     line(columns.iter().map(|c| c.to_string()).collect());
@@ -81,7 +90,9 @@ async fn run_device(client: DeviceClient, firmware: &'static str, battery: u64) 
     tokio::spawn(async move {
         while let Some(update) = desired.recv().await {
             if let Some(interval) = update.patch.get("telemetryInterval").filter(|v| v.is_u64()) {
-                let _ = c.update_reported(json!({"config": {"telemetryInterval": interval}})).await;
+                let _ = c
+                    .update_reported(json!({"config": {"telemetryInterval": interval}}))
+                    .await;
             }
         }
     });
@@ -91,14 +102,24 @@ async fn run_device(client: DeviceClient, firmware: &'static str, battery: u64) 
         let c = c.clone();
         async move {
             let mut status = RebootStatus::new(now());
-            let steps = [RebootEvent::Schedule { at: None }, RebootEvent::Start, RebootEvent::Complete];
+            let steps = [
+                RebootEvent::Schedule { at: None },
+                RebootEvent::Start,
+                RebootEvent::Complete,
+            ];
             for event in steps {
                 if status.apply(event, now()).is_err() {
-                    return MethodResponse { status: 409, payload: json!({"error": "bad state"}) };
+                    return MethodResponse {
+                        status: 409,
+                        payload: json!({"error": "bad state"}),
+                    };
                 }
                 let _ = c.update_reported(status.to_patch()).await;
             }
-            MethodResponse { status: 200, payload: json!({"rebooted": true}) }
+            MethodResponse {
+                status: 200,
+                payload: json!({"rebooted": true}),
+            }
         }
     });
 
@@ -109,12 +130,19 @@ async fn run_device(client: DeviceClient, firmware: &'static str, battery: u64) 
         async move {
             let request = match FirmwareUpdateRequest::from_payload(&call.payload) {
                 Ok(r) => r,
-                Err(e) => return MethodResponse { status: 400, payload: json!({"error": e.to_string()}) },
+                Err(e) => {
+                    return MethodResponse {
+                        status: 400,
+                        payload: json!({"error": e.to_string()}),
+                    }
+                }
             };
             let size = request.size();
             let mut fw = current.lock().await;
             let mut events = vec![FirmwareEvent::Start { request }];
-            events.extend((1..=4).map(|q| FirmwareEvent::Progress { bytes: size * q / 4 }));
+            events.extend((1..=4).map(|q| FirmwareEvent::Progress {
+                bytes: size * q / 4,
+            }));
             events.extend([
                 FirmwareEvent::DownloadComplete,
                 FirmwareEvent::Verify,
@@ -124,11 +152,17 @@ async fn run_device(client: DeviceClient, firmware: &'static str, battery: u64) 
             ]);
             for event in events {
                 if let Err(e) = fw.apply(event, now()) {
-                    return MethodResponse { status: 409, payload: json!({"error": e.to_string()}) };
+                    return MethodResponse {
+                        status: 409,
+                        payload: json!({"error": e.to_string()}),
+                    };
                 }
                 let _ = c.update_reported(fw.to_patch()).await;
             }
-            MethodResponse { status: 200, payload: json!({"version": fw.current_version()}) }
+            MethodResponse {
+                status: 200,
+                payload: json!({"version": fw.current_version()}),
+            }
         }
     });
     Ok(())
@@ -163,7 +197,11 @@ async fn main() -> Result<()> {
     for i in 0..devices {
         let id = format!("sensor-{i:03}");
         let device = hub.provision_device(&id, None).await?;
-        let key = device.authentication.symmetric_key.primary_key.unwrap_or_default();
+        let key = device
+            .authentication
+            .symmetric_key
+            .primary_key
+            .unwrap_or_default();
         let creds = DeviceCredentials::symmetric_key(HOST, id.parse()?, &key)?;
         let client = DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))
             .connect()
@@ -189,10 +227,12 @@ async fn main() -> Result<()> {
 
     // configure: a desired setting for one region; devices apply it and report back
     let target = Condition::parse("tags.region = 'eu-north'")?;
-    let patch: TwinPatch = serde_json::from_value(json!({"properties": {"desired": {"telemetryInterval": 60}}}))?;
+    let patch: TwinPatch =
+        serde_json::from_value(json!({"properties": {"desired": {"telemetryInterval": 60}}}))?;
     let group = hub.twins_matching(&target);
     for twin in &group {
-        hub.update_twin(twin.device_id.as_str(), &patch, None).await?;
+        hub.update_twin(twin.device_id.as_str(), &patch, None)
+            .await?;
     }
     let applied = "SELECT COUNT() AS n FROM devices WHERE tags.region = 'eu-north' AND properties.reported.config.telemetryInterval = 60";
     for _ in 0..100 {
@@ -201,7 +241,11 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("\ntelemetry interval 60 s applied on {} of {} eu-north devices", hub.query(applied)?[0]["n"], group.len());
+    println!(
+        "\ntelemetry interval 60 s applied on {} of {} eu-north devices",
+        hub.query(applied)?[0]["n"],
+        group.len()
+    );
 
     // firmware update: every us-west TH-200 not on 2.0.1
     let rollout = Condition::parse(
@@ -213,7 +257,9 @@ async fn main() -> Result<()> {
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         1_048_576,
     )?;
-    let method = MethodRequest::builder(FirmwareStatus::METHOD).payload(request.to_json()).build()?;
+    let method = MethodRequest::builder(FirmwareStatus::METHOD)
+        .payload(request.to_json())
+        .build()?;
     let targets = hub.twins_matching(&rollout);
     let pb = bar(targets.len(), "firmware");
     for twin in &targets {
@@ -239,7 +285,9 @@ async fn main() -> Result<()> {
         "\nreboot of sensor-001: status {}, now {}, last reboot {}",
         response.status,
         status.as_ref().map_or("-", |s| s.state().as_str()),
-        status.and_then(|s| s.last_reboot()).map_or("-".to_string(), |t| t.to_string())
+        status
+            .and_then(|s| s.last_reboot())
+            .map_or("-".to_string(), |t| t.to_string())
     );
 
     // retire: credentials revoked, twin archived and still queryable
@@ -254,7 +302,7 @@ async fn main() -> Result<()> {
     for c in &clients {
         c.close().await;
     }
-    drop(hub);
+    hub.shutdown().await?;
     let hub = Hub::builder().path(&store).host_name(HOST).open().await?;
     let live = hub.query("SELECT COUNT() AS n FROM devices")?;
     let updated = hub.query("SELECT COUNT() AS n FROM devices WHERE properties.reported.deviceManagement.firmware.state = 'succeeded'")?;
@@ -264,7 +312,7 @@ async fn main() -> Result<()> {
         hub.query_archive("SELECT COUNT() AS n FROM devices")?[0]["n"],
         updated[0]["n"]
     );
-    drop(hub);
+    hub.shutdown().await?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
