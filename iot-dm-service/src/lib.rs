@@ -7,6 +7,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod hub;
+pub mod mqtt;
 pub mod store;
 
 pub use hub::{Hub, HubBuilder, HubError};
