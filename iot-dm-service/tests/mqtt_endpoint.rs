@@ -753,3 +753,29 @@ async fn shutdown_closes_connections() {
     // the listener is gone
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn packets_sent_together_with_connect_are_answered() {
+    let f = fixture().await;
+    let tok = f.sas_device("eager").await;
+    let mut raw = Raw::open(f.server.local_addr(Listener::Tcp).unwrap()).await;
+    let mut c = Connect::new("eager");
+    c.set_login(
+        format!("{HOST}/eager/?api-version=2021-04-12"),
+        tok.as_str(),
+    );
+    let mut out = BytesMut::new();
+    Packet::Connect(c).write(&mut out, usize::MAX).unwrap();
+    Packet::Subscribe(Subscribe::new(
+        "$iothub/twin/res/#",
+        rumqttc::mqttbytes::QoS::AtMostOnce,
+    ))
+    .write(&mut out, usize::MAX)
+    .unwrap();
+    // one write: CONNECT and SUBSCRIBE arrive in the same segment
+    raw.tcp.write_all(&out).await.unwrap();
+    assert!(
+        matches!(raw.recv().await, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success)
+    );
+    assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
+}

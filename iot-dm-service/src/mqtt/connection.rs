@@ -21,6 +21,9 @@ use super::tls::thumbprints;
 use super::transport::{AsyncIo, TlsIo, Transport};
 use super::ws;
 
+/// Bytes reserved for reading CONNECT when the codec does not ask for more.
+const CONNECT_CHUNK: usize = 512;
+
 /// An authenticated connection, ready to pump.
 pub(crate) struct Session {
     pub(crate) peer: SocketAddr,
@@ -63,12 +66,17 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
+    // boxed: the handshakes' state is freed once they are done, and the task itself stays
+    // small for the connection's lifetime
+    let opening = Box::pin(open(tcp, peer, kind, &shared));
     let opened = tokio::select! {
-        r = tokio::time::timeout(shared.connect_timeout, open(tcp, peer, kind, &shared)) => r,
+        r = tokio::time::timeout(shared.connect_timeout, opening) => r,
         _ = shutdown.changed() => return,
     };
     match opened {
-        Ok(Ok((transport, session))) => pump::run(transport, session, &shared, shutdown).await,
+        Ok(Ok((transport, session))) => {
+            Box::pin(pump::run(transport, session, &shared, shutdown)).await
+        }
         Ok(Err(e @ OpenError::Refused { .. })) => {
             tracing::info!(%peer, listener = kind.as_str(), error = %e, "connection refused")
         }
@@ -148,7 +156,12 @@ async fn open(
             Ok(Packet::Connect(c)) => break c,
             Ok(_) => return Err(OpenError::NotConnect("another packet")),
             Err(CodecError::InsufficientBytes(n)) => {
-                let read = transport.read(&mut buf, n).await.map_err(OpenError::Io)?;
+                // a CONNECT with a SAS token is a few hundred bytes; reserve what it needs
+                // rather than a large chunk that would outlive it as heap fragmentation
+                let read = transport
+                    .read(&mut buf, n.max(CONNECT_CHUNK))
+                    .await
+                    .map_err(OpenError::Io)?;
                 if read == 0 {
                     return Err(OpenError::Eof);
                 }
@@ -180,6 +193,10 @@ async fn open(
             return Err(refuse(&mut transport, code, e.to_string()).await);
         }
     };
+    if buf.is_empty() {
+        // an idle connection keeps no read buffer
+        buf = BytesMut::new();
+    }
     let mut out = BytesMut::new();
     let ack = ConnAck::new(
         ConnectReturnCode::Success,
@@ -416,5 +433,66 @@ mod tests {
             will_message("devices/dev2/messages/events/", &w.message, w.qos, &d, None).is_none()
         );
         assert!(will_message("$iothub/twin/GET/?$rid=1", &w.message, w.qos, &d, None).is_none());
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    use iot_dm_core::link::{DeviceFrame, Link, LinkClosed, LinkRx, LinkTx, Message};
+
+    struct Sink;
+
+    #[async_trait::async_trait]
+    impl LinkTx<DeviceFrame> for Sink {
+        async fn send(&mut self, _: DeviceFrame) -> Result<(), LinkClosed> {
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LinkRx<Message> for Sink {
+        async fn recv(&mut self) -> Option<Message> {
+            None
+        }
+    }
+
+    /// What an idle connection holds for its lifetime is the serve task and the boxed pump
+    /// future: keep both small (the handshake state is boxed and freed after CONNECT).
+    #[tokio::test]
+    async fn per_connection_futures_stay_small() {
+        let hub = crate::Hub::builder().in_memory().open().await.unwrap();
+        let shared = std::sync::Arc::new(super::super::server::test_shared(hub));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let serve = super::serve(tcp, peer, super::Listener::Tls, shared.clone(), rx.clone());
+        assert!(
+            std::mem::size_of_val(&serve) <= 1024,
+            "{}",
+            std::mem::size_of_val(&serve)
+        );
+
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let session = super::Session {
+            peer,
+            device: "d".parse().unwrap(),
+            module: None,
+            link: Link {
+                tx: Box::new(Sink),
+                rx: Box::new(Sink),
+                session_present: false,
+            },
+            idle_limit: None,
+            will: None,
+            buf: bytes::BytesMut::new(),
+        };
+        let pump = super::pump::run(super::Transport::Tcp(tcp), session, &shared, rx);
+        assert!(
+            std::mem::size_of_val(&pump) <= 2048,
+            "{}",
+            std::mem::size_of_val(&pump)
+        );
     }
 }

@@ -25,6 +25,8 @@ use super::transport::Transport;
 const MAX_OUTGOING: usize = 268_435_455;
 /// Most hub messages encoded into one write.
 const BATCH: usize = 64;
+/// Bytes reserved for a read when the codec does not ask for more.
+const READ_CHUNK: usize = 4096;
 /// How long closing a socket politely may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -102,11 +104,11 @@ pub(crate) async fn run(
         shared,
     };
     // packets that came with CONNECT
-    let reason = match p.input().await {
+    let reason = match Box::pin(p.input()).await {
         Ok(()) => p.pump(&mut shutdown).await,
         Err(c) => c,
     };
-    p.finish(reason).await;
+    Box::pin(p.finish(reason)).await;
 }
 
 impl Pump<'_> {
@@ -116,13 +118,25 @@ impl Pump<'_> {
         let idle = tokio::time::sleep(limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(idle);
         loop {
+            // replies to what was read (also what came along with CONNECT)
+            if !self.out.is_empty() || self.io.wants_flush() {
+                if let Err(c) = Box::pin(self.write()).await {
+                    return c;
+                }
+            }
+            // an idle connection keeps no buffer
+            if self.s.buf.is_empty() && self.s.buf.capacity() > 0 {
+                self.s.buf = BytesMut::new();
+            }
             let step = tokio::select! {
                 _ = shutdown.changed() => Err(Close::Shutdown),
-                r = self.io.read(&mut self.s.buf, self.want) => match r {
+                r = self.io.read(&mut self.s.buf, self.want.max(READ_CHUNK)) => match r {
                     Ok(0) => Err(Close::Eof),
                     Ok(_) => {
                         last = Instant::now();
-                        self.input().await
+                        // boxed, like the write below: the idle connection's future stays
+                        // small, the busy one pays an allocation per read
+                        Box::pin(self.input()).await
                     }
                     Err(e) => Err(Close::Io(e)),
                 },
@@ -142,13 +156,6 @@ impl Pump<'_> {
             };
             if let Err(c) = step {
                 return c;
-            }
-            if let Err(c) = self.write().await {
-                return c;
-            }
-            // an idle connection keeps no buffer
-            if self.s.buf.is_empty() && self.s.buf.capacity() > 0 {
-                self.s.buf = BytesMut::new();
             }
         }
     }

@@ -423,6 +423,22 @@ impl Drop for MqttServer {
     }
 }
 
+/// A connection-independent server state for unit tests (at most 2 connections).
+#[cfg(test)]
+pub(crate) fn test_shared(hub: crate::Hub) -> Shared {
+    Shared {
+        endpoint: Arc::new(hub),
+        tls: None,
+        max_packet_size: 1024,
+        connect_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(1),
+        max_connections: 2,
+        active: AtomicUsize::new(0),
+        refused: AtomicU64::new(0),
+        last_refusal_log: std::sync::Mutex::new(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,17 +487,7 @@ mod tests {
     #[tokio::test]
     async fn permits_count_and_refuse_past_the_limit() {
         let hub = crate::Hub::builder().in_memory().open().await.unwrap();
-        let shared = Arc::new(Shared {
-            endpoint: Arc::new(hub),
-            tls: None,
-            max_packet_size: 1024,
-            connect_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            max_connections: 2,
-            active: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-            last_refusal_log: std::sync::Mutex::new(None),
-        });
+        let shared = Arc::new(test_shared(hub));
         let a = shared.try_acquire().unwrap();
         let _b = shared.try_acquire().unwrap();
         assert!(shared.try_acquire().is_none());

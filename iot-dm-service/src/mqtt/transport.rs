@@ -15,9 +15,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-/// Bytes reserved for a read when nothing says more is needed.
-const READ_CHUNK: usize = 4096;
-
 /// A stream a WebSocket can run over (TCP or TLS).
 pub(crate) trait AsyncIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncIo for T {}
@@ -68,16 +65,22 @@ impl io::Write for Sync<'_> {
 }
 
 impl Transport {
-    /// Waits for bytes and appends them to `buf`, reserving at least `want` bytes of room;
-    /// `Ok(0)` at the end of the stream. Cancel-safe: nothing is lost when the future is
-    /// dropped.
-    pub(crate) async fn read(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    /// Waits for bytes and appends them to `buf`, reserving `reserve` bytes of room only once
+    /// the socket is readable; `Ok(0)` at the end of the stream. Cancel-safe: nothing is lost
+    /// when the future is dropped.
+    pub(crate) async fn read(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
         match self {
             Transport::Tcp(tcp) => loop {
                 tcp.readable().await?;
-                buf.reserve(want.max(READ_CHUNK));
+                buf.reserve(reserve.max(1));
                 match tcp.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // readiness was stale: do not wait holding an empty buffer
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                        continue;
+                    }
                     r => return r,
                 }
             },
@@ -140,6 +143,14 @@ impl Transport {
         match self {
             Transport::Tls(tls) => tls.flush().await,
             _ => Ok(()),
+        }
+    }
+
+    /// Whether [`Transport::flush`] has something to send.
+    pub(crate) fn wants_flush(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => tls.conn.wants_write(),
+            _ => false,
         }
     }
 
