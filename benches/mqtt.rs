@@ -13,7 +13,9 @@
 //!
 //! `cargo bench --bench mqtt`; set `IOT_DM_BENCH_QUICK=1` for a short run. A filter argument
 //! (e.g. `cargo bench --bench mqtt -- connect`) selects benchmarks; `memory` selects the memory
-//! report. The load generator shares the machine's cores with the hub.
+//! report. The load generator shares the machine's cores with the hub but runs on its own
+//! runtime; after each benchmark the hub runtime's CPU time per operation is printed, which
+//! says more than wall-clock figures on a busy machine.
 
 #[path = "mqtt_support/client.rs"]
 mod client;
@@ -108,11 +110,65 @@ impl Setup {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
+    named_runtime("iot-hub")
+}
+
+fn named_runtime(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(name)
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The hub (server) and the load generator run on separate runtimes, so the hub's CPU time can
+/// be told apart from the load generator's on a shared machine.
+struct Rts {
+    hub: tokio::runtime::Runtime,
+    load: tokio::runtime::Runtime,
+}
+
+/// CPU seconds used so far by the threads named `iot-hub` (the hub runtime).
+fn hub_cpu_secs() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with("iot-hub") {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // fields 14 and 15 of stat (utime, stime), counted from the state field (3)
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ticks as f64 / 100.0 // USER_HZ
+}
+
+/// Prints the hub's CPU time per operation over a benchmark.
+fn report_cpu(name: &str, what: &str, cpu_before: f64, ops: u64) {
+    let cpu = hub_cpu_secs() - cpu_before;
+    if ops == 0 || cpu <= 0.0 {
+        return;
+    }
+    let per = cpu / ops as f64;
+    println!(
+        "{name}: hub CPU {:.1} us per {what} over {ops} {what}s, i.e. {:.0} {what}s/s per hub core",
+        per * 1e6,
+        1.0 / per
+    );
 }
 
 fn cpu_model() -> String {
@@ -182,12 +238,12 @@ async fn patch_loop(mut c: Client, n: u64, first_rid: u64) -> Result<Client, Box
     Ok(c)
 }
 
-fn bench_patches(c: &mut Criterion, rt: &tokio::runtime::Runtime, kind: Listener) {
+fn bench_patches(c: &mut Criterion, rts: &Rts, kind: Listener) {
     let devices = 1000;
-    let setup = rt.block_on(Setup::new(devices, devices + 100, false));
+    let setup = rts.hub.block_on(Setup::new(devices, devices + 100, false));
     let tls = (kind == Listener::Tls).then(|| setup.certs.client_config().expect("client config"));
     let addr = setup.addr(kind);
-    let mut clients: Vec<Client> = rt.block_on(async {
+    let mut clients: Vec<Client> = rts.load.block_on(async {
         let mut v = Vec::with_capacity(devices);
         for (id, token) in &setup.devices {
             let c = Client::connect(
@@ -213,12 +269,14 @@ fn bench_patches(c: &mut Criterion, rt: &tokio::runtime::Runtime, kind: Listener
     group.throughput(Throughput::Elements(1));
     group.sampling_mode(SamplingMode::Flat);
     let name = format!("reported_patch_{}_1000_devices", kind.as_str());
-    group.bench_function(name, |b| {
+    let (cpu, mut ops) = (hub_cpu_secs(), 0u64);
+    group.bench_function(&name, |b| {
         b.iter_custom(|iters| {
+            ops += iters;
             let taken = std::mem::take(&mut clients);
             let n = taken.len() as u64;
             let start = Instant::now();
-            let back = rt.block_on(async {
+            let back = rts.load.block_on(async {
                 let mut tasks = Vec::with_capacity(taken.len());
                 for (i, cl) in taken.into_iter().enumerate() {
                     let share = iters / n + u64::from((i as u64) < iters % n);
@@ -238,8 +296,9 @@ fn bench_patches(c: &mut Criterion, rt: &tokio::runtime::Runtime, kind: Listener
         })
     });
     group.finish();
+    report_cpu(&format!("mqtt/{name}"), "patch", cpu, ops);
     drop(clients);
-    rt.block_on(setup.server.shutdown());
+    rts.hub.block_on(setup.server.shutdown());
 }
 
 /// The same load through in-process links: the hub's own ceiling, without MQTT.
@@ -269,10 +328,11 @@ async fn link_patch_loop(mut link: Link, n: u64, first_rid: u64) -> Result<Link,
     Ok(link)
 }
 
-fn bench_patches_links(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+fn bench_patches_links(c: &mut Criterion, rts: &Rts) {
     let devices = 1000;
-    let setup = rt.block_on(Setup::new(devices, 16, false));
-    let mut links: Vec<Link> = rt.block_on(async {
+    let setup = rts.hub.block_on(Setup::new(devices, 16, false));
+    // sessions spawn their tasks on the runtime that opens them: the hub's
+    let mut links: Vec<Link> = rts.hub.block_on(async {
         let mut v = Vec::with_capacity(devices);
         for (id, token) in &setup.devices {
             let req = ConnectRequest {
@@ -294,12 +354,14 @@ fn bench_patches_links(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("mqtt");
     group.throughput(Throughput::Elements(1));
     group.sampling_mode(SamplingMode::Flat);
+    let (cpu, mut ops) = (hub_cpu_secs(), 0u64);
     group.bench_function("reported_patch_hub_links_1000_devices", |b| {
         b.iter_custom(|iters| {
+            ops += iters;
             let taken = std::mem::take(&mut links);
             let n = taken.len() as u64;
             let start = Instant::now();
-            let back = rt.block_on(async {
+            let back = rts.load.block_on(async {
                 let mut tasks = Vec::with_capacity(taken.len());
                 for (i, l) in taken.into_iter().enumerate() {
                     let share = iters / n + u64::from((i as u64) < iters % n);
@@ -319,13 +381,20 @@ fn bench_patches_links(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         })
     });
     group.finish();
+    report_cpu(
+        "mqtt/reported_patch_hub_links_1000_devices",
+        "patch",
+        cpu,
+        ops,
+    );
 }
 
-fn bench_method(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let setup = rt.block_on(Setup::new(1, 10, false));
+fn bench_method(c: &mut Criterion, rts: &Rts) {
+    let setup = rts.hub.block_on(Setup::new(1, 10, false));
     let tls = setup.certs.client_config().expect("client config");
     let (id, token) = setup.devices[0].clone();
-    let mut device = rt
+    let mut device = rts
+        .load
         .block_on(Client::connect(
             setup.addr(Listener::Tls),
             Some(tls),
@@ -337,7 +406,7 @@ fn bench_method(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         ))
         .expect("connect");
     // the device answers every request at once
-    let responder = rt.spawn(async move {
+    let responder = rts.load.spawn(async move {
         loop {
             let Ok(p) = device.next().await else { return };
             if let Packet::Publish(p) = p {
@@ -366,7 +435,8 @@ fn bench_method(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let hub = setup.hub.clone();
     let call = |hub: &Hub| {
         let start = Instant::now();
-        rt.block_on(hub.invoke_method(&id, &request))
+        rts.load
+            .block_on(hub.invoke_method(&id, &request))
             .expect("method");
         start.elapsed()
     };
@@ -376,7 +446,9 @@ fn bench_method(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
     group.finish();
     let n = if quick() { 1000 } else { 5000 };
+    let cpu = hub_cpu_secs();
     let mut samples: Vec<Duration> = (0..n).map(|_| call(&hub)).collect();
+    report_cpu("mqtt/method_round_trip_tls", "call", cpu, n);
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
@@ -386,12 +458,12 @@ fn bench_method(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         samples[samples.len() - 1].as_secs_f64() * 1e3,
     );
     responder.abort();
-    rt.block_on(setup.server.shutdown());
+    rts.hub.block_on(setup.server.shutdown());
 }
 
-fn bench_connect(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+fn bench_connect(c: &mut Criterion, rts: &Rts) {
     let devices = 1000;
-    let setup = Arc::new(rt.block_on(Setup::new(devices, 4096, false)));
+    let setup = Arc::new(rts.hub.block_on(Setup::new(devices, 4096, false)));
     let mut config = (*setup.certs.client_config().expect("client config")).clone();
     // every connect is a full handshake
     config.resumption = rustls::client::Resumption::disabled();
@@ -401,10 +473,12 @@ fn bench_connect(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("mqtt");
     group.throughput(Throughput::Elements(1));
     group.sampling_mode(SamplingMode::Flat);
+    let (cpu, mut ops) = (hub_cpu_secs(), 0u64);
     group.bench_function("tls_connect", |b| {
         b.iter_custom(|iters| {
+            ops += iters;
             let start = Instant::now();
-            rt.block_on(async {
+            rts.load.block_on(async {
                 let done = Arc::new(AtomicU64::new(0));
                 let mut tasks = Vec::new();
                 for _ in 0..concurrency.min(iters) {
@@ -441,6 +515,7 @@ fn bench_connect(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         })
     });
     group.finish();
+    report_cpu("mqtt/tls_connect", "connect", cpu, ops);
 }
 
 fn main() {
@@ -464,22 +539,25 @@ fn main() {
     if wants("mqtt/memory") {
         memory::report(quick());
     }
-    let rt = runtime();
+    let rts = Rts {
+        hub: runtime(),
+        load: named_runtime("load"),
+    };
     let mut c = configure(Criterion::default()).configure_from_args();
     if wants("mqtt/reported_patch_tls_1000_devices") {
-        bench_patches(&mut c, &rt, Listener::Tls);
+        bench_patches(&mut c, &rts, Listener::Tls);
     }
     if wants("mqtt/reported_patch_tcp_1000_devices") {
-        bench_patches(&mut c, &rt, Listener::Tcp);
+        bench_patches(&mut c, &rts, Listener::Tcp);
     }
     if wants("mqtt/reported_patch_hub_links_1000_devices") {
-        bench_patches_links(&mut c, &rt);
+        bench_patches_links(&mut c, &rts);
     }
     if wants("mqtt/method_round_trip_tls") {
-        bench_method(&mut c, &rt);
+        bench_method(&mut c, &rts);
     }
     if wants("mqtt/tls_connect") {
-        bench_connect(&mut c, &rt);
+        bench_connect(&mut c, &rts);
     }
     c.final_summary();
 }

@@ -26,7 +26,7 @@ const MAX_OUTGOING: usize = 268_435_455;
 /// Most hub messages encoded into one write.
 const BATCH: usize = 64;
 /// Bytes reserved for a read when the codec does not ask for more.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 1000;
 /// How long closing a socket politely may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -124,6 +124,10 @@ impl Transport {
             Transport::Tls(tls) => {
                 while out.has_remaining() {
                     let n = tls.conn.writer().write(out)?;
+                    if n == 0 && !tls.conn.wants_write() {
+                        // nothing taken and nothing to flush: the session is closing
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
                     out.advance(n);
                     tls.flush().await?;
                 }
