@@ -231,26 +231,12 @@ fn load_main(mode: &str) {
         .enable_all()
         .build()
         .expect("runtime");
+    // bounded: a load generator that cannot connect everything within two minutes gives up
+    // (and its hub process sees it end)
     let clients = rt.block_on(async {
-        let pairs: Vec<(String, String)> = devices
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        let mut clients = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(64) {
-            let mut set = tokio::task::JoinSet::new();
-            for (id, token) in chunk {
-                let (id, token, tls) = (id.clone(), token.clone(), tls.clone());
-                set.spawn(
-                    async move { Client::connect(addr, tls, HOST, &id, &token, 0, &[]).await },
-                );
-            }
-            while let Some(r) = set.join_next().await {
-                clients.push(r.expect("task").expect("connect"));
-            }
-        }
-        clients
+        tokio::time::timeout(Duration::from_secs(120), connect_all(&devices, addr, tls))
+            .await
+            .expect("connections within the time limit")
     });
     println!("ready {}", clients.len());
     let _ = std::io::stdout().flush();
@@ -258,4 +244,28 @@ fn load_main(mode: &str) {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     drop(clients);
+}
+
+async fn connect_all(
+    devices: &str,
+    addr: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Vec<Client> {
+    let pairs: Vec<(String, String)> = devices
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let mut clients = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(64) {
+        let mut set = tokio::task::JoinSet::new();
+        for (id, token) in chunk {
+            let (id, token, tls) = (id.clone(), token.clone(), tls.clone());
+            set.spawn(async move { Client::connect(addr, tls, HOST, &id, &token, 0, &[]).await });
+        }
+        while let Some(r) = set.join_next().await {
+            clients.push(r.expect("task").expect("connect"));
+        }
+    }
+    clients
 }

@@ -51,8 +51,25 @@
 //! * Packets larger than [`DEFAULT_MAX_PACKET_SIZE`] (configurable) close the connection.
 //! * Past [`MqttServerBuilder::max_connections`] new sockets are closed at once (logged); accept
 //!   errors such as running out of file descriptors back off instead of spinning.
-//! * An idle connection holds no read or write buffer; see the crate's benchmarks for the
-//!   measured memory per connection.
+//! * An idle connection holds no read or write buffer of the endpoint's own (rustls keeps a
+//!   4 KiB record buffer per TLS connection, tungstenite a 4 KiB read buffer per WebSocket).
+//! * TLS hands out one stateless session ticket per handshake, so reconnecting devices can
+//!   resume instead of paying for a full handshake.
+//!
+//! # Performance
+//!
+//! `cargo bench --bench mqtt` at the workspace root measures the endpoint on loopback with an
+//! in-memory hub; the load generator runs on the same machine. On a 2-vCPU AMD EPYC virtual
+//! machine shared with other work, one run gave:
+//!
+//! | measure | result |
+//! |---|---|
+//! | acknowledged reported patches, 1,000 TLS devices | about 44,000/s; 23 µs of hub CPU per patch |
+//! | the same through in-process links (the hub without MQTT) | about 66,000/s; 14 µs of hub CPU per patch |
+//! | direct-method round trip over TLS, one call outstanding | p50 0.04 ms, p99 0.07 ms |
+//! | full TLS handshakes with CONNECT/CONNACK | about 2,000/s; 220 µs of hub CPU each, mostly ECDHE and ECDSA |
+//! | idle memory per connection, plain TCP | 13.4 KiB: 2.6 KiB endpoint, 10.6 KiB hub session |
+//! | idle memory per connection, TLS | 20.6 KiB: 10.1 KiB endpoint, 10.6 KiB hub session |
 //!
 //! # Example
 //!

@@ -134,7 +134,7 @@ impl Pump<'_> {
                     Ok(0) => Err(Close::Eof),
                     Ok(_) => {
                         last = Instant::now();
-                        // boxed, like the write below: the idle connection's future stays
+                        // boxed, like the write above: the idle connection's future stays
                         // small, the busy one pays an allocation per read
                         Box::pin(self.input()).await
                     }
@@ -198,8 +198,7 @@ impl Pump<'_> {
         let pkid = if qos1 {
             self.inflight.allocate(m.ack_id).ok_or_else(|| {
                 Close::Protocol(format!(
-                    "{} messages unacknowledged; the limit is {}",
-                    super::inflight::MAX_INFLIGHT,
+                    "{} QoS 1 messages unacknowledged, the most allowed",
                     super::inflight::MAX_INFLIGHT
                 ))
             })?
@@ -368,7 +367,11 @@ impl Pump<'_> {
                 .await;
             }
         }
-        tracing::debug!(device = %self.s.device, peer = %self.s.peer, reason = %reason, "connection closed");
+        if matches!(reason, Close::Protocol(_)) {
+            tracing::info!(device = %self.s.device, peer = %self.s.peer, reason = %reason, "connection closed");
+        } else {
+            tracing::debug!(device = %self.s.device, peer = %self.s.peer, reason = %reason, "connection closed");
+        }
         let Pump { mut io, s, .. } = self;
         // ends the hub session before the socket goes
         drop(s);
