@@ -21,7 +21,8 @@ use tokio::process::Command;
 use iot_dm::core::method::MethodRequest;
 use iot_dm::core::twin::TwinPatch;
 use iot_dm::service::hub::{generate_key, CloudMessage, Device, DeviceSpec, Hub};
-use iot_dm::service::mqtt::{DevCerts, Listener, MqttServer};
+use iot_dm::service::mqtt::dev_certs::DevCerts;
+use iot_dm::service::mqtt::{Listener, MqttServer};
 
 const ADDR: &str = "127.0.0.1:8883";
 const HOST: &str = "localhost";

@@ -44,6 +44,9 @@ async function refusal(connectionString) {
     twin.properties.reported.update({ sdk: 'node', n: 1 }, (e) => (e ? reject(e) : resolve())));
   step('REPORTED');
 
+  // subscribe first and wait for it: IoT Hub only notifies subscribed devices
+  await new Promise((resolve, reject) =>
+    twin.enableTwinDesiredPropertiesUpdates((e) => (e ? reject(e) : resolve())));
   const desired = new Promise((resolve) =>
     twin.on('properties.desired', (delta) => {
       if (delta.fromService !== undefined) resolve(delta);
