@@ -56,6 +56,15 @@
 //! * TLS hands out one stateless session ticket per handshake, so reconnecting devices can
 //!   resume instead of paying for a full handshake.
 //!
+//! # Compatibility
+//!
+//! Checked by hand against the official SDKs pointed at a development certificate
+//! ([`dev_certs`]): Python `azure-iot-device` 2.14.0 and Node `azure-iot-device` 1.18.4 with
+//! `azure-iot-device-mqtt` 1.16.4 connect with SAS tokens over TLS and over WebSocket, read
+//! the twin, report properties, receive desired patches, answer direct methods, send
+//! telemetry with properties and receive (and complete) cloud-to-device messages; Python also
+//! connects with a self-signed X.509 certificate over WebSocket. The C SDK has not been tried.
+//!
 //! # Performance
 //!
 //! `cargo bench --bench mqtt` at the workspace root measures the endpoint on loopback with an
