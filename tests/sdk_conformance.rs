@@ -46,7 +46,11 @@ fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf)> {
         }
         "python" => {
             let venv = dir.join("python/.venv/bin/python");
-            let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+            let python = if venv.exists() {
+                venv
+            } else {
+                PathBuf::from("python3")
+            };
             let ok = std::process::Command::new(&python)
                 .args(["-c", "import azure.iot.device"])
                 .stderr(Stdio::null())
@@ -85,7 +89,10 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
         .expect("bind 127.0.0.1:8883");
 
     let id = format!("sdk-{sdk}");
-    let device = hub.create_device(DeviceSpec::new(id.parse().unwrap())).await.unwrap();
+    let device = hub
+        .create_device(DeviceSpec::new(id.parse().unwrap()))
+        .await
+        .unwrap();
     let off_id = format!("sdk-{sdk}-disabled");
     let off = hub
         .create_device(DeviceSpec::new(off_id.parse().unwrap()).disabled("conformance"))
@@ -151,22 +158,31 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
         if !expected.contains(&name.as_str()) {
             continue; // SDK chatter on stdout
         }
-        assert_eq!(name, expected[seen.len()], "{sdk}: steps out of order after {seen:?}");
+        assert_eq!(
+            name,
+            expected[seen.len()],
+            "{sdk}: steps out of order after {seen:?}"
+        );
         eprintln!("{sdk}: {line}");
         match name.as_str() {
             "TWIN" => {
                 let d = data.unwrap();
-                assert_eq!((d["desired"].as_u64(), d["reported"].as_u64()), (Some(1), Some(1)));
+                assert_eq!(
+                    (d["desired"].as_u64(), d["reported"].as_u64()),
+                    (Some(1), Some(1))
+                );
             }
             "REPORTED" => {
                 let twin = hub.get_twin(&id).unwrap();
-                assert_eq!(twin.reported().doc().to_value(), json!({"sdk": sdk, "n": 1}));
+                assert_eq!(
+                    twin.reported().doc().to_value(),
+                    json!({"sdk": sdk, "n": 1})
+                );
             }
             "WAIT_DESIRED" => {
-                let patch: TwinPatch = serde_json::from_value(
-                    json!({"properties": {"desired": {"fromService": 42}}}),
-                )
-                .unwrap();
+                let patch: TwinPatch =
+                    serde_json::from_value(json!({"properties": {"desired": {"fromService": 42}}}))
+                        .unwrap();
                 hub.update_twin(&id, &patch, None).await.unwrap();
             }
             "DESIRED" => {
@@ -196,9 +212,12 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
                 assert_eq!(body, json!({"temperature": 21.5}));
             }
             "WAIT_C2D" => {
-                hub.send_c2d(&id, CloudMessage::new("hello from the hub").property("k", "v"))
-                    .await
-                    .unwrap();
+                hub.send_c2d(
+                    &id,
+                    CloudMessage::new("hello from the hub").property("k", "v"),
+                )
+                .await
+                .unwrap();
             }
             "C2D" => {
                 assert_eq!(data.unwrap(), json!("hello from the hub"));
@@ -216,7 +235,10 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
         }
         seen.push(name);
     }
-    let status = tokio::time::timeout(STEP_TIMEOUT, child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(STEP_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{sdk}: the device exited with {status}");
     server.shutdown().await;
     hub.shutdown().await.unwrap();
@@ -233,7 +255,9 @@ async fn official_device_sdks_work_against_the_hub() {
                 ran += 1;
             }
             None if required() => panic!("the {sdk} SDK is not installed (run conformance/run.sh)"),
-            None => eprintln!("skipping the {sdk} SDK: not installed (IOT_DM_CONFORMANCE=1 makes this a failure)"),
+            None => eprintln!(
+                "skipping the {sdk} SDK: not installed (IOT_DM_CONFORMANCE=1 makes this a failure)"
+            ),
         }
     }
     if required() {
