@@ -213,29 +213,32 @@ impl super::Inner {
         Ok((r, Box::pin(ack)))
     }
 
-    /// Like [`Inner::write`] for a reported patch: `f` applies it and returns the encoded log
-    /// entry that stands for it in the store instead of the whole record.
-    pub(crate) fn write_logged<R>(
+    /// The hot path for a device's reported patch: `f` builds the new twin from the current
+    /// entry (one twin copy, no copy of the identity) and returns it with the encoded log
+    /// entry that stands for it in the store instead of the whole record. The device's
+    /// `lastActivityTime` follows the twin's.
+    pub(crate) fn write_logged(
         &self,
         slot: &Slot,
-        f: impl FnOnce(&mut Entry) -> Result<(R, Vec<u8>), HubError>,
-    ) -> Result<(R, Ack), HubError> {
+        f: impl FnOnce(&Entry) -> Result<(Twin, Vec<u8>), HubError>,
+    ) -> Result<(Arc<Twin>, Ack), HubError> {
         let mut guard = lock(slot);
         if guard.deleted {
             return Err(HubError::not_found(guard.device.device_id.as_str()));
         }
-        let mut copy = guard.clone();
-        let (r, value) = f(&mut copy)?;
-        copy.sync_twin();
-        copy.seq = self.sequencer.next_logged(&copy.device.device_id);
+        let (twin, value) = f(&guard)?;
+        let seq = self.sequencer.next_logged(&guard.device.device_id);
         let op = Op::Put {
             table: Table::Log,
-            key: copy.seq.to_be_bytes().to_vec(),
+            key: seq.to_be_bytes().to_vec(),
             value,
         };
         let ack = self.committer.submit(vec![op]);
-        *guard = copy;
+        guard.device.last_activity_time = twin.last_activity_time;
+        let twin = Arc::new(twin);
+        guard.twin = twin.clone();
+        guard.seq = seq;
         drop(guard);
-        Ok((r, Box::pin(ack)))
+        Ok((twin, Box::pin(ack)))
     }
 }

@@ -123,15 +123,17 @@ impl Hub {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
-            let version = Arc::make_mut(&mut e.twin).patch_reported(patch, now, limits)?;
-            e.device.last_activity_time = Some(now);
+            let mut twin = (*e.twin).clone();
+            let version = twin.patch_reported(patch, now, limits)?;
+            twin.last_activity_time = Some(now);
             let log = LogEntry {
                 device: std::borrow::Cow::Borrowed(device_id),
                 patch: std::borrow::Cow::Borrowed(patch),
                 ticks: now.ticks(),
                 version,
             };
-            Ok((e.twin.clone(), log.encode()?))
+            let value = log.encode()?;
+            Ok((twin, value))
         })
     }
 
