@@ -15,7 +15,10 @@
 //! | [`DeviceClient`], [`DesiredUpdates`], [`CloudMessages`] | the handle and its streams |
 //! | [`DeviceClientBuilder`], [`DeviceCredentials`] | configuration and identity |
 //! | [`Transport`], [`InMemoryTransport`] | how sessions are opened |
-//! | [`mqtt`]: [`MqttTransport`] | IoT Hub's MQTT device protocol over TLS or WebSocket (feature `mqtt`, on by default) |
+#![cfg_attr(
+    feature = "mqtt",
+    doc = "| [`mqtt`]: [`MqttTransport`] | IoT Hub's MQTT device protocol over TLS or WebSocket (feature `mqtt`, on by default) |"
+)]
 //! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`ConnectionState`] | the values handed out |
 //! | [`Error`], [`TransportError`] | errors, with predicates (`is_timeout()`, `is_refused()`, ...) |
 //!
