@@ -353,3 +353,52 @@ async fn device_client_over_mqtt() {
     peer.next_matching(|p| matches!(p, Packet::Disconnect))
         .await;
 }
+
+#[tokio::test]
+async fn an_oversized_publish_is_dropped_and_the_link_stays_up() {
+    let mut peer = Peer::start(Behaviour::default()).await;
+    let t = MqttTransport::builder("127.0.0.1")
+        .port(peer.addr.port())
+        .without_tls()
+        .max_packet_size(1024)
+        .build()
+        .unwrap();
+    let mut link = t.connect(request(sas())).await.unwrap();
+    let big = Message::new("devices/dev-1/messages/events/", vec![b'x'; 2000]);
+    within(link.tx.send(DeviceFrame::Publish(big)))
+        .await
+        .unwrap();
+    let small = Message::new("devices/dev-1/messages/events/", "small");
+    within(link.tx.send(DeviceFrame::Publish(small)))
+        .await
+        .unwrap();
+    let Packet::Publish(p) = peer
+        .next_matching(|p| matches!(p, Packet::Publish(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        &p.payload[..],
+        b"small",
+        "the oversized publish never went out"
+    );
+}
+
+#[tokio::test]
+async fn a_send_cancelled_while_awaiting_its_ack_closes_the_link() {
+    let mut peer = Peer::start(Behaviour {
+        puback: false,
+        ..Behaviour::default()
+    })
+    .await;
+    let Link { mut tx, mut rx, .. } = open(&mut peer).await;
+    let telemetry = Message::new("devices/dev-1/messages/events/", "t").with_qos(QoS::AtLeastOnce);
+    let sending = tokio::spawn(async move { tx.send(DeviceFrame::Publish(telemetry)).await });
+    peer.next_matching(|p| matches!(p, Packet::Publish(_)))
+        .await;
+    sending.abort();
+    let _ = sending.await;
+    assert!(within(rx.recv()).await.is_none(), "the link closed");
+    assert!(matches!(peer.next().await, Seen::Closed));
+}
