@@ -15,6 +15,7 @@
 //! | [`method`] | direct-method envelopes: [`method::MethodName`], [`method::MethodRequest`], [`method::MethodResponse`], payload codec |
 //! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
 //! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
+//! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -26,5 +27,6 @@ pub mod lifecycle;
 pub mod link;
 pub mod method;
 pub mod patterns;
+pub mod query;
 pub mod twin;
 pub mod wire;

@@ -2,6 +2,7 @@
 
 use iot_dm_core::lifecycle::LifecycleError;
 use iot_dm_core::method::MethodError;
+use iot_dm_core::query::QueryError;
 use iot_dm_core::twin::TwinError;
 
 use crate::store::StoreError;
@@ -62,6 +63,9 @@ pub enum HubError {
     /// A lifecycle transition is not allowed from the device's state.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// A query is invalid (the error has the position and a caret snippet).
+    #[error(transparent)]
+    Query(#[from] QueryError),
     /// A direct-method request or response is invalid.
     #[error(transparent)]
     Method(#[from] MethodError),
@@ -122,6 +126,7 @@ impl HubError {
             HubError::InvalidInput { .. }
             | HubError::Twin(_)
             | HubError::Method(_)
+            | HubError::Query(_)
             | HubError::Lifecycle(_) => 400_004,
             HubError::TooManyDevices { .. } => 413_002,
             HubError::QueueFull { .. } => 403_004,

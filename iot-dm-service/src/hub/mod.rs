@@ -29,6 +29,7 @@ mod error;
 mod events;
 mod methods;
 mod persist;
+mod query;
 mod registry;
 mod sessions;
 mod state;
