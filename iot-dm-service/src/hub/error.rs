@@ -87,7 +87,7 @@ pub enum HubError {
     },
     /// The store failed to make a write durable. The write was not acknowledged.
     #[error("storage failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The hub is shut down.
     #[error("the hub is shut down")]
     Closed,
@@ -97,6 +97,16 @@ pub enum HubError {
         /// What happened.
         message: String,
     },
+}
+
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> HubError {
+        if e.is_closed() {
+            HubError::Closed
+        } else {
+            HubError::Store(e)
+        }
+    }
 }
 
 impl HubError {

@@ -168,7 +168,8 @@ impl HubBuilder {
         let hub = Hub {
             inner: Arc::new(Inner {
                 state,
-                store,
+                backend: store.backend(),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 committer,
                 clock: self.clock,
                 limits: self.limits,
@@ -190,7 +191,8 @@ async fn open_redb(path: PathBuf) -> Result<crate::store::RedbStore, HubError> {
 
 pub(crate) struct Inner {
     pub(crate) state: State,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) backend: &'static str,
+    pub(crate) closed: std::sync::atomic::AtomicBool,
     pub(crate) committer: Committer,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: TwinLimits,
@@ -212,7 +214,7 @@ impl std::fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("host_name", &self.inner.host_name)
             .field("devices", &self.inner.state.devices.len())
-            .field("backend", &self.inner.store.backend())
+            .field("backend", &self.inner.backend)
             .finish()
     }
 }
@@ -236,6 +238,27 @@ impl Hub {
     /// Number of device identities (planned, provisioned and retired).
     pub fn device_count(&self) -> usize {
         self.inner.state.devices.len()
+    }
+
+    /// Shuts the hub down: refuses new sessions, closes the live ones, folds the log into
+    /// device records, and closes the store (a redb file is released once this returns, so
+    /// the same store can be opened again). Afterwards every operation on any handle of this
+    /// hub fails with [`HubError::Closed`].
+    pub async fn shutdown(&self) -> Result<(), HubError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.close_all_sessions("the hub is shutting down");
+        let folded = persist::checkpoint(&self.inner).await;
+        self.inner.committer.close().await?;
+        tracing::info!("hub shut down");
+        folded.map(|_| ())
+    }
+
+    /// Whether [`Hub::shutdown`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Folds logged reported patches into device records now, and returns once that is

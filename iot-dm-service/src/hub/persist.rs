@@ -164,6 +164,9 @@ pub(crate) fn spawn_checkpointer(inner: Weak<Inner>, interval: Duration) {
             }
             drop(wake);
             let Some(inner) = inner.upgrade() else { return };
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
             if let Err(e) = checkpoint(&inner).await {
                 tracing::error!(%e, "checkpoint failed; the hub refuses writes until restarted");
                 return;

@@ -223,6 +223,16 @@ impl Hub {
         locked(&self.inner.sessions.kept).remove(id);
     }
 
+    pub(crate) fn close_all_sessions(&self, reason: &str) {
+        let live: Vec<SessionHandle> = locked(&self.inner.sessions.live)
+            .values()
+            .cloned()
+            .collect();
+        for h in live {
+            h.close(reason);
+        }
+    }
+
     /// Number of live device sessions.
     pub fn connected_devices(&self) -> usize {
         self.inner.sessions.count()
@@ -317,6 +327,11 @@ impl Hub {
 #[async_trait::async_trait]
 impl Endpoint for Hub {
     async fn connect(&self, request: ConnectRequest) -> Result<Link, ConnectRefused> {
+        if self.is_closed() {
+            return Err(ConnectRefused::ServerUnavailable {
+                reason: "the hub is shut down".into(),
+            });
+        }
         let expiry = match self.authenticate(&request) {
             Ok(e) => e,
             Err(e) => {

@@ -903,3 +903,36 @@ async fn a_write_racing_a_checkpoint_is_not_lost() {
         json!({"n": 2})
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_sessions_and_releases_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
+    let hub = Hub::builder()
+        .path(&path)
+        .clock(Arc::new(clock))
+        .host_name("hub.example")
+        .open()
+        .await
+        .unwrap();
+    let d = device(&hub, "d1").await;
+    let token = token_for(&d, None, 3600);
+    let mut dev = Raw::connect(&hub, &d).await;
+    hub.patch_reported("d1", &json!({"x": 1})).await.unwrap();
+    let keep = hub.clone();
+    hub.shutdown().await.unwrap();
+    assert!(dev.closed().await);
+    assert!(matches!(
+        keep.patch_reported("d1", &json!({"x": 2})).await,
+        Err(HubError::Closed)
+    ));
+    assert!(keep.connect(request(&d, token)).await.is_err());
+    // the file is free at once, with the other handle still alive
+    let again = Hub::builder().path(&path).open().await.unwrap();
+    assert_eq!(
+        again.get_twin("d1").unwrap().reported().doc().to_value(),
+        json!({"x": 1})
+    );
+    again.shutdown().await.unwrap();
+}

@@ -66,7 +66,9 @@ pub struct Committer {
 
 #[derive(Debug)]
 struct Shared {
-    store: Arc<dyn Store>,
+    /// The commit task owns the store; handles only see it while the task runs.
+    store: std::sync::Weak<dyn Store>,
+    closed: std::sync::atomic::AtomicBool,
     poison: OnceLock<StoreError>,
     submissions: AtomicU64,
     batches: AtomicU64,
@@ -79,6 +81,8 @@ struct Shared {
 struct Job {
     ops: Vec<Op>,
     bytes: usize,
+    /// A close barrier: commit what came before, then release the store.
+    close: bool,
     ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -134,7 +138,8 @@ impl CommitterBuilder {
     pub fn spawn(self, store: impl Store) -> Committer {
         let store: Arc<dyn Store> = Arc::new(store);
         let shared = Arc::new(Shared {
-            store,
+            store: Arc::downgrade(&store),
+            closed: std::sync::atomic::AtomicBool::new(false),
             poison: OnceLock::new(),
             submissions: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -143,7 +148,7 @@ impl CommitterBuilder {
             failed_batches: AtomicU64::new(0),
         });
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, Arc::clone(&shared), self));
+        tokio::spawn(run(rx, store, Arc::clone(&shared), self));
         Committer { queue, shared }
     }
 }
@@ -176,9 +181,36 @@ impl Committer {
         if let Some(err) = self.poison_error() {
             return CommitAck::ready(Err(err));
         }
+        self.enqueue(ops, false)
+    }
+
+    /// Commits everything submitted before the call, then stops the commit task and releases
+    /// the store (for a redb store: closes its file). Later submissions fail with
+    /// [`StoreError::Closed`]. Resolves once the store is released.
+    pub fn close(&self) -> CommitAck {
+        self.enqueue(Vec::new(), true)
+    }
+
+    /// Whether [`close`](Self::close) has run.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    fn enqueue(&self, ops: Vec<Op>, close: bool) -> CommitAck {
+        if let Some(err) = self.poison_error().filter(|_| !close) {
+            return CommitAck::ready(Err(err));
+        }
+        if self.is_closed() {
+            return CommitAck::ready(Err(closed()));
+        }
         let bytes = ops.iter().map(Op::payload_len).sum();
         let (ack, rx) = oneshot::channel();
-        match self.queue.send(Job { ops, bytes, ack }) {
+        match self.queue.send(Job {
+            ops,
+            bytes,
+            close,
+            ack,
+        }) {
             Ok(()) => {
                 self.shared.submissions.fetch_add(1, Ordering::Relaxed);
                 CommitAck {
@@ -200,9 +232,9 @@ impl Committer {
         self.shared.poison.get().is_some()
     }
 
-    /// The store the committer writes to, for reads.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+    /// The store the committer writes to, for reads; `None` once the committer is closed.
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        self.shared.store.upgrade()
     }
 
     /// Counters since the committer started.
@@ -297,8 +329,14 @@ impl Future for CommitAck {
 }
 
 /// The commit loop: one round per iteration until every handle is gone.
-async fn run(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, cfg: CommitterBuilder) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    cfg: CommitterBuilder,
+) {
     let mut carry: Option<Job> = None;
+    let mut closing: Option<oneshot::Sender<Result<(), StoreError>>> = None;
     loop {
         let first = match carry.take() {
             Some(job) => job,
@@ -307,6 +345,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, cfg: Com
                 None => break,
             },
         };
+        if first.close {
+            closing = Some(first.ack);
+            break;
+        }
         if let Some(cause) = shared.poison.get() {
             reject(first, cause);
             continue;
@@ -317,6 +359,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, cfg: Com
         let mut jobs = vec![first];
         while round_ops < cfg.max_batch_ops && round_bytes < cfg.max_batch_bytes {
             let Ok(job) = rx.try_recv() else { break };
+            if job.close {
+                carry = Some(job);
+                break;
+            }
             let ops = round_ops.saturating_add(job.ops.len());
             let bytes = round_bytes.saturating_add(job.bytes);
             if ops > cfg.max_batch_ops || bytes > cfg.max_batch_bytes {
@@ -339,7 +385,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, cfg: Com
             // Only barriers: everything before them was committed in earlier rounds.
             Ok(())
         } else {
-            shared.store.commit(ops).await
+            store.commit(ops).await
         };
         match result {
             Ok(()) => {
@@ -376,7 +422,20 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>, cfg: Com
             }
         }
     }
-    tracing::debug!("committer stopped: every handle is gone");
+    shared.closed.store(true, Ordering::SeqCst);
+    drop(store);
+    match closing {
+        Some(ack) => {
+            // later submissions, queued before `closed` was set, are refused
+            rx.close();
+            while let Ok(job) = rx.try_recv() {
+                let _ = job.ack.send(Err(closed()));
+            }
+            let _ = ack.send(Ok(()));
+            tracing::debug!("committer closed");
+        }
+        None => tracing::debug!("committer stopped: every handle is gone"),
+    }
 }
 
 fn reject(job: Job, cause: &StoreError) {
@@ -466,7 +525,12 @@ mod tests {
         committer.flush().await.unwrap();
         // The barrier resolved, so the earlier submission is durable and acknowledged too.
         assert_eq!(
-            committer.store().get(Table::Meta, b"k").await.unwrap(),
+            committer
+                .store()
+                .unwrap()
+                .get(Table::Meta, b"k")
+                .await
+                .unwrap(),
             Some(b"v".to_vec())
         );
         put.await.unwrap();
@@ -517,5 +581,25 @@ mod tests {
             Poll::Ready(Ok(()))
         ));
         assert!(matches!(Pin::new(&mut ack).poll(&mut cx), Poll::Ready(Err(e)) if e.is_closed()));
+    }
+
+    #[tokio::test]
+    async fn close_commits_what_came_before_and_releases_the_store() {
+        let store = MemoryStore::new();
+        let committer = Committer::new(store.clone());
+        let first = committer.submit(vec![Op::put(Table::Meta, b"a".to_vec(), b"1".to_vec())]);
+        committer.close().await.unwrap();
+        first.await.unwrap();
+        assert_eq!(
+            store.get(Table::Meta, b"a").await.unwrap(),
+            Some(b"1".to_vec())
+        );
+        assert!(committer.is_closed());
+        assert!(committer.store().is_none(), "the task released the store");
+        let late = committer
+            .submit(vec![Op::put(Table::Meta, b"b".to_vec(), b"2".to_vec())])
+            .await;
+        assert!(late.unwrap_err().is_closed());
+        assert_eq!(store.get(Table::Meta, b"b").await.unwrap(), None);
     }
 }

@@ -1,0 +1,239 @@
+//! Hub benchmarks on the durable store (redb in a temporary directory):
+//!
+//! - `reported_patches`: acknowledged reported-property patches per second from 1,000 device
+//!   clients over the in-memory transport. Each client sends its patches one after another,
+//!   waiting for each acknowledgement (so 1,000 are in flight).
+//! - `restart`: a hub holding N twins of about 1 KB (1,000,000 under `cargo bench`; set
+//!   `IOT_DM_BENCH_TWINS`) is reopened in a fresh process, which loads every twin and answers
+//!   a query; the measured time is open-to-ready, and the process's resident memory growth per
+//!   twin is printed.
+//!
+//! Under `cargo test` the benches run once on a small fleet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/fleet.rs"]
+mod fleet;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use serde_json::json;
+
+use iot_dm::core::twin::Twin;
+use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport};
+use iot_dm::service::hub::{DeviceSpec, Hub};
+
+const CHILD_ENV: &str = "IOT_DM_BENCH_RESTART_STORE";
+const HOST: &str = "bench.local";
+
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn fleet_size() -> usize {
+    std::env::var("IOT_DM_BENCH_TWINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full_run() { 1_000_000 } else { 2_000 })
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn reported_patches(c: &mut Criterion) {
+    const DEVICES: usize = 1_000;
+    const PATCHES_PER_DEVICE: usize = 20;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, clients) = rt.block_on(async {
+        let hub = Hub::builder()
+            .path(dir.path().join("hub.redb"))
+            .host_name(HOST)
+            .open()
+            .await
+            .unwrap();
+        let mut clients = Vec::with_capacity(DEVICES);
+        for i in 0..DEVICES {
+            let id = format!("dev-{i:04}");
+            let d = hub
+                .create_device(DeviceSpec::new(id.parse().unwrap()))
+                .await
+                .unwrap();
+            let key = d.authentication.symmetric_key.primary_key.unwrap();
+            let creds = DeviceCredentials::symmetric_key(HOST, id.parse().unwrap(), &key).unwrap();
+            let client =
+                DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))
+                    .connect()
+                    .await
+                    .unwrap();
+            clients.push(client);
+        }
+        (hub, clients)
+    });
+    let mut group = c.benchmark_group("hub");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(if full_run() { 20 } else { 1 }));
+    group.throughput(Throughput::Elements((DEVICES * PATCHES_PER_DEVICE) as u64));
+    group.bench_function("reported_patches_1000_devices_redb", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for round in 0..iters {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for c in &clients {
+                        let c = c.clone();
+                        tasks.spawn(async move {
+                            for p in 0..PATCHES_PER_DEVICE {
+                                c.update_reported(json!({"round": round, "n": p, "temp": 21.5}))
+                                    .await
+                                    .expect("acknowledged");
+                            }
+                        });
+                    }
+                    while let Some(r) = tasks.join_next().await {
+                        r.unwrap();
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    drop(clients);
+    drop(hub);
+}
+
+/// Creates a hub with `n` twins of about 1 KB in `dir` and returns when it is closed.
+fn build_fleet(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
+    rt.block_on(async {
+        let hub = Hub::builder()
+            .path(dir.join("hub.redb"))
+            .open()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let workers = 256;
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..workers {
+            let hub = hub.clone();
+            tasks.spawn(async move {
+                let mut rng = fleet::Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+                let mut i = w;
+                while i < n {
+                    let twin = fleet::twin_json(i as u64, &mut rng);
+                    let id = twin["deviceId"].as_str().unwrap().to_string();
+                    let spec = DeviceSpec::new(id.parse().unwrap())
+                        .tags(twin["tags"].clone())
+                        .desired(twin["properties"]["desired"].clone());
+                    hub.create_device(spec).await.unwrap();
+                    hub.patch_reported(&id, &twin["properties"]["reported"])
+                        .await
+                        .unwrap();
+                    i += workers;
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        let sample: Twin = hub.get_twin("dev-0000000").unwrap();
+        eprintln!(
+            "built {n} twins in {:.1} s; one twin is {} bytes of JSON",
+            started.elapsed().as_secs_f64(),
+            serde_json::to_vec(&sample.to_json()).unwrap().len()
+        );
+        hub.shutdown().await.unwrap();
+    });
+}
+
+/// The child process: open the hub, answer a query, report time and memory.
+fn child(path: &str) {
+    let rt = runtime();
+    let before = rss_kib();
+    let start = Instant::now();
+    let (n, hits) = rt.block_on(async {
+        let hub = Hub::builder().path(path).open().await.unwrap();
+        let hits = hub
+            .query("SELECT COUNT() AS n FROM devices WHERE tags.location.region = 'us-west'")
+            .unwrap();
+        (hub.device_count(), hits)
+    });
+    let elapsed = start.elapsed();
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "RESTART {} {} {} {}",
+        elapsed.as_micros(),
+        n,
+        grown,
+        hits.first().and_then(|r| r["n"].as_u64()).unwrap_or(0)
+    );
+}
+
+fn restart(c: &mut Criterion) {
+    let n = fleet_size();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    build_fleet(&rt, dir.path(), n);
+    drop(rt);
+    let store = dir.path().join("hub.redb");
+    let exe = std::env::current_exe().unwrap();
+    let mut last = (0u64, 0u64);
+    let mut group = c.benchmark_group("hub");
+    group.sample_size(10);
+    group.bench_function(format!("restart_{n}_twins_redb"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let out = Command::new(&exe).env(CHILD_ENV, &store).output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("RESTART "))
+                    .unwrap_or_else(|| {
+                        panic!("child failed: {}", String::from_utf8_lossy(&out.stderr))
+                    });
+                let f: Vec<u64> = line[8..].split(' ').map(|x| x.parse().unwrap()).collect();
+                assert_eq!(f[1] as usize, n, "every twin loaded");
+                total += Duration::from_micros(f[0]);
+                last = (f[2], f[3]);
+            }
+            total
+        })
+    });
+    group.finish();
+    eprintln!(
+        "hub memory after loading {n} twins: {} MiB ({} bytes per twin); {} matched the query",
+        last.0 / 1024,
+        last.0 * 1024 / n as u64,
+        last.1
+    );
+}
+
+fn main() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        child(&path);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    reported_patches(&mut c);
+    restart(&mut c);
+    c.final_summary();
+}
