@@ -1,0 +1,497 @@
+//! The server: listeners, the accept loops, the connection limit and shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use iot_dm_core::link::Endpoint;
+
+use super::{
+    connection, tls, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PACKET_SIZE,
+};
+
+/// The kind of a listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Listener {
+    /// Plain MQTT over TCP.
+    Tcp,
+    /// MQTT over TLS (IoT Hub's port 8883).
+    Tls,
+    /// MQTT over a plain WebSocket at `/$iothub/websocket`.
+    Ws,
+    /// MQTT over a WebSocket over TLS (IoT Hub's port 443).
+    Wss,
+}
+
+impl Listener {
+    /// A short name for logs: `tcp`, `tls`, `ws`, `wss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Tcp => "tcp",
+            Listener::Tls => "tls",
+            Listener::Ws => "ws",
+            Listener::Wss => "wss",
+        }
+    }
+
+    /// Whether the listener needs a TLS certificate.
+    pub fn needs_tls(self) -> bool {
+        matches!(self, Listener::Tls | Listener::Wss)
+    }
+}
+
+#[derive(Debug)]
+enum TlsSource {
+    None,
+    Pem { cert: Vec<u8>, key: Vec<u8> },
+    Files { cert: PathBuf, key: PathBuf },
+    Config(Arc<ServerConfig>),
+}
+
+/// Builds an [`MqttServer`]; see the [module docs](super) for an example.
+pub struct MqttServerBuilder {
+    endpoint: Arc<dyn Endpoint>,
+    listeners: Vec<(Listener, SocketAddr)>,
+    tls: TlsSource,
+    max_connections: usize,
+    max_packet_size: usize,
+    connect_timeout: Duration,
+    write_timeout: Duration,
+    backlog: u32,
+}
+
+impl std::fmt::Debug for MqttServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttServerBuilder")
+            .field("listeners", &self.listeners)
+            .field("max_connections", &self.max_connections)
+            .field("max_packet_size", &self.max_packet_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttServerBuilder {
+    /// Adds a listener on `addr` (port 0 picks a free port; see [`MqttServer::local_addr`]).
+    pub fn listen(mut self, kind: Listener, addr: SocketAddr) -> Self {
+        self.listeners.push((kind, addr));
+        self
+    }
+
+    /// The TLS certificate chain (leaf first) and private key, as PEM.
+    pub fn tls_pem(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls = TlsSource::Pem {
+            cert: cert_pem.into(),
+            key: key_pem.into(),
+        };
+        self
+    }
+
+    /// The TLS certificate chain and private key, as PEM files (read by [`Self::start`]).
+    pub fn tls_pem_files(
+        mut self,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls = TlsSource::Files {
+            cert: cert_path.into(),
+            key: key_path.into(),
+        };
+        self
+    }
+
+    /// A rustls configuration of your own (replaces [`tls::server_config`]'s; client
+    /// certificates then reach the registry only if your verifier accepts them).
+    pub fn tls_config(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = TlsSource::Config(config);
+        self
+    }
+
+    /// Most open connections ([`DEFAULT_MAX_CONNECTIONS`] by default); sockets past it are
+    /// closed as soon as they are accepted.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Largest packet a device may send ([`DEFAULT_MAX_PACKET_SIZE`] by default); a larger
+    /// one closes its connection.
+    pub fn max_packet_size(mut self, bytes: usize) -> Self {
+        self.max_packet_size = bytes.max(64);
+        self
+    }
+
+    /// How long a new socket has for its handshakes and CONNECT
+    /// ([`DEFAULT_CONNECT_TIMEOUT`] by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a write to a device may take before the connection is dropped (30 s by
+    /// default).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The listen backlog ([`DEFAULT_BACKLOG`] by default; the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog.max(1);
+        self
+    }
+
+    /// Binds every listener and starts accepting.
+    pub async fn start(self) -> Result<MqttServer, MqttError> {
+        if self.listeners.is_empty() {
+            return Err(MqttError::NoListeners);
+        }
+        let tls_config = match self.tls {
+            TlsSource::None => None,
+            TlsSource::Pem { cert, key } => Some(tls::server_config(&cert, &key)?),
+            TlsSource::Files { cert, key } => Some(tls::server_config_from_files(cert, key)?),
+            TlsSource::Config(c) => Some(c),
+        };
+        if tls_config.is_none() {
+            if let Some((kind, addr)) = self.listeners.iter().find(|(k, _)| k.needs_tls()) {
+                return Err(MqttError::TlsIdentityMissing {
+                    listener: kind.as_str(),
+                    addr: *addr,
+                });
+            }
+        }
+        let mut bound = Vec::with_capacity(self.listeners.len());
+        for (kind, addr) in &self.listeners {
+            let listener = bind(*addr, self.backlog).map_err(|source| MqttError::Bind {
+                listener: kind.as_str(),
+                addr: *addr,
+                source,
+            })?;
+            let local = listener.local_addr().map_err(|source| MqttError::Bind {
+                listener: kind.as_str(),
+                addr: *addr,
+                source,
+            })?;
+            bound.push((*kind, local, listener));
+        }
+        let shared = Arc::new(Shared {
+            endpoint: self.endpoint,
+            tls: tls_config.map(TlsAcceptor::from),
+            max_packet_size: self.max_packet_size,
+            connect_timeout: self.connect_timeout,
+            write_timeout: self.write_timeout,
+            max_connections: self.max_connections,
+            active: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            last_refusal_log: std::sync::Mutex::new(None),
+        });
+        let (shutdown, _) = watch::channel(false);
+        let mut addrs = Vec::with_capacity(bound.len());
+        let mut tasks = Vec::with_capacity(bound.len());
+        for (kind, local, listener) in bound {
+            tracing::info!(listener = kind.as_str(), addr = %local, "mqtt endpoint listening");
+            addrs.push((kind, local));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                kind,
+                local,
+                shared.clone(),
+                shutdown.subscribe(),
+            )));
+        }
+        Ok(MqttServer {
+            addrs,
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// What every connection of a server shares.
+pub(crate) struct Shared {
+    pub(crate) endpoint: Arc<dyn Endpoint>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) max_packet_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    max_connections: usize,
+    active: AtomicUsize,
+    refused: AtomicU64,
+    last_refusal_log: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A connection slot; frees itself when dropped.
+struct Permit(Arc<Shared>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Shared {
+    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut n = self.active.load(Ordering::Acquire);
+        loop {
+            if n >= self.max_connections {
+                return None;
+            }
+            match self
+                .active
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Permit(self.clone())),
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
+    /// Logs refusals at most once a second, with how many there were.
+    fn refused(&self, kind: Listener, peer: SocketAddr) {
+        let count = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut last = self
+            .last_refusal_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            tracing::warn!(
+                listener = kind.as_str(),
+                %peer,
+                limit = self.max_connections,
+                refused_total = count,
+                "connection refused: the server has max_connections connections open"
+            );
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Listener,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(20);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = MIN_BACKOFF;
+                let Some(permit) = shared.try_acquire() else {
+                    shared.refused(kind, peer);
+                    drop(tcp);
+                    continue;
+                };
+                let shared = shared.clone();
+                let rx = shutdown.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    connection::serve(tcp, peer, kind, shared, rx).await;
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                tracing::debug!(listener = kind.as_str(), error = %e, "accept: connection gone");
+            }
+            Err(e) => {
+                // out of file descriptors or memory: wait for connections to close
+                tracing::error!(
+                    listener = kind.as_str(),
+                    addr = %local,
+                    error = %e,
+                    backoff_ms = backoff.as_millis() as u64,
+                    "accept failed; backing off"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    tracing::debug!(listener = kind.as_str(), addr = %local, "accept loop stopped");
+}
+
+/// A running MQTT endpoint. Dropping it stops it too (without waiting); prefer
+/// [`MqttServer::shutdown`].
+pub struct MqttServer {
+    addrs: Vec<(Listener, SocketAddr)>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MqttServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttServer")
+            .field("listeners", &self.addrs)
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl MqttServer {
+    /// A builder serving devices of `endpoint` (usually a [`Hub`](crate::Hub)).
+    pub fn builder(endpoint: impl Endpoint + 'static) -> MqttServerBuilder {
+        MqttServerBuilder {
+            endpoint: Arc::new(endpoint),
+            listeners: Vec::new(),
+            tls: TlsSource::None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            write_timeout: Duration::from_secs(30),
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+
+    /// Every listener and the address it is bound to.
+    pub fn local_addrs(&self) -> &[(Listener, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The address of the first listener of this kind.
+    pub fn local_addr(&self, kind: Listener) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// Open connections (including those still in their handshakes).
+    pub fn connections(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, closes every connection (their hub sessions end; Wills are not
+    /// forwarded) and waits up to five seconds for them to finish.
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(open = self.connections(), "mqtt endpoint stopped");
+    }
+}
+
+impl Drop for MqttServer {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// A connection-independent server state for unit tests (at most 2 connections).
+#[cfg(test)]
+pub(crate) fn test_shared(hub: crate::Hub) -> Shared {
+    Shared {
+        endpoint: Arc::new(hub),
+        tls: None,
+        max_packet_size: 1024,
+        connect_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(1),
+        max_connections: 2,
+        active: AtomicUsize::new(0),
+        refused: AtomicU64::new(0),
+        last_refusal_log: std::sync::Mutex::new(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tls_listener_without_identity_is_refused_and_no_listener_too() {
+        let hub = crate::Hub::builder().in_memory().open().await.unwrap();
+        let e = MqttServer::builder(hub.clone()).start().await.unwrap_err();
+        assert!(matches!(e, MqttError::NoListeners), "{e}");
+        let e = MqttServer::builder(hub)
+            .listen(Listener::Wss, "127.0.0.1:0".parse().unwrap())
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                MqttError::TlsIdentityMissing {
+                    listener: "wss",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_conflict_names_the_address() {
+        let hub = crate::Hub::builder().in_memory().open().await.unwrap();
+        let a = MqttServer::builder(hub.clone())
+            .listen(Listener::Tcp, "127.0.0.1:0".parse().unwrap())
+            .start()
+            .await
+            .unwrap();
+        let addr = a.local_addr(Listener::Tcp).unwrap();
+        // a second listener on the same port (reuseaddr does not allow two listeners)
+        let e = MqttServer::builder(hub)
+            .listen(Listener::Tcp, addr)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        a.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn permits_count_and_refuse_past_the_limit() {
+        let hub = crate::Hub::builder().in_memory().open().await.unwrap();
+        let shared = Arc::new(test_shared(hub));
+        let a = shared.try_acquire().unwrap();
+        let _b = shared.try_acquire().unwrap();
+        assert!(shared.try_acquire().is_none());
+        drop(a);
+        assert!(shared.try_acquire().is_some());
+    }
+}
