@@ -238,7 +238,9 @@ impl DeviceClient {
 
     /// Sends a telemetry message (QoS 1) with its application and system properties (see
     /// [`PropertyBag`]; e.g. `$.ct` for the content type). Resolves once the transport took
-    /// it; while offline it waits in the queue.
+    /// it (over MQTT: once the hub acknowledged it with PUBACK); while offline
+    /// it waits in the queue, and a message whose connection dropped before it was taken is
+    /// sent again on the next one.
     pub async fn send_telemetry(
         &self,
         payload: impl Into<Bytes>,

@@ -58,6 +58,24 @@ pub enum TransportError {
         /// What was wrong.
         detail: String,
     },
+    /// The TLS handshake failed (an untrusted or mismatched server certificate, a rejected
+    /// client certificate, no common protocol version).
+    #[error("tls handshake with {endpoint} failed: {detail}")]
+    Tls {
+        /// The address or name of what the transport tried to reach.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The connect request cannot be served by this transport as configured (for example
+    /// X.509 credentials without a client certificate).
+    #[error("transport cannot send this request: {field}: {reason}")]
+    Config {
+        /// The setting or request field at fault, e.g. `client certificate`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl TransportError {

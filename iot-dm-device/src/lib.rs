@@ -15,6 +15,10 @@
 //! | [`DeviceClient`], [`DesiredUpdates`], [`CloudMessages`] | the handle and its streams |
 //! | [`DeviceClientBuilder`], [`DeviceCredentials`] | configuration and identity |
 //! | [`Transport`], [`InMemoryTransport`] | how sessions are opened |
+#![cfg_attr(
+    feature = "mqtt",
+    doc = "| [`mqtt`]: [`MqttTransport`] | IoT Hub's MQTT device protocol over TLS or WebSocket (feature `mqtt`, on by default) |"
+)]
 //! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`ConnectionState`] | the values handed out |
 //! | [`Error`], [`TransportError`] | errors, with predicates (`is_timeout()`, `is_refused()`, ...) |
 //!
@@ -80,6 +84,8 @@ mod credentials;
 mod driver;
 mod error;
 mod methods;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 mod transport;
 mod types;
 
@@ -94,6 +100,8 @@ pub use config::{
 pub use credentials::DeviceCredentials;
 pub use error::{Error, Operation, TransportError};
 pub use methods::METHOD_NOT_IMPLEMENTED;
+#[cfg(feature = "mqtt")]
+pub use mqtt::MqttTransport;
 pub use transport::{InMemoryTransport, Transport};
 pub use types::{
     CloseReason, CloudMessage, ConnectionState, DesiredPatch, DisconnectReason, MethodCall,
