@@ -101,6 +101,10 @@ pub enum Credentials {
         /// SHA-256 thumbprint of the DER certificate.
         sha256: String,
     },
+    /// An X.509 client certificate chain a transport received in its TLS handshake (DER, the
+    /// device's certificate first). The hub decides: by thumbprint for a self-signed device,
+    /// by the chain up to a registered certification authority for a CA-signed one.
+    X509Chain(Vec<Vec<u8>>),
     /// No credentials.
     None,
 }
@@ -110,6 +114,7 @@ impl fmt::Debug for Credentials {
         match self {
             Credentials::Sas(_) => f.write_str("Sas(..)"),
             Credentials::X509 { sha1, .. } => write!(f, "X509({sha1})"),
+            Credentials::X509Chain(chain) => write!(f, "X509Chain({} certificates)", chain.len()),
             Credentials::None => f.write_str("None"),
         }
     }

@@ -21,7 +21,7 @@ use tokio::time::timeout;
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::twin::TwinPatch;
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
-use iot_dm_service::mqtt::dev_certs::DeviceCertificate;
+use iot_dm_service::mqtt::dev_certs::{DevCerts, DeviceCertificate};
 use iot_dm_service::mqtt::Listener;
 
 use mqtt_support::{fixture, fixture_with, token, Dev, Raw, HOST, WAIT};
@@ -425,6 +425,59 @@ async fn x509_self_signed_thumbprint_authenticates() {
             ConnectReturnCode::NotAuthorized
         ))
     ));
+}
+
+#[tokio::test]
+async fn x509_ca_signed_certificates_authenticate() {
+    let f = fixture().await;
+    for id in ["ca-dev", "ca-other"] {
+        f.hub
+            .create_device(
+                DeviceSpec::new(id.parse().unwrap())
+                    .authentication(Authentication::certificate_authority()),
+            )
+            .await
+            .unwrap();
+    }
+    let connack = |cert: &DeviceCertificate| {
+        let config = f.certs.client_config_with_identity(cert).unwrap();
+        let mut dev = Dev::start(f.options(
+            "ca-dev",
+            "",
+            Transport::Tls(TlsConfiguration::Rustls(config)),
+        ));
+        async move { dev.connack().await.map(|c| c.code) }
+    };
+    let refused = |r: Result<ConnectReturnCode, ConnectionError>| {
+        matches!(
+            r,
+            Err(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::NotAuthorized
+            ))
+        )
+    };
+    let cert = f.certs.issue_device_certificate("ca-dev").unwrap();
+    // no CA registered yet
+    assert!(refused(connack(&cert).await));
+    f.hub
+        .add_ca_certificate("dev-ca", f.certs.ca_pem())
+        .await
+        .unwrap();
+    assert_eq!(connack(&cert).await.unwrap(), ConnectReturnCode::Success);
+    // a certificate for another device (its common name) cannot open this device
+    let other = f.certs.issue_device_certificate("ca-other").unwrap();
+    assert!(refused(connack(&other).await));
+    // a self-signed certificate, and one from an unregistered CA, are refused
+    let own = DeviceCertificate::self_signed("ca-dev").unwrap();
+    assert!(refused(connack(&own).await));
+    let foreign = DevCerts::generate()
+        .unwrap()
+        .issue_device_certificate("ca-dev")
+        .unwrap();
+    assert!(refused(connack(&foreign).await));
+    // removing the CA revokes what it vouched for
+    f.hub.remove_ca_certificate("dev-ca").await.unwrap();
+    assert!(refused(connack(&cert).await));
 }
 
 #[tokio::test]

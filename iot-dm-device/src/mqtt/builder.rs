@@ -462,13 +462,17 @@ impl Settings {
     fn password(&self, request: &ConnectRequest) -> Result<String, TransportError> {
         match &request.credentials {
             Credentials::Sas(token) => Ok(token.clone()),
-            Credentials::X509 { .. } if !self.has_client_cert => Err(TransportError::Config {
-                field: "client certificate",
-                reason: "X.509 credentials need a client certificate on the transport \
+            Credentials::X509 { .. } | Credentials::X509Chain(_) if !self.has_client_cert => {
+                Err(TransportError::Config {
+                    field: "client certificate",
+                    reason: "X.509 credentials need a client certificate on the transport \
                          (MqttTransportBuilder::client_certificate_pem)"
-                    .into(),
-            }),
-            Credentials::X509 { .. } | Credentials::None => Ok(String::new()),
+                        .into(),
+                })
+            }
+            Credentials::X509 { .. } | Credentials::X509Chain(_) | Credentials::None => {
+                Ok(String::new())
+            }
         }
     }
 

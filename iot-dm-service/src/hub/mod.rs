@@ -34,6 +34,7 @@ mod registry;
 mod sessions;
 mod state;
 mod twins;
+mod x509;
 
 pub use bulk::{
     BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
@@ -44,6 +45,7 @@ pub use error::HubError;
 pub use events::{Actor, HubEvent};
 pub use registry::{DeviceSpec, KeyKind, Page};
 pub use sessions::Telemetry;
+pub use x509::{thumbprints, CaCertificate, MAX_CAS};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -154,6 +156,7 @@ impl HubBuilder {
         let started = std::time::Instant::now();
         let state = State::load(store.as_ref()).await?;
         let sequencer = persist::Sequencer::default();
+        let cas = x509::CaRegistry::load(store.as_ref()).await?;
         let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
         tracing::info!(
             devices = state.devices.len(),
@@ -178,6 +181,7 @@ impl HubBuilder {
                 telemetry,
                 sessions: sessions::Sessions::default(),
                 sequencer,
+                cas,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
@@ -201,6 +205,7 @@ pub(crate) struct Inner {
     pub(crate) telemetry: broadcast::Sender<Arc<Telemetry>>,
     pub(crate) sessions: sessions::Sessions,
     pub(crate) sequencer: persist::Sequencer,
+    pub(crate) cas: x509::CaRegistry,
 }
 
 /// The hub. See the [module docs](self).

@@ -208,6 +208,26 @@ impl Hub {
                     Err(refuse("certificate thumbprint does not match"))
                 }
             }
+            (Credentials::X509Chain(chain), AuthenticationType::SelfSigned) => {
+                let (sha1, sha256) = chain
+                    .first()
+                    .map(|der| super::x509::thumbprints(der))
+                    .ok_or_else(|| refuse("no client certificate was presented"))?;
+                let t = &auth.x509_thumbprint;
+                let ok = [&t.primary_thumbprint, &t.secondary_thumbprint]
+                    .into_iter()
+                    .any(|want| thumbprint_eq(want, &sha1) || thumbprint_eq(want, &sha256));
+                if ok {
+                    Ok(None)
+                } else {
+                    Err(refuse("certificate thumbprint does not match"))
+                }
+            }
+            (Credentials::X509Chain(chain), AuthenticationType::CertificateAuthority) => {
+                self.verify_ca_chain(&req.device_id, chain)
+                    .map_err(refuse)?;
+                Ok(None)
+            }
             (_, kind) => Err(refuse(format!(
                 "device {id} authenticates with {}, which these credentials are not",
                 kind.as_str()

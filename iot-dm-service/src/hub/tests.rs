@@ -936,3 +936,26 @@ async fn shutdown_closes_sessions_and_releases_the_store() {
     );
     again.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn ca_certificates_are_validated_and_persist() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let hub = Hub::builder().store(store.clone()).open().await.unwrap();
+    let certs = crate::mqtt::dev_certs::DevCerts::generate().unwrap();
+    assert!(hub
+        .add_ca_certificate("bad name", certs.ca_pem())
+        .await
+        .is_err());
+    assert!(hub.add_ca_certificate("x", "not pem").await.is_err());
+    let ca = hub
+        .add_ca_certificate("root-1", certs.ca_pem())
+        .await
+        .unwrap();
+    assert_eq!(ca.sha256_thumbprint.len(), 64);
+    hub.shutdown().await.unwrap();
+    let hub = Hub::builder().store(store).open().await.unwrap();
+    assert_eq!(hub.ca_certificates(), [ca]);
+    hub.remove_ca_certificate("root-1").await.unwrap();
+    assert!(hub.ca_certificates().is_empty());
+    assert!(hub.remove_ca_certificate("root-1").await.is_err());
+}

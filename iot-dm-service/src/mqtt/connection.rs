@@ -17,7 +17,6 @@ use iot_dm_core::wire::{self, DeviceTopic, Username};
 
 use super::pump;
 use super::server::{Listener, Shared};
-use super::tls::thumbprints;
 use super::transport::{AsyncIo, TlsIo, Transport};
 use super::ws;
 
@@ -92,13 +91,14 @@ pub(crate) async fn serve(
     }
 }
 
-type Thumbprints = Option<(String, String)>;
+/// The client certificate chain of a TLS connection, if the device presented one.
+type ClientChain = Option<Vec<Vec<u8>>>;
 
 async fn establish(
     tcp: TcpStream,
     kind: Listener,
     shared: &Shared,
-) -> Result<(Transport, Thumbprints), OpenError> {
+) -> Result<(Transport, ClientChain), OpenError> {
     let tls = || {
         shared
             .tls
@@ -110,10 +110,7 @@ async fn establish(
         Listener::Tls => {
             let stream = tls()?.accept(tcp).await.map_err(OpenError::Tls)?;
             let (tcp, conn) = stream.into_inner();
-            let certs = conn
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(thumbprints);
+            let certs = chain_of(conn.peer_certificates());
             let mut t = Transport::Tls(Box::new(TlsIo::new(tcp, conn)));
             // session tickets and the like, still queued after the handshake
             t.flush().await.map_err(OpenError::Tls)?;
@@ -128,12 +125,7 @@ async fn establish(
         }
         Listener::Wss => {
             let stream = tls()?.accept(tcp).await.map_err(OpenError::Tls)?;
-            let certs = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(thumbprints);
+            let certs = chain_of(stream.get_ref().1.peer_certificates());
             let io: Box<dyn AsyncIo> = Box::new(stream);
             let ws = ws::accept(io, shared.max_packet_size)
                 .await
@@ -240,10 +232,17 @@ async fn refuse(transport: &mut Transport, code: ConnectReturnCode, reason: Stri
 
 type Refusal = (ConnectReturnCode, String);
 
+/// The client certificate chain a TLS handshake received, device certificate first.
+fn chain_of(certs: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> Option<Vec<Vec<u8>>> {
+    certs
+        .filter(|c| !c.is_empty())
+        .map(|c| c.iter().map(|d| d.to_vec()).collect())
+}
+
 /// Checks a CONNECT packet and turns it into the hub's connect request.
 pub(crate) fn check_connect(
     connect: &Connect,
-    certs: Option<(String, String)>,
+    certs: Option<Vec<Vec<u8>>>,
 ) -> Result<ConnectRequest, Refusal> {
     use ConnectReturnCode::*;
     if connect.protocol != Protocol::V4 {
@@ -271,8 +270,8 @@ pub(crate) fn check_connect(
         .map_err(|e| (NotAuthorized, e.to_string()))?;
     let credentials = if !login.password.is_empty() {
         Credentials::Sas(login.password.clone())
-    } else if let Some((sha1, sha256)) = certs {
-        Credentials::X509 { sha1, sha256 }
+    } else if let Some(chain) = certs {
+        Credentials::X509Chain(chain)
     } else {
         return Err((
             NotAuthorized,
@@ -349,7 +348,7 @@ mod tests {
 
     #[test]
     fn password_wins_over_certificate_and_certificate_alone_is_x509() {
-        let certs = Some(("AA".to_string(), "BB".to_string()));
+        let certs = Some(vec![vec![1u8, 2, 3]]);
         let c = connect("dev1", Some("hub/dev1/"), "tok");
         assert!(matches!(
             check_connect(&c, certs.clone()).unwrap().credentials,
@@ -358,10 +357,7 @@ mod tests {
         let c = connect("dev1", Some("hub/dev1/?api-version=2020-09-30"), "");
         assert_eq!(
             check_connect(&c, certs).unwrap().credentials,
-            Credentials::X509 {
-                sha1: "AA".into(),
-                sha256: "BB".into()
-            }
+            Credentials::X509Chain(vec![vec![1u8, 2, 3]])
         );
     }
 

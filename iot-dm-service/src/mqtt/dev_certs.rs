@@ -213,6 +213,23 @@ impl DevCerts {
         &self.ca_key_pem
     }
 
+    /// A client certificate with common name `device_id` issued by this development CA, for
+    /// CA-signed X.509 authentication: register [`Self::ca_pem`] with the hub
+    /// (`Hub::add_ca_certificate`) and the device with authentication type
+    /// `certificateAuthority`.
+    pub fn issue_device_certificate(
+        &self,
+        device_id: &str,
+    ) -> Result<DeviceCertificate, MqttError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(gen_err("CA key"))?;
+        let issuer = Issuer::new(ca_params(), ca_key);
+        let key = KeyPair::generate().map_err(gen_err("device key"))?;
+        let cert = device_params(device_id)
+            .signed_by(&key, &issuer)
+            .map_err(gen_err("device certificate"))?;
+        Ok(DeviceCertificate::from_parts(cert.pem(), cert.der(), &key))
+    }
+
     /// The server's rustls configuration (see [`tls::server_config`]).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, MqttError> {
         tls::server_config(
@@ -275,7 +292,19 @@ fn write_file(path: &Path, content: &str, secret: bool) -> Result<(), MqttError>
         })
 }
 
-/// A self-signed device client certificate and its thumbprints.
+fn device_params(device_id: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, device_id);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = date_time_ymd(2024, 1, 1);
+    params.not_after = date_time_ymd(2049, 12, 31);
+    params
+}
+
+/// A device client certificate (self-signed, or issued by a development CA) and its thumbprints.
 #[derive(Clone)]
 pub struct DeviceCertificate {
     cert_pem: String,
@@ -298,24 +327,20 @@ impl DeviceCertificate {
     /// the device.
     pub fn self_signed(device_id: &str) -> Result<DeviceCertificate, MqttError> {
         let key = KeyPair::generate().map_err(gen_err("device key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, device_id);
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = date_time_ymd(2024, 1, 1);
-        params.not_after = date_time_ymd(2049, 12, 31);
-        let cert = params
+        let cert = device_params(device_id)
             .self_signed(&key)
             .map_err(gen_err("device certificate"))?;
-        let (sha1, sha256) = tls::thumbprints(cert.der());
-        Ok(DeviceCertificate {
-            cert_pem: cert.pem(),
+        Ok(DeviceCertificate::from_parts(cert.pem(), cert.der(), &key))
+    }
+
+    fn from_parts(cert_pem: String, der: &[u8], key: &KeyPair) -> DeviceCertificate {
+        let (sha1, sha256) = tls::thumbprints(&rustls_pki_types::CertificateDer::from(der));
+        DeviceCertificate {
+            cert_pem,
             key_pem: key.serialize_pem(),
             sha1,
             sha256,
-        })
+        }
     }
 
     /// The certificate, PEM.
