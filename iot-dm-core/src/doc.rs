@@ -316,13 +316,8 @@ impl fmt::Debug for Doc {
 fn first_word(key: &[u8]) -> u64 {
     match key.first_chunk::<8>() {
         Some(w) => u64::from_le_bytes(*w),
-        None => {
-            let mut w = [0u8; 8];
-            if let Some(dst) = w.get_mut(..key.len()) {
-                dst.copy_from_slice(key);
-            }
-            u64::from_le_bytes(w)
-        }
+        // a byte loop: a variable-length copy would call memcpy
+        None => key.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b)),
     }
 }
 

@@ -29,9 +29,11 @@
 //! stamps every node it touches with the same one):
 //!
 //! ```text
-//! [distinct values: u32][index width in bytes (1, 2 or 4): u32][values: 16 bytes each]
+//! [distinct values: u32][index width in bytes (0, 1, 2 or 4): u32][values: 16 bytes each]
 //! [one index per ordinal]
 //! ```
+//!
+//! Width 0 (no index) means every node has the one value.
 //!
 //! A value is `[last updated, 100-ns ticks: i64][version: u64]`.
 
@@ -155,6 +157,7 @@ pub(super) fn meta_at(buf: &[u8], ord: u32) -> Option<Meta> {
     let values = region + 8;
     let at = values + count * META_SIZE + ord as usize * width;
     let idx = match width {
+        0 => 0,
         1 => usize::from(*buf.get(at)?),
         2 => usize::from(u16::from_le_bytes(buf.get(at..at + 2)?.try_into().ok()?)),
         _ => u32_at(buf, at) as usize,
@@ -200,7 +203,9 @@ pub(super) fn push_meta_region(buf: &mut Vec<u8>, metas: &[Meta]) {
         idx.push(i);
     }
     let width: usize = match table.len() {
-        0..=256 => 1,
+        // one value for every node (a document written by one patch): no index at all
+        0..=1 => 0,
+        2..=256 => 1,
         257..=65_536 => 2,
         _ => 4,
     };
@@ -213,6 +218,7 @@ pub(super) fn push_meta_region(buf: &mut Vec<u8>, metas: &[Meta]) {
     }
     for i in idx {
         match width {
+            0 => {}
             1 => buf.push(i as u8),
             2 => buf.extend_from_slice(&(i as u16).to_le_bytes()),
             _ => buf.extend_from_slice(&i.to_le_bytes()),

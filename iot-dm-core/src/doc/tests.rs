@@ -358,3 +358,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn uniform_metadata_needs_no_index() {
+    let mut m = Map::new();
+    for i in 0..20 {
+        m.insert(format!("k{i}"), json!(i));
+    }
+    let v = Value::Object(m);
+    let plain = Doc::from_value(&v).unwrap();
+    let stamped = Doc::from_value_with_meta(&v, stamp(5, 5)).unwrap();
+    // the region's header and the one value
+    assert_eq!(stamped.heap_size(), plain.heap_size() + 8 + 16);
+    assert_eq!(stamped.get_path(&["k7"]).unwrap().meta(), Some(stamp(5, 5)));
+    // two values: a one-byte index per node (21 nodes)
+    let touched = stamped
+        .merge_with_meta(&json!({"k3": 0}), stamp(6, 6))
+        .unwrap();
+    assert_eq!(touched.heap_size(), plain.heap_size() + 8 + 32 + 21);
+    assert_eq!(touched.get_path(&["k3"]).unwrap().meta(), Some(stamp(6, 6)));
+    assert_eq!(touched.get_path(&["k4"]).unwrap().meta(), Some(stamp(5, 5)));
+    assert_eq!(touched.root_meta(), Some(stamp(6, 6)));
+}
