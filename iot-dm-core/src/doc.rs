@@ -32,8 +32,9 @@ use serde_json::{Map, Value};
 use crate::clock::Timestamp;
 use build::{Builder, Src};
 use layout::{
-    meta_at, push_meta_region, put_rec, put_u32, rec_at, u32_at, Rec, HEADER, LINEAR_MAX, META_OFF,
-    NODE_COUNT, REC, T_ARRAY, T_FALSE, T_FLOAT, T_INLINE, T_INT, T_NULL, T_OBJECT, T_STR, T_TRUE,
+    first_word, key_eq, meta_at, push_meta_region, put_rec, put_u32, rec_at, u32_at, Rec, HEADER,
+    LINEAR_MAX, META_OFF, NODE_COUNT, REC, T_ARRAY, T_FALSE, T_FLOAT, T_INLINE, T_INT, T_NULL,
+    T_OBJECT, T_STR, T_TRUE,
 };
 
 /// Why a value could not become a [`Doc`].
@@ -309,34 +310,6 @@ impl fmt::Debug for Doc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Doc({})", self.to_value())
     }
-}
-
-/// The first 8 bytes of `key` as a little-endian word, zero-padded.
-#[inline(always)]
-fn first_word(key: &[u8]) -> u64 {
-    match key.first_chunk::<8>() {
-        Some(w) => u64::from_le_bytes(*w),
-        // a byte loop: a variable-length copy would call memcpy
-        None => key.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b)),
-    }
-}
-
-/// Whether the `key.len()` bytes at `off` are `key`; `head` is [`first_word`] of `key`.
-#[inline(always)]
-fn key_eq(buf: &[u8], off: usize, key: &[u8], head: u64) -> bool {
-    let len = key.len();
-    let Some(w) = buf.get(off..).and_then(<[u8]>::first_chunk::<8>) else {
-        return buf.get(off..off + len) == Some(key);
-    };
-    let mask = if len >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * len)) - 1
-    };
-    if (u64::from_le_bytes(*w) ^ head) & mask != 0 {
-        return false;
-    }
-    len <= 8 || buf.get(off + 8..off + len) == key.get(8..)
 }
 
 impl<'a> NodeRef<'a> {

@@ -85,6 +85,34 @@ pub(super) fn u64_at(buf: &[u8], at: usize) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
+/// The first 8 bytes of `key` as a little-endian word, zero-padded.
+#[inline(always)]
+pub(super) fn first_word(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        // a byte loop: a variable-length copy would call memcpy
+        None => key.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+    }
+}
+
+/// Whether the `key.len()` bytes at `off` are `key`; `head` is [`first_word`] of `key`.
+#[inline(always)]
+pub(super) fn key_eq(buf: &[u8], off: usize, key: &[u8], head: u64) -> bool {
+    let len = key.len();
+    let Some(w) = buf.get(off..).and_then(<[u8]>::first_chunk::<8>) else {
+        return buf.get(off..off + len) == Some(key);
+    };
+    let mask = if len >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * len)) - 1
+    };
+    if (u64::from_le_bytes(*w) ^ head) & mask != 0 {
+        return false;
+    }
+    len <= 8 || buf.get(off + 8..off + len) == key.get(8..)
+}
+
 /// A decoded node record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Rec {
