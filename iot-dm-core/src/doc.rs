@@ -1,9 +1,11 @@
 //! A compact, immutable JSON document: the storage form of twin sections.
 //!
-//! A [`Doc`] keeps a whole JSON object in one contiguous node array plus one string buffer, with
-//! the members of every object sorted by key. A lookup is a few binary searches over adjacent
-//! memory, cloning is a reference-count increment, and a million 1 KB twins need far less memory
-//! than the same documents as `serde_json::Value` trees (which allocate per key and per map node).
+//! A [`Doc`] keeps a whole JSON object in one reference-counted byte buffer: fixed-size node
+//! records, with the members of every object sorted by key and stored next to their keys and
+//! short strings, then (optionally) the per-node metadata. A lookup reads a few adjacent cache
+//! lines of that one allocation, cloning is a reference-count increment, and a million 1 KB
+//! twins need far less memory than the same documents as `serde_json::Value` trees (which
+//! allocate per key and per map node).
 //!
 //! Documents never change in place: a merge patch ([`Doc::merge`]) builds a new document in one
 //! pass over the old one and the patch, and each node can carry [`Meta`] (when it was last
@@ -19,13 +21,21 @@
 //! # Ok::<(), iot_dm_core::doc::DocError>(())
 //! ```
 
-use std::cmp::Ordering;
+mod build;
+mod layout;
+
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
+use build::{Builder, Src};
+use layout::{
+    first_word, key_eq, meta_at, push_meta_region, put_rec, put_u32, rec_at, u32_at, Rec, HEADER,
+    LINEAR_MAX, META_OFF, NODE_COUNT, REC, T_ARRAY, T_FALSE, T_FLOAT, T_INLINE, T_INT, T_NULL,
+    T_OBJECT, T_STR, T_TRUE,
+};
 
 /// Why a value could not become a [`Doc`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +50,14 @@ pub enum DocError {
     /// The document is too large for the compact form (over 4 GiB of text or nodes).
     #[error("document exceeds the compact form's 4 GiB limit")]
     TooLarge,
+    /// A key is longer than the compact form can store.
+    #[error("a key of {len} bytes exceeds the compact form's key limit of {limit} bytes")]
+    KeyTooLong {
+        /// The key's length in UTF-8 bytes.
+        len: usize,
+        /// The longest key the compact form stores.
+        limit: usize,
+    },
 }
 
 /// When a node was last written, and by which section version.
@@ -51,40 +69,22 @@ pub struct Meta {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Val {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(u32, u32),
-    Array(u32, u32),
-    Object(u32, u32),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    key: (u32, u32),
-    val: Val,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    nodes: Box<[Node]>,
-    text: Box<str>,
-    /// Parallel to `nodes`, or empty when the document carries no metadata.
-    meta: Box<[Meta]>,
-}
+/// How much of a document [`Doc::get_path`] loads ahead: all of a typical twin section.
+const WARM_BYTES: usize = 1024;
 
 /// A compact, immutable JSON object. See the [module docs](self).
 #[derive(Clone)]
-pub struct Doc(Arc<Inner>);
+pub struct Doc(Arc<[u8]>);
 
 /// A borrowed node of a [`Doc`].
 #[derive(Clone, Copy)]
 pub struct NodeRef<'a> {
-    inner: &'a Inner,
-    idx: u32,
+    /// The whole document buffer.
+    buf: &'a [u8],
+    /// Byte offset of the node's record.
+    off: u32,
+    /// The node's ordinal (its index in the metadata).
+    ord: u32,
 }
 
 /// A borrowed JSON value of a [`Doc`] node.
@@ -123,48 +123,49 @@ impl Default for Doc {
     }
 }
 
+/// The empty object's buffer: a root record with no members and no metadata.
+fn empty_buffer() -> Vec<u8> {
+    let mut buf = vec![0u8; HEADER];
+    put_rec(
+        &mut buf,
+        0,
+        &Rec {
+            tag: T_OBJECT,
+            key_len: 0,
+            key_off: 0,
+            payload: 0,
+        },
+    );
+    put_u32(&mut buf, NODE_COUNT, 1);
+    buf
+}
+
+fn as_object(v: &Value) -> Result<&Map<String, Value>, DocError> {
+    match v {
+        Value::Object(m) => Ok(m),
+        other => Err(DocError::NotAnObject {
+            found: json_type(other),
+        }),
+    }
+}
+
 impl Doc {
-    /// The empty object `{}`.
+    /// The empty object `{}` (shared: creating one does not allocate).
     pub fn empty() -> Doc {
-        Doc(Arc::new(Inner {
-            nodes: vec![Node {
-                key: (0, 0),
-                val: Val::Object(1, 0),
-            }]
-            .into_boxed_slice(),
-            text: "".into(),
-            meta: Box::new([]),
-        }))
+        static EMPTY: OnceLock<Doc> = OnceLock::new();
+        EMPTY.get_or_init(|| Doc(Arc::from(empty_buffer()))).clone()
     }
 
     /// Builds a document from a JSON object.
     pub fn from_value(v: &Value) -> Result<Doc, DocError> {
-        let map = match v {
-            Value::Object(m) => m,
-            other => {
-                return Err(DocError::NotAnObject {
-                    found: json_type(other),
-                })
-            }
-        };
-        let mut b = Builder::default();
-        b.build_root(Src::Json(map), None)?;
-        Ok(b.finish(false))
+        let map = as_object(v)?;
+        Builder::build(Src::Json(map), None, false, 0)
     }
 
     /// Builds a document from a JSON object, stamping every node with `meta`.
     pub fn from_value_with_meta(v: &Value, meta: Meta) -> Result<Doc, DocError> {
-        let map = match v {
-            Value::Object(m) => m,
-            other => {
-                return Err(DocError::NotAnObject {
-                    found: json_type(other),
-                })
-            }
-        };
-        let mut b = Builder::default();
-        b.build_root(Src::Json(map), Some(meta))?;
-        Ok(b.finish(true))
+        let map = as_object(v)?;
+        Builder::build(Src::Json(map), Some(meta), true, 0)
     }
 
     /// Applies a JSON merge patch (RFC 7386: members add or replace, `null` deletes, objects
@@ -181,18 +182,14 @@ impl Doc {
     }
 
     fn merge_inner(&self, patch: &Value, meta: Option<Meta>) -> Result<Doc, DocError> {
-        let map = match patch {
-            Value::Object(m) => m,
-            other => {
-                return Err(DocError::NotAnObject {
-                    found: json_type(other),
-                })
-            }
-        };
-        let mut b = Builder::default();
+        let map = as_object(patch)?;
         let has_meta = meta.is_some() || self.has_meta();
-        b.build_root(Src::Merge(self.root(), map), meta)?;
-        Ok(b.finish(has_meta))
+        Builder::build(
+            Src::Merge(self.root(), map),
+            meta,
+            has_meta,
+            self.0.len() + 64,
+        )
     }
 
     /// A copy of this document whose node metadata comes from `lookup(path)`; a node for which
@@ -203,8 +200,8 @@ impl Doc {
         fallback: Meta,
         mut lookup: impl FnMut(&[&str]) -> Option<Meta>,
     ) -> Doc {
-        let inner = &self.0;
-        let mut meta = vec![fallback; inner.nodes.len()];
+        let nodes = u32_at(&self.0, NODE_COUNT) as usize;
+        let mut meta = vec![fallback; nodes];
         let mut path: Vec<&str> = Vec::new();
         fn visit<'a>(
             n: NodeRef<'a>,
@@ -214,7 +211,7 @@ impl Doc {
             lookup: &mut dyn FnMut(&[&str]) -> Option<Meta>,
         ) {
             let m = lookup(path).unwrap_or(parent);
-            if let Some(slot) = meta.get_mut(n.idx as usize) {
+            if let Some(slot) = meta.get_mut(n.ord as usize) {
                 *slot = m;
             }
             for (k, child) in n.members() {
@@ -230,29 +227,54 @@ impl Doc {
             }
         }
         visit(self.root(), fallback, &mut path, &mut meta, &mut lookup);
-        Doc(Arc::new(Inner {
-            nodes: inner.nodes.clone(),
-            text: inner.text.clone(),
-            meta: meta.into_boxed_slice(),
-        }))
+        let body = match u32_at(&self.0, META_OFF) as usize {
+            0 => self.0.len(),
+            off => off,
+        };
+        let mut buf = Vec::with_capacity(body + 16 + 2 * nodes);
+        buf.extend_from_slice(self.0.get(..body).unwrap_or_default());
+        let off = buf.len() as u32;
+        push_meta_region(&mut buf, &meta);
+        put_u32(&mut buf, META_OFF, off);
+        Doc(Arc::from(buf))
     }
 
     /// Whether this document carries per-node metadata.
     pub fn has_meta(&self) -> bool {
-        !self.0.meta.is_empty()
+        u32_at(&self.0, META_OFF) != 0
     }
 
     /// The root object.
     pub fn root(&self) -> NodeRef<'_> {
         NodeRef {
-            inner: &self.0,
-            idx: 0,
+            buf: &self.0,
+            off: 0,
+            ord: 0,
         }
     }
 
     /// The node at `path` (a member key per step), if any.
     pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<NodeRef<'_>> {
+        if !path.is_empty() {
+            self.warm();
+        }
         self.root().get_path(path)
+    }
+
+    /// Starts loading the document's first cache lines all at once. A path lookup reads
+    /// blocks that depend on each other (a member's record gives its block's offset), so on a
+    /// document that is not in cache each step would wait for the previous one; these
+    /// independent loads let the memory system fetch the lines in parallel instead. The bound
+    /// comes from the buffer's length, not from anything read from it, so no load waits for
+    /// another.
+    #[inline]
+    fn warm(&self) {
+        let hot = self.0.get(..WARM_BYTES).unwrap_or(&self.0);
+        let mut acc = 0u8;
+        for line in hot.chunks(64) {
+            acc ^= line.first().copied().unwrap_or(0);
+        }
+        std::hint::black_box(acc);
     }
 
     /// Whether the root object has no members.
@@ -270,11 +292,11 @@ impl Doc {
         self.root().meta()
     }
 
-    /// Bytes of heap memory this document holds (nodes, text and metadata).
+    /// Bytes of heap memory this document holds: its one buffer (nodes, keys, strings and
+    /// metadata) and the reference counts allocated with it. The shared empty document counts
+    /// in full for every holder.
     pub fn heap_size(&self) -> usize {
-        std::mem::size_of::<Node>() * self.0.nodes.len()
-            + self.0.text.len()
-            + std::mem::size_of::<Meta>() * self.0.meta.len()
+        self.0.len() + 2 * std::mem::size_of::<usize>()
     }
 }
 
@@ -291,65 +313,126 @@ impl fmt::Debug for Doc {
 }
 
 impl<'a> NodeRef<'a> {
-    fn node(&self) -> &'a Node {
-        // `idx` always comes from the document's own node ranges
-        &self.inner.nodes[self.idx as usize]
+    #[inline(always)]
+    fn rec(&self) -> Rec {
+        rec_at(self.buf, self.off as usize)
     }
 
-    fn text(&self, span: (u32, u32)) -> &'a str {
-        let (off, len) = (span.0 as usize, span.1 as usize);
-        self.inner.text.get(off..off + len).unwrap_or("")
-    }
-
-    fn at(&self, idx: u32) -> NodeRef<'a> {
-        NodeRef {
-            inner: self.inner,
-            idx,
-        }
+    /// The UTF-8 text at `off..off + len` (empty when out of bounds or not UTF-8, which a
+    /// document built by this module never has).
+    #[inline(always)]
+    fn str_at(&self, off: usize, len: usize) -> &'a str {
+        self.buf
+            .get(off..off + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     /// The node's value.
+    #[inline]
     pub fn value(&self) -> ValueRef<'a> {
-        match self.node().val {
-            Val::Null => ValueRef::Null,
-            Val::Bool(b) => ValueRef::Bool(b),
-            Val::Int(i) => ValueRef::Int(i),
-            Val::Float(f) => ValueRef::Float(f),
-            Val::Str(o, l) => ValueRef::Str(self.text((o, l))),
-            Val::Array(..) => ValueRef::Array(*self),
-            Val::Object(..) => ValueRef::Object(*self),
+        let r = self.rec();
+        match r.tag {
+            T_NULL => ValueRef::Null,
+            T_FALSE => ValueRef::Bool(false),
+            T_TRUE => ValueRef::Bool(true),
+            T_INT => ValueRef::Int(r.payload as i64),
+            T_FLOAT => ValueRef::Float(f64::from_bits(r.payload)),
+            T_STR => ValueRef::Str(self.str_at(r.lo() as usize, r.hi() as usize)),
+            T_ARRAY => ValueRef::Array(*self),
+            T_OBJECT => ValueRef::Object(*self),
+            t => ValueRef::Str(self.str_at(self.off as usize + 8, usize::from(t - T_INLINE))),
         }
     }
 
     /// This node's key within its parent object (empty for the root and array elements).
     pub fn key(&self) -> &'a str {
-        self.text(self.node().key)
+        let r = self.rec();
+        self.str_at(r.key_off as usize, r.key_len as usize)
     }
 
     /// The node's metadata, when its document carries metadata.
     pub fn meta(&self) -> Option<Meta> {
-        self.inner.meta.get(self.idx as usize).copied()
+        meta_at(self.buf, self.ord)
     }
 
-    fn children(&self) -> std::ops::Range<u32> {
-        match self.node().val {
-            Val::Array(first, len) | Val::Object(first, len) => first..first + len,
-            _ => 0..0,
+    /// The children's block offset, count and first ordinal (count 0 for scalars).
+    #[inline(always)]
+    fn block(&self) -> (usize, usize, u32) {
+        let r = self.rec();
+        match r.tag {
+            T_ARRAY | T_OBJECT => {
+                let (block, n) = (r.lo() as usize, r.hi() as usize);
+                if n == 0 {
+                    return (0, 0, 0);
+                }
+                (block, n, u32_at(self.buf, block + n * REC))
+            }
+            _ => (0, 0, 0),
+        }
+    }
+
+    #[inline(always)]
+    fn child(&self, block: usize, first_ord: u32, i: usize) -> NodeRef<'a> {
+        NodeRef {
+            buf: self.buf,
+            off: (block + i * REC) as u32,
+            ord: first_ord.wrapping_add(i as u32),
         }
     }
 
     /// The member `key` of this object (`None` when absent or when this is not an object).
+    #[inline]
     pub fn get(&self, key: &str) -> Option<NodeRef<'a>> {
-        let (first, len) = match self.node().val {
-            Val::Object(first, len) => (first as usize, len as usize),
-            _ => return None,
-        };
-        let members = self.inner.nodes.get(first..first + len)?;
+        let r = self.rec();
+        if r.tag != T_OBJECT {
+            return None;
+        }
+        let (block, n) = (r.lo() as usize, r.hi() as usize);
         let key = key.as_bytes();
-        members
-            .binary_search_by(|n| self.text(n.key).as_bytes().cmp(key))
-            .ok()
-            .map(|i| self.at((first + i) as u32))
+        let key_bytes = |c: &Rec| {
+            self.buf
+                .get(c.key_off as usize..c.key_off as usize + c.key_len as usize)
+                .unwrap_or_default()
+        };
+        let found = if n <= LINEAR_MAX {
+            // Small objects: compare lengths first, so most members are rejected without
+            // reading their keys, then the first 8 bytes as one word.
+            let recs = self.buf.get(block..block + n * REC)?;
+            let want = key.len() as u32;
+            let head = first_word(key);
+            let mut found = None;
+            for (i, c) in recs.chunks_exact(REC).enumerate() {
+                let Some(c) = c.first_chunk::<8>() else {
+                    break;
+                };
+                if u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 8 != want {
+                    continue;
+                }
+                let off = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
+                if key_eq(self.buf, off, key, head) {
+                    found = Some(i);
+                    break;
+                }
+            }
+            found?
+        } else {
+            let (mut lo, mut hi) = (0, n);
+            loop {
+                if lo >= hi {
+                    return None;
+                }
+                let mid = lo + (hi - lo) / 2;
+                let c = rec_at(self.buf, block + mid * REC);
+                match key_bytes(&c).cmp(key) {
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                    std::cmp::Ordering::Equal => break mid,
+                }
+            }
+        };
+        let first_ord = u32_at(self.buf, block + n * REC);
+        Some(self.child(block, first_ord, found))
     }
 
     /// The node at `path` below this one.
@@ -364,29 +447,35 @@ impl<'a> NodeRef<'a> {
     /// The members of this object, sorted by key (none for other values).
     pub fn members(&self) -> impl Iterator<Item = (&'a str, NodeRef<'a>)> + 'a {
         let this = *self;
-        let range = match self.node().val {
-            Val::Object(..) => self.children(),
-            _ => 0..0,
+        let (block, n, first_ord) = if self.rec().tag == T_OBJECT {
+            self.block()
+        } else {
+            (0, 0, 0)
         };
-        range.map(move |i| {
-            let n = this.at(i);
-            (n.key(), n)
+        (0..n).map(move |i| {
+            let c = this.child(block, first_ord, i);
+            (c.key(), c)
         })
     }
 
     /// The elements of this array (none for other values).
     pub fn elements(&self) -> impl Iterator<Item = NodeRef<'a>> + 'a {
         let this = *self;
-        let range = match self.node().val {
-            Val::Array(..) => self.children(),
-            _ => 0..0,
+        let (block, n, first_ord) = if self.rec().tag == T_ARRAY {
+            self.block()
+        } else {
+            (0, 0, 0)
         };
-        range.map(move |i| this.at(i))
+        (0..n).map(move |i| this.child(block, first_ord, i))
     }
 
     /// Number of members or elements (0 for scalars).
     pub fn len(&self) -> usize {
-        self.children().len()
+        let r = self.rec();
+        match r.tag {
+            T_ARRAY | T_OBJECT => r.hi() as usize,
+            _ => 0,
+        }
     }
 
     /// Whether this is a scalar or an empty container.
@@ -396,7 +485,7 @@ impl<'a> NodeRef<'a> {
 
     /// Whether this node is an object.
     pub fn is_object(&self) -> bool {
-        matches!(self.node().val, Val::Object(..))
+        self.rec().tag == T_OBJECT
     }
 
     /// The node as a `serde_json::Value`.
@@ -482,246 +571,6 @@ impl<'de> serde::Deserialize<'de> for Doc {
     }
 }
 
-/// Where the builder takes a node's content from.
-#[derive(Clone, Copy)]
-enum Src<'a> {
-    /// An existing node, copied with its metadata.
-    Node(NodeRef<'a>),
-    /// New content from JSON (every node stamped when stamping; `null` members of objects are
-    /// dropped only when `drop_nulls`).
-    Json(&'a Map<String, Value>),
-    /// A JSON value that is not an object.
-    JsonScalar(&'a Value),
-    /// New content from a merge patch (nulls in objects removed, per RFC 7386).
-    PatchNew(&'a Value),
-    /// An existing object merged with a patch object.
-    Merge(NodeRef<'a>, &'a Map<String, Value>),
-}
-
-#[derive(Default)]
-struct Builder {
-    nodes: Vec<Node>,
-    text: String,
-    meta: Vec<Meta>,
-}
-
-fn to_u32(n: usize) -> Result<u32, DocError> {
-    u32::try_from(n).map_err(|_| DocError::TooLarge)
-}
-
-impl Builder {
-    fn push_text(&mut self, s: &str) -> Result<(u32, u32), DocError> {
-        let off = to_u32(self.text.len())?;
-        self.text.push_str(s);
-        Ok((off, to_u32(s.len())?))
-    }
-
-    fn build_root(&mut self, src: Src<'_>, stamp: Option<Meta>) -> Result<(), DocError> {
-        self.nodes.push(Node {
-            key: (0, 0),
-            val: Val::Null,
-        });
-        self.meta.push(Meta::default());
-        self.fill(0, src, stamp)
-    }
-
-    fn finish(self, keep_meta: bool) -> Doc {
-        Doc(Arc::new(Inner {
-            nodes: self.nodes.into_boxed_slice(),
-            text: self.text.into_boxed_str(),
-            meta: if keep_meta {
-                self.meta.into_boxed_slice()
-            } else {
-                Box::new([])
-            },
-        }))
-    }
-
-    /// Reserves `n` child slots and returns the index of the first.
-    fn reserve(&mut self, n: usize) -> Result<u32, DocError> {
-        let first = to_u32(self.nodes.len())?;
-        self.nodes.resize(
-            self.nodes.len() + n,
-            Node {
-                key: (0, 0),
-                val: Val::Null,
-            },
-        );
-        self.meta.resize(self.meta.len() + n, Meta::default());
-        Ok(first)
-    }
-
-    fn set(&mut self, idx: u32, val: Val, meta: Meta) {
-        let i = idx as usize;
-        if let Some(n) = self.nodes.get_mut(i) {
-            n.val = val;
-        }
-        if let Some(m) = self.meta.get_mut(i) {
-            *m = meta;
-        }
-    }
-
-    fn set_key(&mut self, idx: u32, key: &str) -> Result<(), DocError> {
-        let span = self.push_text(key)?;
-        if let Some(n) = self.nodes.get_mut(idx as usize) {
-            n.key = span;
-        }
-        Ok(())
-    }
-
-    /// Fills slot `idx` from `src`. `stamp` is the metadata for new or touched nodes (`None`:
-    /// no stamping, copied nodes keep theirs and new nodes get the default).
-    fn fill(&mut self, idx: u32, src: Src<'_>, stamp: Option<Meta>) -> Result<(), DocError> {
-        let new_meta = stamp.unwrap_or_default();
-        match src {
-            Src::Node(n) => {
-                let meta = n.meta().unwrap_or(new_meta);
-                match n.value() {
-                    ValueRef::Object(_) => {
-                        let first = self.reserve(n.len())?;
-                        self.set(idx, Val::Object(first, to_u32(n.len())?), meta);
-                        for (i, (k, child)) in n.members().enumerate() {
-                            let slot = first + to_u32(i)?;
-                            self.set_key(slot, k)?;
-                            self.fill(slot, Src::Node(child), None)?;
-                        }
-                    }
-                    ValueRef::Array(_) => {
-                        let first = self.reserve(n.len())?;
-                        self.set(idx, Val::Array(first, to_u32(n.len())?), meta);
-                        for (i, child) in n.elements().enumerate() {
-                            self.fill(first + to_u32(i)?, Src::Node(child), None)?;
-                        }
-                    }
-                    ValueRef::Str(s) => {
-                        let (o, l) = self.push_text(s)?;
-                        self.set(idx, Val::Str(o, l), meta);
-                    }
-                    ValueRef::Null => self.set(idx, Val::Null, meta),
-                    ValueRef::Bool(b) => self.set(idx, Val::Bool(b), meta),
-                    ValueRef::Int(i) => self.set(idx, Val::Int(i), meta),
-                    ValueRef::Float(f) => self.set(idx, Val::Float(f), meta),
-                }
-            }
-            Src::Json(map) => self.fill_object(idx, map, false, new_meta, stamp)?,
-            Src::PatchNew(v) => match v {
-                Value::Object(map) => self.fill_object(idx, map, true, new_meta, stamp)?,
-                other => self.fill(idx, Src::JsonScalar(other), stamp)?,
-            },
-            Src::JsonScalar(v) => match v {
-                Value::Object(map) => self.fill_object(idx, map, false, new_meta, stamp)?,
-                Value::Array(items) => {
-                    let first = self.reserve(items.len())?;
-                    self.set(idx, Val::Array(first, to_u32(items.len())?), new_meta);
-                    for (i, item) in items.iter().enumerate() {
-                        // array elements are values, not merge patches: nulls stay
-                        self.fill(first + to_u32(i)?, Src::JsonScalar(item), stamp)?;
-                    }
-                }
-                Value::String(s) => {
-                    let (o, l) = self.push_text(s)?;
-                    self.set(idx, Val::Str(o, l), new_meta);
-                }
-                Value::Null => self.set(idx, Val::Null, new_meta),
-                Value::Bool(b) => self.set(idx, Val::Bool(*b), new_meta),
-                Value::Number(num) => {
-                    let val = match num.as_i64() {
-                        Some(i) => Val::Int(i),
-                        None => Val::Float(num.as_f64().unwrap_or(f64::NAN)),
-                    };
-                    self.set(idx, val, new_meta);
-                }
-            },
-            Src::Merge(old, patch) => self.fill_merge(idx, old, patch, stamp)?,
-        }
-        Ok(())
-    }
-
-    fn fill_object(
-        &mut self,
-        idx: u32,
-        map: &Map<String, Value>,
-        drop_nulls: bool,
-        meta: Meta,
-        stamp: Option<Meta>,
-    ) -> Result<(), DocError> {
-        let mut entries: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(_, v)| !(drop_nulls && v.is_null()))
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let first = self.reserve(entries.len())?;
-        self.set(idx, Val::Object(first, to_u32(entries.len())?), meta);
-        for (i, (k, v)) in entries.into_iter().enumerate() {
-            let slot = first + to_u32(i)?;
-            self.set_key(slot, k)?;
-            let src = if drop_nulls {
-                Src::PatchNew(v)
-            } else {
-                Src::JsonScalar(v)
-            };
-            self.fill(slot, src, stamp)?;
-        }
-        Ok(())
-    }
-
-    fn fill_merge(
-        &mut self,
-        idx: u32,
-        old: NodeRef<'_>,
-        patch: &Map<String, Value>,
-        stamp: Option<Meta>,
-    ) -> Result<(), DocError> {
-        let mut patch_entries: Vec<(&String, &Value)> = patch.iter().collect();
-        patch_entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        // merge-join the old members and the patch members, both sorted by key
-        let mut out: Vec<(&str, Src<'_>)> = Vec::with_capacity(old.len() + patch_entries.len());
-        let mut olds = old.members().peekable();
-        let mut news = patch_entries.into_iter().peekable();
-        loop {
-            let order = match (olds.peek(), news.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((ok, _)), Some((nk, _))) => ok.as_bytes().cmp(nk.as_bytes()),
-            };
-            match order {
-                Ordering::Less => {
-                    if let Some((k, n)) = olds.next() {
-                        out.push((k, Src::Node(n)));
-                    }
-                }
-                Ordering::Greater => {
-                    if let Some((k, v)) = news.next() {
-                        if !v.is_null() {
-                            out.push((k.as_str(), Src::PatchNew(v)));
-                        }
-                    }
-                }
-                Ordering::Equal => {
-                    let (Some((k, n)), Some((_, v))) = (olds.next(), news.next()) else {
-                        break;
-                    };
-                    match v {
-                        Value::Null => {}
-                        Value::Object(pm) if n.is_object() => out.push((k, Src::Merge(n, pm))),
-                        other => out.push((k, Src::PatchNew(other))),
-                    }
-                }
-            }
-        }
-        let meta = stamp.or(old.meta()).unwrap_or_default();
-        let first = self.reserve(out.len())?;
-        self.set(idx, Val::Object(first, to_u32(out.len())?), meta);
-        for (i, (k, src)) in out.into_iter().enumerate() {
-            let slot = first + to_u32(i)?;
-            self.set_key(slot, k)?;
-            self.fill(slot, src, stamp)?;
-        }
-        Ok(())
-    }
-}
-
 /// Applies an RFC 7386 merge patch to a `serde_json::Value` in place (the reference model that
 /// [`Doc::merge`] is tested against, and a convenience for callers holding plain JSON).
 pub fn merge_value(target: &mut Value, patch: &Value) {
@@ -745,134 +594,4 @@ pub fn merge_value(target: &mut Value, patch: &Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use serde_json::json;
-
-    #[test]
-    fn round_trips_and_looks_up() {
-        let v = json!({"b": [1, 2.5, "x", null, {"k": true}], "a": {"z": 1, "y": {"x": "deep"}}, "n": null, "e": {}});
-        let d = Doc::from_value(&v).unwrap();
-        assert_eq!(d.to_value(), v);
-        assert_eq!(
-            d.get_path(&["a", "y", "x"]).unwrap().value(),
-            ValueRef::Str("deep")
-        );
-        assert_eq!(d.get_path(&["n"]).unwrap().value(), ValueRef::Null);
-        assert!(d.get_path(&["a", "missing"]).is_none());
-        assert!(d.get_path(&["b", "k"]).is_none());
-        let keys: Vec<_> = d.root().members().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["a", "b", "e", "n"]);
-        assert_eq!(d.get_path(&["b"]).unwrap().elements().count(), 5);
-        assert_eq!(
-            serde_json::to_value(&d).unwrap(),
-            v,
-            "Serialize matches to_value"
-        );
-    }
-
-    #[test]
-    fn rejects_non_objects() {
-        assert_eq!(
-            Doc::from_value(&json!([1])),
-            Err(DocError::NotAnObject { found: "array" })
-        );
-        assert_eq!(
-            Doc::empty().merge(&json!("x")),
-            Err(DocError::NotAnObject { found: "string" })
-        );
-    }
-
-    #[test]
-    fn merge_follows_rfc7386_examples() {
-        // the examples of RFC 7386 appendix A whose target and patch are objects
-        let cases = [
-            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
-            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
-            (json!({"a":"b"}), json!({"a":null}), json!({})),
-            (
-                json!({"a":"b","b":"c"}),
-                json!({"a":null}),
-                json!({"b":"c"}),
-            ),
-            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
-            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
-            (
-                json!({"a":{"b":"c"}}),
-                json!({"a":{"b":"d","c":null}}),
-                json!({"a":{"b":"d"}}),
-            ),
-            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (
-                json!({}),
-                json!({"a":{"bb":{"ccc":null}}}),
-                json!({"a":{"bb":{}}}),
-            ),
-        ];
-        for (target, patch, expected) in cases {
-            let d = Doc::from_value(&target).unwrap().merge(&patch).unwrap();
-            assert_eq!(d.to_value(), expected, "{target} + {patch}");
-        }
-    }
-
-    #[test]
-    fn metadata_stamps_touched_nodes_only() {
-        let t0 = Meta {
-            last_updated: Timestamp::from_unix_secs(100),
-            version: 1,
-        };
-        let t1 = Meta {
-            last_updated: Timestamp::from_unix_secs(200),
-            version: 2,
-        };
-        let d = Doc::from_value_with_meta(&json!({"a": {"x": 1, "y": 2}, "b": 3}), t0).unwrap();
-        let d2 = d.merge_with_meta(&json!({"a": {"x": 5}}), t1).unwrap();
-        assert_eq!(d2.root_meta(), Some(t1));
-        assert_eq!(d2.get_path(&["a"]).unwrap().meta(), Some(t1));
-        assert_eq!(d2.get_path(&["a", "x"]).unwrap().meta(), Some(t1));
-        assert_eq!(d2.get_path(&["a", "y"]).unwrap().meta(), Some(t0));
-        assert_eq!(d2.get_path(&["b"]).unwrap().meta(), Some(t0));
-        // a delete touches the parent
-        let d3 = d2.merge_with_meta(&json!({"a": {"y": null}}), t0).unwrap();
-        assert_eq!(d3.get_path(&["a"]).unwrap().meta(), Some(t0));
-        assert_eq!(d3.get_path(&["a", "x"]).unwrap().meta(), Some(t1));
-    }
-
-    fn arb_json(depth: u32) -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            (-1000i64..1000).prop_map(Value::from),
-            "[a-c]{0,3}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(depth, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-                prop::collection::btree_map("[a-d]{1,2}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    fn arb_object() -> impl Strategy<Value = Value> {
-        prop::collection::btree_map("[a-d]{1,2}", arb_json(3), 0..5)
-            .prop_map(|m| Value::Object(m.into_iter().collect()))
-    }
-
-    proptest! {
-        #[test]
-        fn from_value_round_trips(v in arb_object()) {
-            prop_assert_eq!(Doc::from_value(&v).unwrap().to_value(), v);
-        }
-
-        #[test]
-        fn merge_agrees_with_reference_model(target in arb_object(), patch in arb_object()) {
-            let mut expected = target.clone();
-            merge_value(&mut expected, &patch);
-            let got = Doc::from_value(&target).unwrap().merge(&patch).unwrap();
-            prop_assert_eq!(got.to_value(), expected);
-        }
-    }
-}
+mod tests;

@@ -30,6 +30,7 @@
 //! ```
 
 mod limits;
+mod metadata;
 mod patch;
 mod section;
 mod serde_impl;
@@ -306,7 +307,7 @@ impl Twin {
 
     /// The service-side JSON (what `GET /twins/{id}` and `SELECT *` return).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        self.json_value()
     }
 
     /// What a device gets for a twin GET: `{"desired":{..,"$version":n},"reported":{..,"$version":m}}`,

@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use super::metadata::{metadata_value, section_value, TimestampCache};
 use crate::clock::Timestamp;
-use crate::doc::{Doc, Meta, NodeRef};
+use crate::doc::{Doc, Meta};
 
 /// Which property section this is; desired metadata also records `$lastUpdatedVersion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,33 +79,12 @@ impl Section {
 
     /// The section's `$metadata` object.
     pub fn metadata_value(&self) -> Value {
-        self.meta_of(self.doc.root())
-    }
-
-    fn meta_of(&self, node: NodeRef<'_>) -> Value {
-        let mut m = Map::new();
-        let meta = node.meta().unwrap_or_default();
-        m.insert(
-            "$lastUpdated".into(),
-            Value::String(meta.last_updated.to_string()),
-        );
-        if self.kind == Kind::Desired {
-            m.insert("$lastUpdatedVersion".into(), Value::from(meta.version));
-        }
-        for (k, child) in node.members() {
-            m.insert(k.to_string(), self.meta_of(child));
-        }
-        Value::Object(m)
+        metadata_value(self.doc.root(), self.kind, &TimestampCache::default())
     }
 
     /// The section as IoT Hub prints it: properties, `$metadata` and `$version`.
     pub fn to_value(&self) -> Value {
-        let mut v = self.doc.to_value();
-        if let Value::Object(m) = &mut v {
-            m.insert("$metadata".into(), self.metadata_value());
-            m.insert("$version".into(), Value::from(self.version));
-        }
-        v
+        section_value(self)
     }
 
     /// The section as a device sees it: properties and `$version`, no metadata.

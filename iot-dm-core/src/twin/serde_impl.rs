@@ -1,8 +1,9 @@
 //! serde for [`Twin`] in IoT Hub's service-side JSON shape.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::metadata::{section_value, SectionOut};
 use super::section::{Kind, Section};
 use super::{
     AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag, Twin, X509Thumbprint,
@@ -10,23 +11,6 @@ use super::{
 use crate::clock::Timestamp;
 use crate::doc::Doc;
 use crate::identity::{DeviceId, ModuleId};
-
-struct SectionOut<'a>(&'a Section);
-
-impl Serialize for SectionOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let sec = self.0;
-        let root = sec.doc.root();
-        let mut map = s.serialize_map(Some(root.len() + 2))?;
-        for (k, v) in root.members() {
-            map.serialize_entry(k, &v)?;
-        }
-        map.serialize_entry("$metadata", &sec.metadata_value())?;
-        map.serialize_entry("$version", &sec.version)?;
-        map.end()
-    }
-}
 
 #[derive(Serialize)]
 struct PropertiesOut<'a> {
@@ -62,14 +46,17 @@ struct TwinOut<'a> {
     parent_scopes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     model_id: Option<&'a str>,
-    tags: &'a Doc,
-    properties: PropertiesOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a Doc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<PropertiesOut<'a>>,
     #[serde(skip_serializing_if = "Doc::is_empty")]
     configurations: &'a Doc,
 }
 
-impl Serialize for Twin {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Twin {
+    /// Everything but the tags and properties when `documents` is false.
+    fn out(&self, documents: bool) -> TwinOut<'_> {
         TwinOut {
             device_id: &self.device_id,
             module_id: self.module_id.as_ref(),
@@ -88,14 +75,33 @@ impl Serialize for Twin {
             device_scope: self.device_scope.as_deref(),
             parent_scopes: &self.parent_scopes,
             model_id: self.model_id.as_deref(),
-            tags: &self.tags,
-            properties: PropertiesOut {
+            tags: documents.then_some(&self.tags),
+            properties: documents.then_some(PropertiesOut {
                 desired: SectionOut(&self.desired),
                 reported: SectionOut(&self.reported),
-            },
+            }),
             configurations: &self.configurations,
         }
-        .serialize(s)
+    }
+
+    /// The service-side JSON as a `serde_json::Value`: the identity fields through serde,
+    /// the documents and their `$metadata` built directly.
+    pub(super) fn json_value(&self) -> Value {
+        let mut v = serde_json::to_value(self.out(false)).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("tags".to_string(), self.tags.to_value());
+            let mut props = Map::new();
+            props.insert("desired".to_string(), section_value(&self.desired));
+            props.insert("reported".to_string(), section_value(&self.reported));
+            m.insert("properties".to_string(), Value::Object(props));
+        }
+        v
+    }
+}
+
+impl Serialize for Twin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.out(true).serialize(s)
     }
 }
 

@@ -332,6 +332,26 @@ proptest! {
         let back: Twin = serde_json::from_value(twin.to_json()).unwrap();
         prop_assert_eq!(back.to_json(), twin.to_json());
     }
+
+    #[test]
+    fn to_json_agrees_with_the_serializer(seed in arb_patch(), patch in arb_patch(), ms in 0i64..4_000_000_000_000) {
+        // `to_json` builds the documents' values directly; `Serialize` streams them
+        let l = TwinLimits::default();
+        let mut twin = Twin::created_at(id("p"), ts(1));
+        twin.patch_desired(&seed, Timestamp::from_unix_millis(ms), &l).unwrap();
+        twin.patch_reported(&seed, ts(2), &l).unwrap();
+        twin.patch_reported(&patch, Timestamp::from_ticks(ms * 10_001), &l).unwrap();
+        twin.patch_tags(&patch, None, &l).unwrap();
+        let json = twin.to_json();
+        prop_assert_eq!(&serde_json::to_value(&twin).unwrap(), &json);
+        let bytes = serde_json::to_vec(&twin).unwrap();
+        prop_assert_eq!(&serde_json::from_slice::<Value>(&bytes).unwrap(), &json);
+        prop_assert_eq!(twin.desired().to_value(), json["properties"]["desired"].clone());
+        prop_assert_eq!(
+            twin.reported().metadata_value(),
+            json["properties"]["reported"]["$metadata"].clone()
+        );
+    }
 }
 
 #[test]
