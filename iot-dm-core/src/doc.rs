@@ -106,7 +106,8 @@ pub enum ValueRef<'a> {
     Object(NodeRef<'a>),
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// The JSON type name of a value, for error messages.
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

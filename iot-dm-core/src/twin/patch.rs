@@ -8,7 +8,7 @@ use super::limits::{validate_section, SectionName, TwinError, TwinLimits};
 use super::section::Section;
 use super::Twin;
 use crate::clock::Timestamp;
-use crate::doc::{Doc, DocError, Meta};
+use crate::doc::{json_type, Doc, DocError, Meta};
 
 /// A service-side twin change: the body of `PATCH /twins/{id}` (merge) or `PUT /twins/{id}`
 /// (replace), `{"tags": {..}, "properties": {"desired": {..}}}`. Other fields of a full twin
@@ -45,17 +45,6 @@ impl<'de> Deserialize<'de> for TwinPatch {
             tags: b.tags,
             desired: b.properties.and_then(|p| p.desired),
         })
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

@@ -151,10 +151,9 @@ impl Hub {
     }
 
     /// Inserts a new entry, failing when the id is taken, and waits until it is durable.
-    async fn insert_entry(&self, entry: Entry) -> Result<Device, HubError> {
+    async fn insert_slot(&self, entry: Entry) -> Result<(), HubError> {
         let id = entry.device.device_id.clone();
         let op = put_op(&entry)?;
-        let device = entry.device.clone();
         let slot = Arc::new(Mutex::new(entry));
         let ack = {
             let existing = self
@@ -172,11 +171,16 @@ impl Hub {
             self.inner.committer.submit(vec![op])
         };
         ack.await?;
-        self.emit(HubEvent::IdentityCreated {
-            device_id: id.clone(),
-        });
+        self.emit(HubEvent::IdentityCreated { device_id: id });
+        Ok(())
+    }
+
+    /// Inserts a provisioned device's entry and reports its provisioning.
+    async fn insert_entry(&self, entry: Entry) -> Result<Device, HubError> {
+        let device = entry.device.clone();
+        self.insert_slot(entry).await?;
         self.emit(HubEvent::Lifecycle {
-            device_id: id,
+            device_id: device.device_id.clone(),
             event: iot_dm_core::lifecycle::EventKind::Provision,
             from: LifecycleState::Planned,
             to: Some(device.state()),
@@ -224,25 +228,7 @@ impl Hub {
         let lifecycle = DeviceLifecycle::new(self.now());
         let entry = self.new_entry(spec, lifecycle, Authentication::none())?;
         let twin = entry.twin.clone();
-        let id = entry.device.device_id.clone();
-        let op = put_op(&entry)?;
-        let slot = Arc::new(Mutex::new(entry));
-        let ack = {
-            let existing = self
-                .inner
-                .state
-                .devices
-                .get_or_insert(id.clone(), slot.clone());
-            if !Arc::ptr_eq(existing.value(), &slot) {
-                return Err(HubError::DeviceAlreadyExists {
-                    device_id: id.to_string(),
-                });
-            }
-            let _guard = lock(&slot);
-            self.inner.committer.submit(vec![op])
-        };
-        ack.await?;
-        self.emit(HubEvent::IdentityCreated { device_id: id });
+        self.insert_slot(entry).await?;
         Ok((*twin).clone())
     }
 
