@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// 100-nanosecond ticks in one second (IoT Hub prints 7 fractional digits).
-const TICKS_PER_SEC: i64 = 10_000_000;
+pub(crate) const TICKS_PER_SEC: i64 = 10_000_000;
 
 /// A point in time, in 100-nanosecond ticks since the Unix epoch (UTC).
 ///
@@ -120,7 +120,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// The civil date (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

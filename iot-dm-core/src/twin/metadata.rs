@@ -8,28 +8,11 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use super::section::{Kind, Section};
-use crate::clock::Timestamp;
+use crate::clock::{civil_from_days, Timestamp, TICKS_PER_SEC};
 use crate::doc::NodeRef;
 
 /// Longest timestamp text: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
 const TS_LEN: usize = 28;
-
-const TICKS_PER_SEC: i64 = 10_000_000;
-
-/// The civil date (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
-/// algorithm, as the clock module uses).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// Writes `t` as [`Timestamp`]'s `Display` does (`2016-03-30T16:24:48.789Z`: at least
 /// millisecond precision, at most 7 fraction digits) into `out`, for years 0 to 9999; `None`

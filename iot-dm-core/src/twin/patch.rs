@@ -89,16 +89,6 @@ fn merged(
     Ok(new)
 }
 
-fn replaced(
-    v: &Value,
-    section: SectionName,
-    meta: Option<Meta>,
-    limits: &TwinLimits,
-) -> Result<Doc, TwinError> {
-    // a replacement is a merge patch onto the empty document: nulls are not stored
-    merged(&Doc::empty(), v, section, meta, limits)
-}
-
 impl Twin {
     /// Merges `patch` into the tags, if `if_match` (an ETag or `*`; `None` for no precondition)
     /// accepts the current ETag. Bumps the twin version.
@@ -170,32 +160,7 @@ impl Twin {
         now: Timestamp,
         limits: &TwinLimits,
     ) -> Result<(), TwinError> {
-        self.check_if_match(if_match)?;
-        let tags = match &patch.tags {
-            Some(t) => Some(merged(&self.tags, t, SectionName::Tags, None, limits)?),
-            None => None,
-        };
-        let desired = match &patch.desired {
-            Some(d) => {
-                let d = strip_read_only(d, SectionName::Desired)?;
-                let version = self.desired.version + 1;
-                let meta = Meta {
-                    last_updated: now,
-                    version,
-                };
-                let doc = merged(
-                    &self.desired.doc,
-                    &d,
-                    SectionName::Desired,
-                    Some(meta),
-                    limits,
-                )?;
-                Some((doc, version))
-            }
-            None => None,
-        };
-        self.commit(tags, desired);
-        Ok(())
+        self.service_change(patch, if_match, now, limits, false)
     }
 
     /// The service-side replace (`PUT /twins/{id}`): the tags and the desired properties given
@@ -207,12 +172,32 @@ impl Twin {
         now: Timestamp,
         limits: &TwinLimits,
     ) -> Result<(), TwinError> {
+        self.service_change(replacement, if_match, now, limits, true)
+    }
+
+    /// An update, or with `replace` a replacement: the given sections are merged onto the
+    /// current ones, or onto empty ones (a replacement is a merge patch onto `{}`, so nulls are
+    /// not stored).
+    fn service_change(
+        &mut self,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+        now: Timestamp,
+        limits: &TwinLimits,
+        replace: bool,
+    ) -> Result<(), TwinError> {
         self.check_if_match(if_match)?;
-        let tags = match &replacement.tags {
-            Some(t) => Some(replaced(t, SectionName::Tags, None, limits)?),
+        let empty = Doc::empty();
+        let (tags_base, desired_base) = if replace {
+            (&empty, &empty)
+        } else {
+            (&self.tags, &self.desired.doc)
+        };
+        let tags = match &patch.tags {
+            Some(t) => Some(merged(tags_base, t, SectionName::Tags, None, limits)?),
             None => None,
         };
-        let desired = match &replacement.desired {
+        let desired = match &patch.desired {
             Some(d) => {
                 let d = strip_read_only(d, SectionName::Desired)?;
                 let version = self.desired.version + 1;
@@ -220,10 +205,8 @@ impl Twin {
                     last_updated: now,
                     version,
                 };
-                Some((
-                    replaced(&d, SectionName::Desired, Some(meta), limits)?,
-                    version,
-                ))
+                let doc = merged(desired_base, &d, SectionName::Desired, Some(meta), limits)?;
+                Some((doc, version))
             }
             None => None,
         };
