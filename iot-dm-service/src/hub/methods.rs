@@ -12,6 +12,7 @@ use iot_dm_core::wire::RequestId;
 
 use super::error::HubError;
 use super::sessions::SessionHandle;
+use super::state::locked;
 use super::Hub;
 
 impl Hub {
@@ -43,11 +44,7 @@ impl Hub {
             message: e.to_string(),
         })?;
         let (tx, rx) = oneshot::channel();
-        session
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(rid.as_str().to_string(), tx);
+        locked(&session.pending).insert(rid.as_str().to_string(), tx);
         let payload = Bytes::from(encode_payload(request.payload())?);
         if !self.send_method_request(&session, request.name().as_str(), &rid, payload) {
             self.forget(&session, &rid);
@@ -71,11 +68,7 @@ impl Hub {
     }
 
     fn forget(&self, session: &SessionHandle, rid: &RequestId) {
-        session
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(rid.as_str());
+        locked(&session.pending).remove(rid.as_str());
     }
 
     async fn wait_for_listener(

@@ -33,7 +33,7 @@ use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::TwinLimits;
 
 use super::error::HubError;
-use super::state::{lock, put_op, State};
+use super::state::{lock, locked, put_op, State};
 use super::Inner;
 use crate::store::{Op, Store, Table};
 
@@ -57,10 +57,7 @@ impl Sequencer {
 
     /// Marks `id` dirty, then takes a sequence number, for a log write.
     pub(crate) fn next_logged(&self, id: &DeviceId) -> u64 {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
+        locked(&self.dirty).insert(id.clone());
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
         if self.logged.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_ENTRIES {
             self.wake.notify_one();
@@ -111,7 +108,7 @@ pub(crate) fn plan_checkpoint(inner: &Inner) -> CheckpointPlan {
     let seq = &inner.sequencer;
     // the watermark first, the dirty set second (see the module docs)
     let watermark = seq.next.load(Ordering::SeqCst);
-    let ids = std::mem::take(&mut *seq.dirty.lock().unwrap_or_else(|p| p.into_inner()))
+    let ids = std::mem::take(&mut *locked(&seq.dirty))
         .into_iter()
         .collect();
     seq.logged.store(0, Ordering::Relaxed);
@@ -228,11 +225,7 @@ pub(crate) async fn replay(
             g.sync_twin();
             let id = g.device.device_id.clone();
             drop(g);
-            sequencer
-                .dirty
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id);
+            locked(&sequencer.dirty).insert(id);
             applied += 1;
         }
     }

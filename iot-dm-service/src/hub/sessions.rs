@@ -28,7 +28,7 @@ use iot_dm_core::wire::{
 
 use super::error::HubError;
 use super::events::{Actor, HubEvent};
-use super::state::{lock, Ack};
+use super::state::{lock, locked, Ack};
 use super::twins::DesiredChange;
 use super::Hub;
 
@@ -100,10 +100,6 @@ pub(crate) struct Sessions {
     pub(crate) next_rid: AtomicU64,
     /// Woken whenever a session subscribes to methods (for `connectTimeoutInSeconds`).
     pub(crate) changed: tokio::sync::Notify,
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Sessions {

@@ -118,10 +118,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
 
 pub(crate) type Slot = Arc<Mutex<Entry>>;
 
+/// Locks a mutex of the hub's. A panic while holding one cannot leave half-applied state
+/// (entries are replaced whole, and the other maps hold self-contained values), so a
+/// poisoned lock is safe to use.
+pub(crate) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) fn lock(slot: &Slot) -> MutexGuard<'_, Entry> {
-    // a panic while holding an entry lock cannot leave a half-applied entry (writes replace
-    // the entry whole), so a poisoned lock is safe to use
-    slot.lock().unwrap_or_else(|p| p.into_inner())
+    locked(slot)
 }
 
 /// The in-memory registry.
