@@ -4,12 +4,14 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`api`] | [`api::ServiceApi`], the back-end operations, implemented by the embedded hub and by the remote client |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 //! | [`mqtt`] | the MQTT 3.1.1 device endpoint (TCP, TLS, WebSocket) the official Azure IoT device SDKs connect to |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod api;
 pub mod hub;
 pub mod mqtt;
 pub mod store;

@@ -91,6 +91,49 @@ pub enum HubError {
     /// The hub is shut down.
     #[error("the hub is shut down")]
     Closed,
+    /// A remote call carried no valid credentials (IoT Hub's 401003).
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// Why the credentials were refused.
+        message: String,
+    },
+    /// The caller's access policy lacks a right the operation needs.
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// Which right was missing.
+        message: String,
+    },
+    /// The caller's access policy is over its rate limit (IoT Hub's 429001).
+    #[error("throttled: retry after {retry_after_secs} s")]
+    Throttled {
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
+    /// A request body is larger than the hub accepts.
+    #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
+    RequestTooLarge {
+        /// The body's size (or the size read before giving up).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A remote hub could not be reached, or answered something that is not IoT Hub's
+    /// protocol. The request may or may not have been applied.
+    #[error("transport error: {message}")]
+    Transport {
+        /// What failed.
+        message: String,
+    },
+    /// A remote hub answered with an error this client has no variant for.
+    #[error("hub error {code} (HTTP {status}): {message}")]
+    Remote {
+        /// The HTTP status.
+        status: u16,
+        /// IoT Hub's six-digit error code (0 when the body had none).
+        code: u32,
+        /// The hub's message.
+        message: String,
+    },
     /// An unexpected internal failure.
     #[error("internal error: {message}")]
     Internal {
@@ -142,6 +185,18 @@ impl HubError {
             HubError::QueueFull { .. } => 403_004,
             HubError::Store(_) | HubError::Internal { .. } => 500_001,
             HubError::Closed => 503_001,
+            HubError::Unauthorized { .. } => 401_003,
+            HubError::Forbidden { .. } => 403_000,
+            HubError::Throttled { .. } => 429_001,
+            HubError::RequestTooLarge { .. } => 413_001,
+            HubError::Transport { .. } => 503_000,
+            HubError::Remote { status, code, .. } => {
+                if *code >= 100_000 {
+                    *code
+                } else {
+                    u32::from(*status) * 1000
+                }
+            }
         }
     }
 
@@ -163,6 +218,12 @@ impl HubError {
             403_004 => "DeviceMaximumQueueDepthExceeded",
             500_001 => "ServerError",
             503_001 => "ServiceUnavailable",
+            401_003 => "IotHubUnauthorizedAccess",
+            403_000 => "Forbidden",
+            429_001 => "ThrottlingException",
+            503_000 => "TransportError",
+            400_000 => "GenericBadRequest",
+            400_012 => "DeserializationError",
             _ => "ArgumentInvalid",
         }
     }
@@ -190,6 +251,26 @@ impl HubError {
     /// A direct method timed out.
     pub fn is_timeout(&self) -> bool {
         matches!(self, HubError::GatewayTimeout { .. })
+    }
+
+    /// The credentials were missing, invalid or expired (HTTP 401).
+    pub fn is_unauthorized(&self) -> bool {
+        self.http_status() == 401
+    }
+
+    /// The credentials lack a right the operation needs (HTTP 403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, HubError::Forbidden { .. })
+    }
+
+    /// The caller is over its rate limit (HTTP 429); retry later.
+    pub fn is_throttled(&self) -> bool {
+        self.http_status() == 429
+    }
+
+    /// A remote hub could not be reached.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, HubError::Transport { .. })
     }
 
     /// The request was invalid (HTTP 400 or 413).

@@ -245,6 +245,25 @@ impl Hub {
         self.inner.state.devices.len()
     }
 
+    /// Device counts of the registry: every identity, the enabled ones, and the rest (planned,
+    /// disabled and retired devices cannot connect, so they count as disabled).
+    pub fn registry_statistics(&self) -> crate::api::RegistryStatistics {
+        let mut stats = crate::api::RegistryStatistics::default();
+        for e in self.inner.state.devices.iter() {
+            let g = state::lock(e.value());
+            if g.deleted {
+                continue;
+            }
+            stats.total_device_count += 1;
+            if g.device.status == iot_dm_core::twin::DeviceStatus::Enabled {
+                stats.enabled_device_count += 1;
+            } else {
+                stats.disabled_device_count += 1;
+            }
+        }
+        stats
+    }
+
     /// Shuts the hub down: refuses new sessions, closes the live ones, folds the log into
     /// device records, and closes the store (a redb file is released once this returns, so
     /// the same store can be opened again). Afterwards every operation on any handle of this
