@@ -203,8 +203,7 @@ async fn open(
         .and_then(|w| will_message(&w.topic, &w.message, w.qos, &device, module.as_ref()))
         .map(Box::new);
     tracing::debug!(%peer, device = %device, listener = kind.as_str(), keep_alive = connect.keep_alive, "device connected");
-    let idle_limit = (connect.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let idle_limit = Some(idle_limit(connect.keep_alive));
     Ok((
         transport,
         Session {
@@ -218,6 +217,19 @@ async fn open(
         },
     ))
 }
+
+/// The longest a connection may stay silent: IoT Hub's 1.5 x keep-alive, capped at
+/// [`MAX_IDLE`] (a keep-alive of 0, "no keep-alive", gets the cap too).
+fn idle_limit(keep_alive_secs: u16) -> Duration {
+    match keep_alive_secs {
+        0 => MAX_IDLE,
+        k => Duration::from_millis(u64::from(k) * 1500).min(MAX_IDLE),
+    }
+}
+
+/// IoT Hub's cap on a silent connection: 1767 s (29.45 minutes, its load balancer's idle
+/// timeout), so the largest useful client keep-alive is 1177 s.
+pub(crate) const MAX_IDLE: Duration = Duration::from_secs(1767);
 
 async fn refuse(transport: &mut Transport, code: ConnectReturnCode, reason: String) -> OpenError {
     let mut out = BytesMut::new();
@@ -318,6 +330,16 @@ pub(crate) fn will_message(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn idle_limit_is_one_and_a_half_keep_alives_capped_at_1767_s() {
+        use std::time::Duration;
+        assert_eq!(super::idle_limit(60), Duration::from_secs(90));
+        assert_eq!(super::idle_limit(1177), Duration::from_millis(1_765_500));
+        assert_eq!(super::idle_limit(1178), super::MAX_IDLE);
+        assert_eq!(super::idle_limit(u16::MAX), super::MAX_IDLE);
+        assert_eq!(super::idle_limit(0), super::MAX_IDLE);
+    }
     use super::*;
     use rumqttc::mqttbytes::v4::LastWill;
 
