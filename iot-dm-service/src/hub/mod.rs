@@ -30,6 +30,7 @@ mod events;
 mod methods;
 mod persist;
 mod query;
+mod queue;
 mod registry;
 mod sessions;
 mod state;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, Notify};
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
@@ -28,6 +28,7 @@ use iot_dm_core::wire::{
 
 use super::error::HubError;
 use super::events::{Actor, HubEvent};
+use super::queue::{self, Receiver, Sender};
 use super::state::{lock, locked, Ack};
 use super::twins::DesiredChange;
 use super::Hub;
@@ -70,13 +71,21 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<MethodResponse, 
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
     conn_id: u64,
-    pub(crate) outbound: mpsc::Sender<Message>,
+    pub(crate) outbound: Sender<Message>,
     pub(crate) subs: Arc<Subs>,
     pub(crate) pending: Pending,
     /// Cloud-to-device messages below this sequence number went out on this session.
     pub(crate) c2d_sent: Arc<AtomicU64>,
     c2d_form: Arc<Mutex<IdForm>>,
-    close: watch::Sender<Option<String>>,
+    close: Arc<Closer>,
+}
+
+/// Why a session is to close, and the wake-up for its task.
+#[derive(Default)]
+struct Closer {
+    reason: Mutex<Option<String>>,
+    /// One waiter (the session task): `notify_one` keeps a permit if it is not waiting yet.
+    notify: Notify,
 }
 
 impl SessionHandle {
@@ -86,7 +95,8 @@ impl SessionHandle {
     }
 
     pub(crate) fn close(&self, reason: &str) {
-        self.close.send_replace(Some(reason.to_string()));
+        locked(&self.close.reason).get_or_insert_with(|| reason.to_string());
+        self.close.notify.notify_one();
     }
 }
 
@@ -112,8 +122,8 @@ impl Sessions {
     }
 }
 
-struct ChanTx(mpsc::Sender<DeviceFrame>);
-struct ChanRx(mpsc::Receiver<Message>);
+struct ChanTx(Sender<DeviceFrame>);
+struct ChanRx(Receiver<Message>);
 
 #[async_trait::async_trait]
 impl LinkTx<DeviceFrame> for ChanTx {
@@ -285,9 +295,8 @@ impl Hub {
     }
 
     fn open_session(&self, req: ConnectRequest, expiry: Option<Timestamp>) -> Link {
-        let (frame_tx, frame_rx) = mpsc::channel(INBOUND_CAPACITY);
-        let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let (close_tx, close_rx) = watch::channel(None);
+        let (frame_tx, frame_rx) = queue::bounded(INBOUND_CAPACITY);
+        let (out_tx, out_rx) = queue::bounded(OUTBOUND_CAPACITY);
         let sessions = &self.inner.sessions;
         let handle = SessionHandle {
             conn_id: sessions.next_conn.fetch_add(1, Ordering::Relaxed),
@@ -296,7 +305,7 @@ impl Hub {
             pending: Arc::default(),
             c2d_sent: Arc::default(),
             c2d_form: Arc::default(),
-            close: close_tx,
+            close: Arc::default(),
         };
         let id = req.device_id.clone();
         let id_str = id.clone();
@@ -328,7 +337,7 @@ impl Hub {
             handle,
             keep: !req.clean_session,
         };
-        tokio::spawn(task.run(frame_rx, close_rx, expiry));
+        tokio::spawn(task.run(frame_rx, expiry));
         if pump {
             self.pump_c2d(id_str.as_str());
         }
@@ -374,13 +383,8 @@ struct PendingAck {
 }
 
 impl SessionTask {
-    async fn run(
-        self,
-        mut frames: mpsc::Receiver<DeviceFrame>,
-        mut close: watch::Receiver<Option<String>>,
-        expiry: Option<Timestamp>,
-    ) {
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    async fn run(self, mut frames: Receiver<DeviceFrame>, expiry: Option<Timestamp>) {
+        let (ack_tx, ack_rx) = queue::bounded(usize::MAX);
         let acker = tokio::spawn(ack_loop(
             self.hub.clone(),
             self.handle.outbound.clone(),
@@ -405,8 +409,10 @@ impl SessionTask {
                         }
                     }
                 },
-                _ = close.changed() => {
-                    break close.borrow().clone().unwrap_or_else(|| "closed".into());
+                _ = self.handle.close.notify.notified() => {
+                    if let Some(reason) = locked(&self.handle.close.reason).clone() {
+                        break reason;
+                    }
                 }
                 _ = &mut expired => break "SAS token expired".to_string(),
             }
@@ -456,11 +462,7 @@ impl SessionTask {
     }
 
     /// Serves one frame; an `Err` closes the session with that reason.
-    fn handle_frame(
-        &self,
-        frame: DeviceFrame,
-        acks: &mpsc::UnboundedSender<PendingAck>,
-    ) -> Result<(), String> {
+    fn handle_frame(&self, frame: DeviceFrame, acks: &Sender<PendingAck>) -> Result<(), String> {
         match frame {
             DeviceFrame::Subscribe(filters) => {
                 let mut c2d = false;
@@ -533,11 +535,7 @@ impl SessionTask {
         ))
     }
 
-    fn handle_publish(
-        &self,
-        msg: Message,
-        acks: &mpsc::UnboundedSender<PendingAck>,
-    ) -> Result<(), String> {
+    fn handle_publish(&self, msg: Message, acks: &Sender<PendingAck>) -> Result<(), String> {
         let topic = DeviceTopic::parse(&msg.topic, &self.id, None)
             .map_err(|e| format!("protocol violation: {e}"))?;
         match topic {
@@ -557,7 +555,7 @@ impl SessionTask {
                 };
                 match result {
                     Ok((twin, ack)) => {
-                        let _ = acks.send(PendingAck { rid, twin, ack });
+                        let _ = acks.try_send(PendingAck { rid, twin, ack });
                         Ok(())
                     }
                     Err(e) => self.twin_reply(e.http_status(), &rid, None, error_body(&e)),
@@ -583,9 +581,9 @@ impl SessionTask {
 
 async fn ack_loop(
     hub: Hub,
-    outbound: mpsc::Sender<Message>,
+    outbound: Sender<Message>,
     subs: Arc<Subs>,
-    mut rx: mpsc::UnboundedReceiver<PendingAck>,
+    mut rx: Receiver<PendingAck>,
 ) {
     while let Some(p) = rx.recv().await {
         let (status, version, body) = match p.ack.await {
