@@ -186,7 +186,7 @@ impl Hub {
         let Some(session) = self.inner.sessions.get(device_id) else {
             return;
         };
-        if !session.subs.c2d.load(Ordering::Relaxed) {
+        if !session.shared.subs.c2d.load(Ordering::Relaxed) {
             return;
         }
         let Ok(slot) = self.inner.state.slot(device_id) else {
@@ -196,7 +196,7 @@ impl Hub {
         let g = lock(&slot);
         let form = session.c2d_form();
         for m in &g.c2d.messages {
-            if m.expiry <= now || session.c2d_sent.load(Ordering::Relaxed) > m.seq {
+            if m.expiry <= now || session.shared.c2d_sent.load(Ordering::Relaxed) > m.seq {
                 continue;
             }
             let mut bag = PropertyBag::new();
@@ -220,7 +220,7 @@ impl Hub {
                 session.close("device is not reading its cloud-to-device messages");
                 return;
             }
-            session.c2d_sent.store(m.seq + 1, Ordering::Relaxed);
+            session.shared.c2d_sent.store(m.seq + 1, Ordering::Relaxed);
         }
     }
 

@@ -44,7 +44,7 @@ impl Hub {
             message: e.to_string(),
         })?;
         let (tx, rx) = oneshot::channel();
-        locked(&session.pending).insert(rid.as_str().to_string(), tx);
+        locked(&session.shared.pending).insert(rid.as_str().to_string(), tx);
         let payload = Bytes::from(encode_payload(request.payload())?);
         if !self.send_method_request(&session, request.name().as_str(), &rid, payload) {
             self.forget(&session, &rid);
@@ -68,7 +68,7 @@ impl Hub {
     }
 
     fn forget(&self, session: &SessionHandle, rid: &RequestId) {
-        locked(&session.pending).remove(rid.as_str());
+        locked(&session.shared.pending).remove(rid.as_str());
     }
 
     async fn wait_for_listener(
@@ -81,7 +81,7 @@ impl Hub {
         loop {
             let notified = sessions.changed.notified();
             if let Some(h) = sessions.get(device_id) {
-                if h.subs.methods.load(Ordering::Relaxed) {
+                if h.shared.subs.methods.load(Ordering::Relaxed) {
                     return Ok(h);
                 }
             }

@@ -6,7 +6,7 @@
 //! hub closes a session when its device is disabled, deleted or retired, when its keys change,
 //! when its SAS token expires, when it breaks the protocol, or when it cannot keep up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -65,38 +65,39 @@ impl Subs {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<MethodResponse, HubError>>>>>;
-
 /// The hub's handle on a live session.
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
     conn_id: u64,
     pub(crate) outbound: Sender<Message>,
-    pub(crate) subs: Arc<Subs>,
-    pub(crate) pending: Pending,
-    /// Cloud-to-device messages below this sequence number went out on this session.
-    pub(crate) c2d_sent: Arc<AtomicU64>,
-    c2d_form: Arc<Mutex<IdForm>>,
-    close: Arc<Closer>,
+    /// What the hub and the session task share (one allocation per session).
+    pub(crate) shared: Arc<SessionShared>,
 }
 
-/// Why a session is to close, and the wake-up for its task.
+/// Per-session state shared by the hub and the session task.
 #[derive(Default)]
-struct Closer {
-    reason: Mutex<Option<String>>,
-    /// One waiter (the session task): `notify_one` keeps a permit if it is not waiting yet.
-    notify: Notify,
+pub(crate) struct SessionShared {
+    pub(crate) subs: Subs,
+    pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<Result<MethodResponse, HubError>>>>,
+    /// Cloud-to-device messages below this sequence number went out on this session.
+    pub(crate) c2d_sent: AtomicU64,
+    c2d_form: Mutex<IdForm>,
+    /// Why the session is to close.
+    close_reason: Mutex<Option<String>>,
+    /// Wakes the session task to close (one waiter: `notify_one` keeps a permit if it is
+    /// not waiting yet).
+    close: Notify,
 }
 
 impl SessionHandle {
     /// How the device writes its id in its cloud-to-device subscription.
     pub(crate) fn c2d_form(&self) -> IdForm {
-        *locked(&self.c2d_form)
+        *locked(&self.shared.c2d_form)
     }
 
     pub(crate) fn close(&self, reason: &str) {
-        locked(&self.close.reason).get_or_insert_with(|| reason.to_string());
-        self.close.notify.notify_one();
+        locked(&self.shared.close_reason).get_or_insert_with(|| reason.to_string());
+        self.shared.close.notify_one();
     }
 }
 
@@ -269,7 +270,7 @@ impl Hub {
         let Some(h) = self.inner.sessions.get(id.as_str()) else {
             return;
         };
-        if !h.subs.desired.load(Ordering::Relaxed) {
+        if !h.shared.subs.desired.load(Ordering::Relaxed) {
             return;
         }
         let body = iot_dm_core::twin::desired_notification(&change.body, change.version);
@@ -301,11 +302,7 @@ impl Hub {
         let handle = SessionHandle {
             conn_id: sessions.next_conn.fetch_add(1, Ordering::Relaxed),
             outbound: out_tx,
-            subs: Arc::new(Subs::default()),
-            pending: Arc::default(),
-            c2d_sent: Arc::default(),
-            c2d_form: Arc::default(),
-            close: Arc::default(),
+            shared: Arc::default(),
         };
         let id = req.device_id.clone();
         let id_str = id.clone();
@@ -316,8 +313,8 @@ impl Hub {
             locked(&sessions.kept).get(&id).copied()
         };
         if let Some((s, form)) = kept {
-            handle.subs.restore(s);
-            *locked(&handle.c2d_form) = form;
+            handle.shared.subs.restore(s);
+            *locked(&handle.shared.c2d_form) = form;
         }
         let previous = locked(&sessions.live).insert(id.clone(), handle.clone());
         if let Some(old) = previous {
@@ -327,10 +324,10 @@ impl Hub {
         self.emit(HubEvent::Connected {
             device_id: id.clone(),
         });
-        if handle.subs.methods.load(Ordering::Relaxed) {
+        if handle.shared.subs.methods.load(Ordering::Relaxed) {
             sessions.changed.notify_waiters();
         }
-        let pump = handle.subs.c2d.load(Ordering::Relaxed);
+        let pump = handle.shared.subs.c2d.load(Ordering::Relaxed);
         let task = SessionTask {
             hub: self.clone(),
             id,
@@ -384,13 +381,8 @@ struct PendingAck {
 
 impl SessionTask {
     async fn run(self, mut frames: Receiver<DeviceFrame>, expiry: Option<Timestamp>) {
-        let (ack_tx, ack_rx) = queue::bounded(usize::MAX);
-        let acker = tokio::spawn(ack_loop(
-            self.hub.clone(),
-            self.handle.outbound.clone(),
-            self.handle.subs.clone(),
-            ack_rx,
-        ));
+        // reported patches waiting to be durable, acknowledged in order
+        let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let expires_in = expiry.map(|e| e.since(self.hub.now()));
         let expired = async {
             match expires_in {
@@ -404,22 +396,37 @@ impl SessionTask {
                 frame = frames.recv() => match frame {
                     None => break "device closed the connection".to_string(),
                     Some(f) => {
-                        if let Err(reason) = self.handle_frame(f, &ack_tx) {
+                        if let Err(reason) = self.handle_frame(f, &mut acks) {
                             break reason;
                         }
                     }
                 },
-                _ = self.handle.close.notify.notified() => {
-                    if let Some(reason) = locked(&self.handle.close.reason).clone() {
+                durable = next_ack(&mut acks), if !acks.is_empty() => {
+                    if let Some(p) = acks.pop_front() {
+                        if let Some(msg) = self.acknowledgement(&p, durable) {
+                            if let Err(reason) = self.send(msg) {
+                                break reason;
+                            }
+                        }
+                    }
+                }
+                _ = self.handle.shared.close.notified() => {
+                    if let Some(reason) = locked(&self.handle.shared.close_reason).clone() {
                         break reason;
                     }
                 }
                 _ = &mut expired => break "SAS token expired".to_string(),
             }
         };
-        drop(ack_tx);
         // acknowledgements already queued still go out before the session is torn down
-        let _ = acker.await;
+        while let Some(mut p) = acks.pop_front() {
+            let durable = p.ack.as_mut().await;
+            if let Some(msg) = self.acknowledgement(&p, durable) {
+                if self.handle.outbound.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
         self.finish(&reason);
     }
 
@@ -438,11 +445,11 @@ impl SessionTask {
         if self.keep && was_current {
             locked(&sessions.kept).insert(
                 self.id.clone(),
-                (self.handle.subs.snapshot(), self.handle.c2d_form()),
+                (self.handle.shared.subs.snapshot(), self.handle.c2d_form()),
             );
         }
         // pending method calls see their sender dropped: the device went away
-        locked(&self.handle.pending).clear();
+        locked(&self.handle.shared.pending).clear();
         if was_current {
             self.hub
                 .set_connection(&self.id, ConnectionState::Disconnected);
@@ -462,7 +469,11 @@ impl SessionTask {
     }
 
     /// Serves one frame; an `Err` closes the session with that reason.
-    fn handle_frame(&self, frame: DeviceFrame, acks: &Sender<PendingAck>) -> Result<(), String> {
+    fn handle_frame(
+        &self,
+        frame: DeviceFrame,
+        acks: &mut VecDeque<PendingAck>,
+    ) -> Result<(), String> {
         match frame {
             DeviceFrame::Subscribe(filters) => {
                 let mut c2d = false;
@@ -470,7 +481,7 @@ impl SessionTask {
                     let sub = Subscription::classify(&f, &self.id, None)
                         .map_err(|e| format!("refused subscription: {e}"))?;
                     if let Subscription::CloudToDevice { id_form } = sub {
-                        *locked(&self.handle.c2d_form) = id_form;
+                        *locked(&self.handle.shared.c2d_form) = id_form;
                         c2d = true;
                     }
                     self.set_sub(&sub, true);
@@ -503,7 +514,7 @@ impl SessionTask {
     }
 
     fn set_sub(&self, sub: &Subscription, on: bool) {
-        let s = &self.handle.subs;
+        let s = &self.handle.shared.subs;
         match sub {
             Subscription::TwinResponses => s.twin_responses.store(on, Ordering::Relaxed),
             Subscription::DesiredPatches => s.desired.store(on, Ordering::Relaxed),
@@ -525,7 +536,13 @@ impl SessionTask {
         version: Option<u64>,
         body: Bytes,
     ) -> Result<(), String> {
-        if !self.handle.subs.twin_responses.load(Ordering::Relaxed) {
+        if !self
+            .handle
+            .shared
+            .subs
+            .twin_responses
+            .load(Ordering::Relaxed)
+        {
             // like MQTT: no subscription, no delivery
             return Ok(());
         }
@@ -535,7 +552,7 @@ impl SessionTask {
         ))
     }
 
-    fn handle_publish(&self, msg: Message, acks: &Sender<PendingAck>) -> Result<(), String> {
+    fn handle_publish(&self, msg: Message, acks: &mut VecDeque<PendingAck>) -> Result<(), String> {
         let topic = DeviceTopic::parse(&msg.topic, &self.id, None)
             .map_err(|e| format!("protocol violation: {e}"))?;
         match topic {
@@ -555,14 +572,14 @@ impl SessionTask {
                 };
                 match result {
                     Ok((twin, ack)) => {
-                        let _ = acks.try_send(PendingAck { rid, twin, ack });
+                        acks.push_back(PendingAck { rid, twin, ack });
                         Ok(())
                     }
                     Err(e) => self.twin_reply(e.http_status(), &rid, None, error_body(&e)),
                 }
             }
             DeviceTopic::MethodResponse { status, rid } => {
-                let waiter = locked(&self.handle.pending).remove(rid.as_str());
+                let waiter = locked(&self.handle.shared.pending).remove(rid.as_str());
                 if let Some(tx) = waiter {
                     let response =
                         MethodResponse::from_device(status, &msg.payload).map_err(HubError::from);
@@ -579,16 +596,25 @@ impl SessionTask {
     }
 }
 
-async fn ack_loop(
-    hub: Hub,
-    outbound: Sender<Message>,
-    subs: Arc<Subs>,
-    mut rx: Receiver<PendingAck>,
-) {
-    while let Some(p) = rx.recv().await {
-        let (status, version, body) = match p.ack.await {
+/// Waits until the oldest pending reported patch is durable (or failed).
+async fn next_ack(acks: &mut VecDeque<PendingAck>) -> Result<(), crate::store::StoreError> {
+    match acks.front_mut() {
+        Some(p) => p.ack.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SessionTask {
+    /// The twin response for a reported patch once its write is durable (or failed), if the
+    /// device subscribed to twin responses.
+    fn acknowledgement(
+        &self,
+        p: &PendingAck,
+        durable: Result<(), crate::store::StoreError>,
+    ) -> Option<Message> {
+        let (status, version, body) = match durable {
             Ok(()) => {
-                hub.emit_twin_changed(&p.twin, Actor::Device);
+                self.hub.emit_twin_changed(&p.twin, Actor::Device);
                 (204, Some(p.twin.reported().version()), Bytes::new())
             }
             Err(e) => {
@@ -596,12 +622,12 @@ async fn ack_loop(
                 (e.http_status(), None, error_body(&e))
             }
         };
-        if subs.twin_responses.load(Ordering::Relaxed) {
-            let msg = Message::new(wire::topic::twin_response(status, &p.rid, version), body);
-            if outbound.send(msg).await.is_err() {
-                return;
-            }
-        }
+        self.handle
+            .shared
+            .subs
+            .twin_responses
+            .load(Ordering::Relaxed)
+            .then(|| Message::new(wire::topic::twin_response(status, &p.rid, version), body))
     }
 }
 
