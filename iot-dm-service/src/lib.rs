@@ -4,6 +4,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
 //! | [`api`] | [`api::ServiceApi`], the back-end operations, implemented by the embedded hub and by the remote client |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod access;
 pub mod api;
 pub mod hub;
 pub mod mqtt;
