@@ -4,16 +4,21 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
 //! | [`api`] | [`api::ServiceApi`], the back-end operations, implemented by the embedded hub and by the remote client |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 //! | [`mqtt`] | the MQTT 3.1.1 device endpoint (TCP, TLS, WebSocket) the official Azure IoT device SDKs connect to |
+//! | [`tls`] | TLS shared by the endpoints and the client: rustls configurations from PEM, thumbprints, development certificates |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod access;
 pub mod api;
 pub mod hub;
+mod listen;
 pub mod mqtt;
 pub mod store;
+pub mod tls;
 
 pub use hub::{Hub, HubBuilder, HubError};

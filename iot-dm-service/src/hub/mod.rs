@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod bulk;
 mod c2d;
 mod device;
@@ -157,6 +158,7 @@ impl HubBuilder {
         let state = State::load(store.as_ref()).await?;
         let sequencer = persist::Sequencer::default();
         let cas = x509::CaRegistry::load(store.as_ref()).await?;
+        let policies = access::PolicyRegistry::load(store.as_ref(), self.clock.now()).await?;
         let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
         tracing::info!(
             devices = state.devices.len(),
@@ -182,6 +184,7 @@ impl HubBuilder {
                 sessions: sessions::Sessions::default(),
                 sequencer,
                 cas,
+                policies,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
@@ -206,6 +209,7 @@ pub(crate) struct Inner {
     pub(crate) sessions: sessions::Sessions,
     pub(crate) sequencer: persist::Sequencer,
     pub(crate) cas: x509::CaRegistry,
+    pub(crate) policies: access::PolicyRegistry,
 }
 
 /// The hub. See the [module docs](self).

@@ -75,3 +75,16 @@ impl From<rustls::Error> for MqttError {
         }
     }
 }
+
+impl From<crate::tls::TlsError> for MqttError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        use crate::tls::TlsError;
+        match e {
+            TlsError::ReadFile { path, source } => MqttError::ReadFile { path, source },
+            TlsError::WriteFile { path, source } => MqttError::WriteFile { path, source },
+            TlsError::Pem { what, reason } => MqttError::Pem { what, reason },
+            TlsError::Certificate { what, reason } => MqttError::Certificate { what, reason },
+            TlsError::Config { reason } => MqttError::Tls { reason },
+        }
+    }
+}

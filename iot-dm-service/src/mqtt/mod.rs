@@ -104,15 +104,17 @@
 //! ```
 
 mod connection;
-pub mod dev_certs;
 mod error;
 mod inflight;
 mod pump;
 mod server;
-pub mod tls;
 mod transport;
 mod ws;
 
+/// The shared TLS helpers, under their former path (see [`crate::tls`]).
+pub use crate::tls;
+/// Development certificates, under their former path (see [`crate::tls::dev_certs`]).
+pub use crate::tls::dev_certs;
 pub use error::MqttError;
 pub use server::{Listener, MqttServer, MqttServerBuilder};
 

@@ -1,6 +1,5 @@
 //! The server: listeners, the accept loops, the connection limit and shutdown.
 
-use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use iot_dm_core::link::Endpoint;
+
+use crate::listen::{bind, Acceptor};
 
 use super::{
     connection, tls, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -221,18 +222,6 @@ impl MqttServerBuilder {
     }
 }
 
-fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
 /// What every connection of a server shares.
 pub(crate) struct Shared {
     pub(crate) endpoint: Arc<dyn Endpoint>,
@@ -300,56 +289,19 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    const MIN_BACKOFF: Duration = Duration::from_millis(20);
-    const MAX_BACKOFF: Duration = Duration::from_secs(1);
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => break,
+    let mut acceptor = Acceptor::new(listener, kind.as_str(), local);
+    while let Some((tcp, peer)) = acceptor.next(&mut shutdown).await {
+        let Some(permit) = shared.try_acquire() else {
+            shared.refused(kind, peer);
+            drop(tcp);
+            continue;
         };
-        match accepted {
-            Ok((tcp, peer)) => {
-                backoff = MIN_BACKOFF;
-                let Some(permit) = shared.try_acquire() else {
-                    shared.refused(kind, peer);
-                    drop(tcp);
-                    continue;
-                };
-                let shared = shared.clone();
-                let rx = shutdown.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    connection::serve(tcp, peer, kind, shared, rx).await;
-                });
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                tracing::debug!(listener = kind.as_str(), error = %e, "accept: connection gone");
-            }
-            Err(e) => {
-                // out of file descriptors or memory: wait for connections to close
-                tracing::error!(
-                    listener = kind.as_str(),
-                    addr = %local,
-                    error = %e,
-                    backoff_ms = backoff.as_millis() as u64,
-                    "accept failed; backing off"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+        let shared = shared.clone();
+        let rx = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            connection::serve(tcp, peer, kind, shared, rx).await;
+        });
     }
     tracing::debug!(listener = kind.as_str(), addr = %local, "accept loop stopped");
 }

@@ -17,7 +17,7 @@
 //! These are for development and tests only: the keys are written unencrypted.
 //!
 //! ```
-//! use iot_dm_service::mqtt::dev_certs::{DevCerts, DeviceCertificate};
+//! use iot_dm_service::tls::dev_certs::{DevCerts, DeviceCertificate};
 //! let dir = std::env::temp_dir().join(format!("iot-dm-dev-certs-doc-{}", std::process::id()));
 //! let certs = DevCerts::load_or_create(&dir)?;
 //! let again = DevCerts::load_or_create(&dir)?; // reuses the files
@@ -40,7 +40,7 @@ use rcgen::{
 };
 use rustls::{ClientConfig, ServerConfig};
 
-use super::{tls, MqttError};
+use super::{self as tls, TlsError};
 
 /// File name of the CA certificate.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -56,8 +56,8 @@ pub const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 const CA_NAME: &str = "iot-dm development CA";
 
-fn gen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> MqttError {
-    move |e| MqttError::Certificate {
+fn gen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
+    move |e| TlsError::Certificate {
         what,
         reason: e.to_string(),
     }
@@ -82,7 +82,7 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn server_params() -> Result<CertificateParams, MqttError> {
+fn server_params() -> Result<CertificateParams, TlsError> {
     let names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
     let mut params = CertificateParams::new(names).map_err(gen_err("server certificate"))?;
     let mut dn = DistinguishedName::new();
@@ -116,7 +116,7 @@ impl std::fmt::Debug for DevCerts {
 
 impl DevCerts {
     /// Generates a fresh CA and server certificate in memory (nothing is written).
-    pub fn generate() -> Result<DevCerts, MqttError> {
+    pub fn generate() -> Result<DevCerts, TlsError> {
         let ca_key = KeyPair::generate().map_err(gen_err("CA key"))?;
         let ca_cert = ca_params()
             .self_signed(&ca_key)
@@ -137,9 +137,9 @@ impl DevCerts {
     /// server certificate) when either CA file is missing, a new server certificate signed by
     /// the existing CA when either server file is missing. Creates `dir` if needed; key files
     /// are written readable by their owner only (on Unix).
-    pub fn load_or_create(dir: impl AsRef<Path>) -> Result<DevCerts, MqttError> {
+    pub fn load_or_create(dir: impl AsRef<Path>) -> Result<DevCerts, TlsError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| MqttError::WriteFile {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::WriteFile {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -169,7 +169,7 @@ impl DevCerts {
                     read_string(&path(SERVER_KEY_FILE))?,
                 )
             } else {
-                let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| MqttError::Pem {
+                let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| TlsError::Pem {
                     what: "development CA key",
                     reason: e.to_string(),
                 })?;
@@ -217,10 +217,7 @@ impl DevCerts {
     /// CA-signed X.509 authentication: register [`Self::ca_pem`] with the hub
     /// (`Hub::add_ca_certificate`) and the device with authentication type
     /// `certificateAuthority`.
-    pub fn issue_device_certificate(
-        &self,
-        device_id: &str,
-    ) -> Result<DeviceCertificate, MqttError> {
+    pub fn issue_device_certificate(&self, device_id: &str) -> Result<DeviceCertificate, TlsError> {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(gen_err("CA key"))?;
         let issuer = Issuer::new(ca_params(), ca_key);
         let key = KeyPair::generate().map_err(gen_err("device key"))?;
@@ -231,7 +228,7 @@ impl DevCerts {
     }
 
     /// The server's rustls configuration (see [`tls::server_config`]).
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, MqttError> {
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         tls::server_config(
             self.server_cert_pem.as_bytes(),
             self.server_key_pem.as_bytes(),
@@ -239,7 +236,7 @@ impl DevCerts {
     }
 
     /// A client configuration (ring provider) that trusts the development CA.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, MqttError> {
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         tls::client_config(self.ca_pem.as_bytes(), None)
     }
 
@@ -248,7 +245,7 @@ impl DevCerts {
     pub fn client_config_with_identity(
         &self,
         device: &DeviceCertificate,
-    ) -> Result<Arc<ClientConfig>, MqttError> {
+    ) -> Result<Arc<ClientConfig>, TlsError> {
         tls::client_config(
             self.ca_pem.as_bytes(),
             Some((device.cert_pem.as_bytes(), device.key_pem.as_bytes())),
@@ -256,7 +253,7 @@ impl DevCerts {
     }
 }
 
-fn issue_server(ca_pem: &str, ca_key: KeyPair) -> Result<(String, String), MqttError> {
+fn issue_server(ca_pem: &str, ca_key: KeyPair) -> Result<(String, String), TlsError> {
     let key = KeyPair::generate().map_err(gen_err("server key"))?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let cert = server_params()?
@@ -265,14 +262,14 @@ fn issue_server(ca_pem: &str, ca_key: KeyPair) -> Result<(String, String), MqttE
     Ok((format!("{}{ca_pem}", cert.pem()), key.serialize_pem()))
 }
 
-fn read_string(path: &Path) -> Result<String, MqttError> {
-    std::fs::read_to_string(path).map_err(|source| MqttError::ReadFile {
+fn read_string(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::ReadFile {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn write_file(path: &Path, content: &str, secret: bool) -> Result<(), MqttError> {
+fn write_file(path: &Path, content: &str, secret: bool) -> Result<(), TlsError> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -286,7 +283,7 @@ fn write_file(path: &Path, content: &str, secret: bool) -> Result<(), MqttError>
     options
         .open(path)
         .and_then(|mut f| f.write_all(content.as_bytes()))
-        .map_err(|source| MqttError::WriteFile {
+        .map_err(|source| TlsError::WriteFile {
             path: path.to_path_buf(),
             source,
         })
@@ -325,7 +322,7 @@ impl DeviceCertificate {
     /// A self-signed client certificate with common name `device_id`, for self-signed X.509
     /// authentication: register [`Self::sha1_thumbprint`] or [`Self::sha256_thumbprint`] with
     /// the device.
-    pub fn self_signed(device_id: &str) -> Result<DeviceCertificate, MqttError> {
+    pub fn self_signed(device_id: &str) -> Result<DeviceCertificate, TlsError> {
         let key = KeyPair::generate().map_err(gen_err("device key"))?;
         let cert = device_params(device_id)
             .self_signed(&key)

@@ -1,8 +1,10 @@
-//! TLS for the MQTT endpoint: rustls configurations (ring provider) from PEM, the client
-//! certificate verifier that leaves the decision to the registry, and certificate thumbprints.
+//! TLS shared by the hub's endpoints (MQTT and the service REST API) and the remote service
+//! client: rustls configurations (ring provider) from PEM, the client certificate verifier that
+//! leaves the decision to the registry, certificate thumbprints, and [development
+//! certificates](dev_certs).
 //!
 //! ```
-//! use iot_dm_service::mqtt::{dev_certs::DevCerts, tls};
+//! use iot_dm_service::tls::{self, dev_certs::DevCerts};
 //! let certs = DevCerts::generate()?;
 //! let config = tls::server_config(certs.server_cert_pem().as_bytes(), certs.server_key_pem().as_bytes())?;
 //! assert!(config.alpn_protocols.is_empty());
@@ -25,7 +27,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use sha1::Digest as _;
 
-use super::MqttError;
+pub mod dev_certs;
+mod error;
+
+pub use error::TlsError;
 
 /// The crypto provider every configuration here uses: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -33,15 +38,15 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Parses every certificate in PEM input (a chain: leaf first).
-pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, MqttError> {
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| MqttError::Pem {
+        .map_err(|e| TlsError::Pem {
             what: "certificate chain",
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
-        return Err(MqttError::Pem {
+        return Err(TlsError::Pem {
             what: "certificate chain",
             reason: "no CERTIFICATE block found".into(),
         });
@@ -50,15 +55,16 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, MqttErro
 }
 
 /// Parses the first private key (PKCS#8, PKCS#1 or SEC1) in PEM input.
-pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, MqttError> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| MqttError::Pem {
+pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
         what: "private key",
         reason: e.to_string(),
     })
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, MqttError> {
-    std::fs::read(path).map_err(|source| MqttError::ReadFile {
+/// Reads a PEM (or any) file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::ReadFile {
         path: path.to_path_buf(),
         source,
     })
@@ -68,7 +74,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, MqttError> {
 /// and key, client certificates optional and accepted without chain validation (see
 /// [`RegistryClientVerifier`]), and one stateless session ticket per handshake so that
 /// reconnecting devices (a fleet coming back after a restart) can resume cheaply.
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, MqttError> {
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certificates(cert_pem)?;
     let key = private_key(key_pem)?;
     let provider = provider();
@@ -82,11 +88,25 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
+/// The server configuration of the HTTPS (service REST API) endpoint: TLS 1.2 and 1.3, the given
+/// certificate chain and key, no client certificates, ALPN `http/1.1`, one stateless session
+/// ticket per handshake.
+pub fn https_server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certificates(cert_pem)?, private_key(key_pem)?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.send_tls13_tickets = 1;
+    Ok(Arc::new(config))
+}
+
 /// [`server_config`] from PEM files.
 pub fn server_config_from_files(
     cert_path: impl AsRef<Path>,
     key_path: impl AsRef<Path>,
-) -> Result<Arc<ServerConfig>, MqttError> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let cert = read_file(cert_path.as_ref())?;
     let key = read_file(key_path.as_ref())?;
     server_config(&cert, &key)
@@ -97,7 +117,7 @@ pub fn server_config_from_files(
 pub fn client_config(
     ca_pem: &[u8],
     identity: Option<(&[u8], &[u8])>,
-) -> Result<Arc<ClientConfig>, MqttError> {
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(ca_pem)? {
         roots.add(cert)?;
@@ -228,8 +248,8 @@ mod tests {
     async fn reconnecting_clients_resume_and_client_certificates_reach_the_server() {
         use rustls::HandshakeKind;
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let certs = super::super::dev_certs::DevCerts::generate().unwrap();
-        let device = super::super::dev_certs::DeviceCertificate::self_signed("d1").unwrap();
+        let certs = super::dev_certs::DevCerts::generate().unwrap();
+        let device = super::dev_certs::DeviceCertificate::self_signed("d1").unwrap();
         let server = certs.server_config().unwrap();
         let client = certs.client_config_with_identity(&device).unwrap();
         for expected in [HandshakeKind::Full, HandshakeKind::Resumed] {
@@ -252,12 +272,12 @@ mod tests {
 
     #[test]
     fn mismatched_key_is_refused() {
-        let a = super::super::dev_certs::DevCerts::generate().unwrap();
-        let b = super::super::dev_certs::DevCerts::generate().unwrap();
+        let a = super::dev_certs::DevCerts::generate().unwrap();
+        let b = super::dev_certs::DevCerts::generate().unwrap();
         let e = server_config(
             a.server_cert_pem().as_bytes(),
             b.server_key_pem().as_bytes(),
         );
-        assert!(matches!(e, Err(MqttError::Tls { .. })), "{e:?}");
+        assert!(matches!(e, Err(TlsError::Config { .. })), "{e:?}");
     }
 }
