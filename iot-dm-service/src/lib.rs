@@ -6,18 +6,22 @@
 //! |---|---|
 //! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
 //! | [`api`] | [`api::ServiceApi`], the back-end operations, implemented by the embedded hub and by the remote client |
+//! | [`client`] | [`client::ServiceClient`], the back-end API of a remote hub over HTTPS, from a service connection string |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 //! | [`mqtt`] | the MQTT 3.1.1 device endpoint (TCP, TLS, WebSocket) the official Azure IoT device SDKs connect to |
+//! | [`rest`] | the service REST API over HTTPS (IoT Hub's routes plus our lifecycle and administration routes) |
 //! | [`tls`] | TLS shared by the endpoints and the client: rustls configurations from PEM, thumbprints, development certificates |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod access;
 pub mod api;
+pub mod client;
 pub mod hub;
 mod listen;
 pub mod mqtt;
+pub mod rest;
 pub mod store;
 pub mod tls;
 

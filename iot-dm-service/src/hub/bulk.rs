@@ -119,7 +119,7 @@ impl ImportDevice {
 }
 
 /// One failed device of a bulk call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkError {
     /// The device.
@@ -133,7 +133,7 @@ pub struct BulkError {
 }
 
 /// The result of a bulk call: IoT Hub's `BulkRegistryOperationResult`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkResult {
     /// Whether every device succeeded.

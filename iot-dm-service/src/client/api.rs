@@ -1,0 +1,447 @@
+//! [`ServiceApi`] over the REST routes: one request per method.
+
+use async_trait::async_trait;
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+
+use iot_dm_core::method::{MethodRequest, MethodResponse};
+use iot_dm_core::query::{Page as QueryPage, PageRequest};
+use iot_dm_core::twin::{Twin, TwinPatch};
+
+use super::errors::About;
+use super::{path, Answer, ServiceClient};
+use crate::api::{RegistryStatistics, ServiceApi, ServiceStatistics};
+use crate::hub::{
+    Authentication, BulkResult, Device, DeviceSpec, HubError, ImportDevice, KeyKind, Page,
+};
+
+fn parse<T: DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, HubError> {
+    serde_json::from_slice(&answer.body).map_err(|e| HubError::Transport {
+        message: format!("the hub answered a {what} that does not parse: {e}"),
+    })
+}
+
+fn body(value: &impl serde::Serialize) -> Result<Option<Vec<u8>>, HubError> {
+    serde_json::to_vec(value)
+        .map(Some)
+        .map_err(|e| HubError::invalid("body", e.to_string()))
+}
+
+fn continuation(answer: &Answer) -> Option<String> {
+    answer
+        .headers
+        .get("x-ms-continuation")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn device(id: &str) -> About<'_> {
+    About {
+        device_id: Some(id),
+        ..About::default()
+    }
+}
+
+/// `{"tags":..,"properties":{"desired":..}}` with only what is set.
+fn twin_body(tags: Option<&Value>, desired: Option<&Value>) -> Value {
+    let mut m = Map::new();
+    if let Some(t) = tags {
+        m.insert("tags".into(), t.clone());
+    }
+    if let Some(d) = desired {
+        m.insert("properties".into(), json!({ "desired": d }));
+    }
+    Value::Object(m)
+}
+
+fn key_name(which: KeyKind) -> &'static str {
+    match which {
+        KeyKind::Primary => "primary",
+        KeyKind::Secondary => "secondary",
+        KeyKind::Swap => "swap",
+    }
+}
+
+impl ServiceClient {
+    async fn query(
+        &self,
+        route: &[&str],
+        sql: &str,
+        request: &PageRequest,
+    ) -> Result<QueryPage, HubError> {
+        let mut headers = vec![("x-ms-max-item-count", request.page_size().to_string())];
+        if let Some(c) = request.continuation_token() {
+            headers.push(("x-ms-continuation", c.to_string()));
+        }
+        let answer = self
+            .call(
+                Method::POST,
+                &path(route, &[]),
+                &headers,
+                body(&json!({ "query": sql }))?,
+                About::default(),
+            )
+            .await?;
+        Ok(QueryPage {
+            items: parse(&answer, "query page")?,
+            continuation: continuation(&answer),
+        })
+    }
+
+    async fn lifecycle(
+        &self,
+        device_id: &str,
+        action: &str,
+        payload: Option<Value>,
+    ) -> Result<Answer, HubError> {
+        let payload = match payload {
+            Some(p) => body(&p)?,
+            None => None,
+        };
+        self.call(
+            Method::POST,
+            &path(&["devices", device_id, action], &[]),
+            &[],
+            payload,
+            device(device_id),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ServiceApi for ServiceClient {
+    async fn create_device(&self, spec: DeviceSpec) -> Result<Device, HubError> {
+        let id = spec.device_id.as_str();
+        let mut b = json!({
+            "deviceId": id,
+            "status": if spec.disabled_reason.is_some() { "disabled" } else { "enabled" },
+            "capabilities": spec.capabilities,
+        });
+        if let Some(r) = &spec.disabled_reason {
+            b["statusReason"] = json!(r);
+        }
+        if let Some(a) = &spec.authentication {
+            b["authentication"] = json!(a);
+        }
+        if let Some(t) = &spec.tags {
+            b["tags"] = t.clone();
+        }
+        if let Some(d) = &spec.desired {
+            b["properties"] = json!({ "desired": d });
+        }
+        let answer = self
+            .call(
+                Method::PUT,
+                &path(&["devices", id], &[]),
+                &[],
+                body(&b)?,
+                device(id),
+            )
+            .await?;
+        parse(&answer, "device")
+    }
+
+    async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["devices", device_id], &[]),
+                &[],
+                None,
+                device(device_id),
+            )
+            .await?;
+        parse(&answer, "device")
+    }
+
+    async fn update_device(
+        &self,
+        update: Device,
+        if_match: Option<&str>,
+    ) -> Result<Device, HubError> {
+        let id = update.device_id.to_string();
+        let if_match = if_match.unwrap_or("*");
+        let answer = self
+            .call(
+                Method::PUT,
+                &path(&["devices", &id], &[]),
+                &[("if-match", if_match.to_string())],
+                body(&update)?,
+                About {
+                    device_id: Some(&id),
+                    if_match: Some(if_match),
+                    timeout_secs: 0,
+                },
+            )
+            .await?;
+        parse(&answer, "device")
+    }
+
+    async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<(), HubError> {
+        let headers: Vec<(&'static str, String)> = if_match
+            .map(|m| vec![("if-match", m.to_string())])
+            .unwrap_or_default();
+        self.call(
+            Method::DELETE,
+            &path(&["devices", device_id], &[]),
+            &headers,
+            None,
+            About {
+                device_id: Some(device_id),
+                if_match,
+                timeout_secs: 0,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_devices(
+        &self,
+        continuation_token: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Device>, HubError> {
+        let headers: Vec<(&'static str, String)> = continuation_token
+            .map(|c| vec![("x-ms-continuation", c.to_string())])
+            .unwrap_or_default();
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["devices"], &[("top", limit.to_string())]),
+                &headers,
+                None,
+                About::default(),
+            )
+            .await?;
+        Ok(Page {
+            items: parse(&answer, "device list")?,
+            continuation: continuation(&answer),
+        })
+    }
+
+    async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError> {
+        let answer = self
+            .send(
+                Method::POST,
+                &path(&["devices"], &[]),
+                &[],
+                body(&devices)?,
+                std::time::Duration::ZERO,
+            )
+            .await?;
+        // a partly failed bulk call is a 400 carrying the result
+        if answer.status.is_success() || answer.status == http::StatusCode::BAD_REQUEST {
+            if let Ok(result) = serde_json::from_slice::<BulkResult>(&answer.body) {
+                return Ok(result);
+            }
+        }
+        if answer.status.is_success() {
+            return parse(&answer, "bulk result");
+        }
+        Err(super::errors::from_response(
+            answer.status,
+            &answer.headers,
+            &answer.body,
+            About::default(),
+        ))
+    }
+
+    async fn regenerate_key(&self, device_id: &str, which: KeyKind) -> Result<Device, HubError> {
+        let answer = self
+            .call(
+                Method::POST,
+                &path(&["devices", device_id, "keys", "regenerate"], &[]),
+                &[],
+                body(&json!({ "key": key_name(which) }))?,
+                device(device_id),
+            )
+            .await?;
+        parse(&answer, "device")
+    }
+
+    async fn plan_device(&self, spec: DeviceSpec) -> Result<Twin, HubError> {
+        let id = spec.device_id.as_str();
+        let mut b = twin_body(spec.tags.as_ref(), spec.desired.as_ref());
+        b["capabilities"] = json!(spec.capabilities);
+        let answer = self.lifecycle(id, "plan", Some(b)).await?;
+        parse(&answer, "twin")
+    }
+
+    async fn provision_device(
+        &self,
+        device_id: &str,
+        auth: Option<Authentication>,
+    ) -> Result<Device, HubError> {
+        let b = auth.map(|a| json!({ "authentication": a }));
+        let answer = self.lifecycle(device_id, "provision", b).await?;
+        parse(&answer, "device")
+    }
+
+    async fn enable_device(&self, device_id: &str) -> Result<Device, HubError> {
+        let answer = self.lifecycle(device_id, "enable", None).await?;
+        parse(&answer, "device")
+    }
+
+    async fn disable_device(&self, device_id: &str, reason: &str) -> Result<Device, HubError> {
+        let answer = self
+            .lifecycle(device_id, "disable", Some(json!({ "reason": reason })))
+            .await?;
+        parse(&answer, "device")
+    }
+
+    async fn retire_device(&self, device_id: &str) -> Result<Device, HubError> {
+        let answer = self.lifecycle(device_id, "retire", None).await?;
+        parse(&answer, "device")
+    }
+
+    async fn replace_device(
+        &self,
+        retired_id: &str,
+        successor: DeviceSpec,
+    ) -> Result<Device, HubError> {
+        let mut b = json!({ "deviceId": successor.device_id.as_str() });
+        if let Some(a) = &successor.authentication {
+            b["authentication"] = json!(a);
+        }
+        let answer = self.lifecycle(retired_id, "replace", Some(b)).await?;
+        parse(&answer, "device")
+    }
+
+    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["twins", device_id], &[]),
+                &[],
+                None,
+                device(device_id),
+            )
+            .await?;
+        parse(&answer, "twin")
+    }
+
+    async fn update_twin(
+        &self,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.twin_write(Method::PATCH, device_id, patch, if_match)
+            .await
+    }
+
+    async fn replace_twin(
+        &self,
+        device_id: &str,
+        replacement: &TwinPatch,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.twin_write(Method::PUT, device_id, replacement, if_match)
+            .await
+    }
+
+    async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["archive", "twins", device_id], &[]),
+                &[],
+                None,
+                device(device_id),
+            )
+            .await?;
+        parse(&answer, "twin")
+    }
+
+    async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<QueryPage, HubError> {
+        self.query(&["devices", "query"], sql, request).await
+    }
+
+    async fn query_archive_page(
+        &self,
+        sql: &str,
+        request: &PageRequest,
+    ) -> Result<QueryPage, HubError> {
+        self.query(&["archive", "query"], sql, request).await
+    }
+
+    async fn invoke_method(
+        &self,
+        device_id: &str,
+        request: &MethodRequest,
+    ) -> Result<MethodResponse, HubError> {
+        let timeout_secs =
+            request.response_timeout().as_secs() + request.connect_timeout().as_secs();
+        let answer = self
+            .call(
+                Method::POST,
+                &path(&["twins", device_id, "methods"], &[]),
+                &[],
+                body(request)?,
+                About {
+                    device_id: Some(device_id),
+                    if_match: None,
+                    timeout_secs,
+                },
+            )
+            .await?;
+        parse(&answer, "method response")
+    }
+
+    async fn registry_statistics(&self) -> Result<RegistryStatistics, HubError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["statistics", "devices"], &[]),
+                &[],
+                None,
+                About::default(),
+            )
+            .await?;
+        parse(&answer, "registry statistics")
+    }
+
+    async fn service_statistics(&self) -> Result<ServiceStatistics, HubError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &path(&["statistics", "service"], &[]),
+                &[],
+                None,
+                About::default(),
+            )
+            .await?;
+        parse(&answer, "service statistics")
+    }
+}
+
+impl ServiceClient {
+    async fn twin_write(
+        &self,
+        method: Method,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        let headers: Vec<(&'static str, String)> = if_match
+            .map(|m| vec![("if-match", m.to_string())])
+            .unwrap_or_default();
+        let answer = self
+            .call(
+                method,
+                &path(&["twins", device_id], &[]),
+                &headers,
+                body(&twin_body(patch.tags.as_ref(), patch.desired.as_ref()))?,
+                About {
+                    device_id: Some(device_id),
+                    if_match,
+                    timeout_secs: 0,
+                },
+            )
+            .await?;
+        parse(&answer, "twin")
+    }
+}
