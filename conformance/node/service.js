@@ -130,6 +130,9 @@ const watchdog = setTimeout(() => fail('timed out'), 120000);
   }
   check(answer.status === 200, 'method status 200', answer);
   check(JSON.stringify(answer.payload) === JSON.stringify({ echo: { n: 7 }, sdk: 'node' }), 'the echoed payload', answer.payload);
+  // the SDK's defaults: "payload": null, "responseTimeoutInSeconds": 30, "connectTimeoutInSeconds": 0
+  const bare = (await service.invokeDeviceMethod(deviceId, { methodName: 'echo' })).result;
+  check(bare.status === 200 && JSON.stringify(bare.payload) === JSON.stringify({ echo: null, sdk: 'node' }), 'a method without payload', bare);
   await device.close();
   step('METHOD', answer);
 
