@@ -27,7 +27,8 @@ function check(ok, what, got) {
 }
 function describe(e) {
   const status = e && e.response ? e.response.statusCode : undefined;
-  return `${e && e.constructor ? e.constructor.name : typeof e} (HTTP ${status}): ${e && e.message}`;
+  const body = e && e.responseBody ? ` ${e.responseBody}` : '';
+  return `${e && e.constructor ? e.constructor.name : typeof e} (HTTP ${status}): ${e && e.message}${body}`;
 }
 /** Runs `op`, which must fail with HTTP `status`; returns the error. */
 async function refused(op, status, what) {
@@ -108,14 +109,16 @@ const watchdog = setTimeout(() => fail('timed out'), 120000);
   step('QUERIED', { pages, devices: seen.length });
 
   current = 'method';
+  const service = ServiceClient.fromConnectionString(ownerCs);
+  const params = { methodName: 'echo', payload: { n: 7 }, responseTimeoutInSeconds: 10 };
+  const offline = await refused(() => service.invokeDeviceMethod(deviceId, params), 404, 'a method on an offline device');
+  check(JSON.parse(offline.responseBody).errorCode === 404103, 'errorCode 404103 DeviceNotOnline', offline.responseBody);
   const device = DeviceClient.fromConnectionString(`HostName=${host};DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt);
   await device.setOptions({ ca });
   await device.open();
   device.onDeviceMethod('echo', (request, response) => {
     response.send(200, { echo: request.payload, sdk: 'node' }, (e) => { if (e) fail(e); });
   });
-  const service = ServiceClient.fromConnectionString(ownerCs);
-  const params = { methodName: 'echo', payload: { n: 7 }, responseTimeoutInSeconds: 10 };
   let answer;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -148,8 +151,13 @@ const watchdog = setTimeout(() => fail('timed out'), 120000);
   const readable = (await readOnly.getTwin(`${prefix}-q0`)).responseBody;
   check(readable.deviceId === `${prefix}-q0`, 'a read with the read-only policy', readable.deviceId);
   const denied = await refused(() => readOnly.create({ deviceId: `${prefix}-denied` }), 403, 'a create with the read-only policy');
+  // the SDK shows the text of Message between its first and second ';': all of it, names the policy
+  check(denied.message.includes('registryRead'), 'the whole error message', describe(denied));
   await refused(() => readOnly.delete(`${prefix}-q0`), 403, 'a delete with the read-only policy');
   await refused(() => registry.get(`${prefix}-denied`), 404, 'the refused create left no device');
+  const badKey = readOnlyCs.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`);
+  const unauthorized = await refused(() => Registry.fromConnectionString(badKey).getTwin(`${prefix}-q0`), 401, 'a wrong key');
+  check(unauthorized.constructor.name === 'UnauthorizedError', 'UnauthorizedError for a wrong key', describe(unauthorized));
   step('READ_ONLY_REFUSED', describe(denied));
 
   clearTimeout(watchdog);

@@ -122,6 +122,9 @@ def main():
     step("QUERIED", {"pages": pages, "devices": len(seen)})
 
     current = "method"
+    request = CloudToDeviceMethod(method_name="echo", payload={"n": 7}, response_timeout_in_seconds=10)
+    offline = refused(lambda: registry.invoke_device_method(device_id, request), 404, "a method on an offline device")
+    check(offline.response.json().get("errorCode") == 404103, "errorCode 404103 DeviceNotOnline", offline.response.text)
     device = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={host};DeviceId={device_id};SharedAccessKey={primary}",
         server_verification_cert=ca,
@@ -134,7 +137,6 @@ def main():
         device.send_method_response(MethodResponse.create_from_method_request(request, status, payload))
 
     device.on_method_request_received = on_method
-    request = CloudToDeviceMethod(method_name="echo", payload={"n": 7}, response_timeout_in_seconds=10)
     for attempt in range(40):
         try:
             answer = registry.invoke_device_method(device_id, request)
@@ -169,6 +171,8 @@ def main():
     )
     refused(lambda: read_only.delete_device(f"{PREFIX}-q0"), 403, "a delete with the read-only policy")
     refused(lambda: registry.get_device(f"{PREFIX}-denied"), 404, "the refused create left no device")
+    bad_key = ";".join(p if not p.startswith("SharedAccessKey=") else f"SharedAccessKey={new_key()}" for p in read_only_cs.split(";"))
+    refused(lambda: IoTHubRegistryManager.from_connection_string(bad_key).get_twin(f"{PREFIX}-q0"), 401, "a wrong key")
     step("READ_ONLY_REFUSED", denied.message)
 
     step("DONE")
