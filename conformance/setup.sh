@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the official Azure IoT device SDKs the conformance test drives:
-# npm azure-iot-device + azure-iot-device-mqtt into conformance/node/node_modules, and PyPI
-# azure-iot-device into the virtual environment conformance/python/.venv.
+# Installs the official Azure IoT SDKs the conformance tests drive, at the versions pinned in
+# node/package-lock.json and python/requirements.txt:
+# npm azure-iot-device + azure-iot-device-mqtt (device) and azure-iothub (service) into
+# conformance/node/node_modules, and PyPI azure-iot-device (device) and azure-iot-hub (service)
+# into the virtual environment conformance/python/.venv.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 

@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -247,6 +250,9 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
 /// Both SDKs, one after the other (they share port 8883).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_device_sdks_work_against_the_hub() {
+    let _ports = tokio::task::spawn_blocking(ports::lock_standard_ports)
+        .await
+        .unwrap();
     let mut ran = 0;
     for sdk in ["node", "python"] {
         match sdk_command(sdk) {

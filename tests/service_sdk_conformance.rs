@@ -1,0 +1,230 @@
+//! Conformance with the official Azure IoT service SDKs (Node.js `azure-iothub`, Python
+//! `azure-iot-hub`).
+//!
+//! A hub serves its REST API over HTTPS on 127.0.0.1:443 and MQTT over TLS on 127.0.0.1:8883
+//! (the ports the SDKs use) with a development CA, under the host name `localhost`. Each SDK's
+//! service script (`conformance/node/service.js`, `conformance/python/service.py`) gets the
+//! `iothubowner` and `registryRead` connection strings and walks a fixed sequence: create a
+//! device, read and patch its twin with its etag, page through a query two twins at a time,
+//! invoke a direct method answered by the device SDK over MQTT, delete the device, and be
+//! refused a write with the read-only policy. The script asserts each step and prints a line
+//! per step; this harness checks the sequence and then the hub's own state. See
+//! `conformance/README.md`.
+//!
+//! With `IOT_DM_CONFORMANCE=1` (as `.ci/run` sets after installing the SDKs) a missing SDK is a
+//! failure; without it, an SDK that is not installed is skipped with a note.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/ports.rs"]
+mod ports;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use iot_dm::service::hub::Hub;
+use iot_dm::service::mqtt::{Listener, MqttServer};
+use iot_dm::service::rest::RestServer;
+use iot_dm::service::tls::dev_certs::DevCerts;
+
+const MQTT_ADDR: &str = "127.0.0.1:8883";
+const REST_ADDR: &str = "127.0.0.1:443";
+const HOST: &str = "localhost";
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+const STEPS: [&str; 8] = [
+    "CREATED",
+    "TWIN",
+    "TWIN_UPDATED",
+    "QUERIED",
+    "METHOD",
+    "DELETED",
+    "READ_ONLY_REFUSED",
+    "DONE",
+];
+
+fn required() -> bool {
+    std::env::var("IOT_DM_CONFORMANCE").is_ok_and(|v| v == "1")
+}
+
+fn conformance_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance")
+}
+
+/// How to run an SDK's service script, if the SDK is installed: program, script, and the
+/// environment variable through which that SDK trusts a CA file.
+fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
+    let dir = conformance_dir();
+    match sdk {
+        "node" => {
+            let installed = ["azure-iothub", "azure-iot-device-mqtt"]
+                .iter()
+                .all(|m| dir.join("node/node_modules").join(m).is_dir());
+            installed.then(|| {
+                (
+                    PathBuf::from("node"),
+                    dir.join("node/service.js"),
+                    "NODE_EXTRA_CA_CERTS",
+                )
+            })
+        }
+        "python" => {
+            let venv = dir.join("python/.venv/bin/python");
+            let python = if venv.exists() {
+                venv
+            } else {
+                PathBuf::from("python3")
+            };
+            let ok = std::process::Command::new(&python)
+                .args(["-c", "import azure.iot.hub, azure.iot.device"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| (python, dir.join("python/service.py"), "REQUESTS_CA_BUNDLE"))
+        }
+        _ => None,
+    }
+}
+
+async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = DevCerts::load_or_create(dir.path().join("certs")).unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, certs.ca_pem()).unwrap();
+    let hub = Hub::builder()
+        .path(dir.path().join("hub.redb"))
+        .host_name(HOST)
+        .open()
+        .await
+        .unwrap();
+    let mqtt = MqttServer::builder(hub.clone())
+        .listen(Listener::Tls, MQTT_ADDR.parse().unwrap())
+        .tls_config(certs.server_config().unwrap())
+        .start()
+        .await
+        .expect("bind 127.0.0.1:8883");
+    let rest = RestServer::builder(hub.clone())
+        .listen(REST_ADDR.parse().unwrap())
+        .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
+        .start()
+        .await
+        .expect("bind 127.0.0.1:443");
+
+    let owner = hub.service_connection_string("iothubowner").unwrap();
+    let read_only = hub.service_connection_string("registryRead").unwrap();
+    let mut child = Command::new(program)
+        .arg(script)
+        .arg(&owner)
+        .arg(&read_only)
+        .arg(&ca_path)
+        .env(ca_variable, &ca_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{sdk}: cannot start {}: {e}", program.display()));
+    let stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen: Vec<&str> = Vec::new();
+    while seen.len() < STEPS.len() {
+        let line = match tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
+            Ok(Ok(Some(l))) => l,
+            other => {
+                let _ = child.kill().await;
+                panic!(
+                    "{sdk}: no step after {seen:?} ({other:?}); stderr:\n{}",
+                    stderr.await.unwrap_or_default()
+                );
+            }
+        };
+        let name = line.split_once(' ').map_or(line.as_str(), |(n, _)| n);
+        if name == "FAIL" {
+            let _ = child.kill().await;
+            panic!(
+                "{sdk}: the SDK script failed after {seen:?}: {line}\nstderr:\n{}",
+                stderr.await.unwrap_or_default()
+            );
+        }
+        let Some(&expected) = STEPS.get(seen.len()) else {
+            break;
+        };
+        if !STEPS.contains(&name) {
+            continue; // SDK chatter on stdout
+        }
+        assert_eq!(name, expected, "{sdk}: steps out of order after {seen:?}");
+        eprintln!("{sdk}: {line}");
+        seen.push(expected);
+    }
+    let status = tokio::time::timeout(STEP_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{sdk}: the script exited with {status}");
+
+    // The hub's own view agrees with what the SDK saw.
+    let prefix = format!("svc-{sdk}");
+    assert!(
+        hub.get_device(&format!("{prefix}-dev"))
+            .unwrap_err()
+            .is_not_found(),
+        "{sdk}: the deleted device is gone"
+    );
+    assert!(
+        hub.get_device(&format!("{prefix}-denied"))
+            .unwrap_err()
+            .is_not_found(),
+        "{sdk}: the read-only policy created nothing"
+    );
+    for i in 0..5 {
+        let id = format!("{prefix}-q{i}");
+        let device = hub.get_device(&id).unwrap();
+        assert_eq!(device.device_id.as_str(), id);
+    }
+    assert_eq!(
+        hub.device_count(),
+        5,
+        "{sdk}: exactly the query devices remain"
+    );
+
+    rest.shutdown().await;
+    mqtt.shutdown().await;
+    hub.shutdown().await.unwrap();
+}
+
+/// Both SDKs, one after the other, each against a fresh hub (they share ports 443 and 8883).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_service_sdks_work_against_the_hub() {
+    let _ports = tokio::task::spawn_blocking(ports::lock_standard_ports)
+        .await
+        .unwrap();
+    let mut ran = 0;
+    for sdk in ["node", "python"] {
+        match sdk_command(sdk) {
+            Some((program, script, ca_variable)) => {
+                run_sdk(sdk, &program, &script, ca_variable).await;
+                ran += 1;
+            }
+            None if required() => {
+                panic!("the {sdk} service SDK is not installed (run conformance/setup.sh)")
+            }
+            None => eprintln!(
+                "skipping the {sdk} service SDK: not installed (IOT_DM_CONFORMANCE=1 makes this a failure)"
+            ),
+        }
+    }
+    if required() {
+        assert_eq!(ran, 2);
+    }
+}
