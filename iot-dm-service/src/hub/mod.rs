@@ -30,6 +30,7 @@ mod events;
 mod methods;
 mod persist;
 mod query;
+mod record;
 mod registry;
 mod sessions;
 mod state;
