@@ -6,7 +6,8 @@
 //! - `restart`: a hub holding N twins of about 1 KB (1,000,000 under `cargo bench`; set
 //!   `IOT_DM_BENCH_TWINS`) is reopened in a fresh process, which loads every twin and answers
 //!   a query; the measured time is open-to-ready, and the process's resident memory growth per
-//!   twin is printed.
+//!   twin is printed. Set `IOT_DM_BENCH_DIR` to build the fleet in that directory and keep it;
+//!   a later run with the same directory reuses it instead of building it again.
 //!
 //! Under `cargo test` the benches run once on a small fleet.
 
@@ -27,6 +28,7 @@ use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport};
 use iot_dm::service::hub::{DeviceSpec, Hub};
 
 const CHILD_ENV: &str = "IOT_DM_BENCH_RESTART_STORE";
+const KEEP_ENV: &str = "IOT_DM_BENCH_DIR";
 const HOST: &str = "bench.local";
 
 fn full_run() -> bool {
@@ -194,10 +196,17 @@ fn child(path: &str) {
 fn restart(c: &mut Criterion) {
     let n = fleet_size();
     let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    build_fleet(&rt, dir.path(), n);
+    let temp = tempfile::tempdir().unwrap();
+    // IOT_DM_BENCH_DIR keeps the fleet there, and reuses a fleet built there before
+    let dir = std::env::var_os(KEEP_ENV).map_or_else(|| temp.path().to_path_buf(), Into::into);
+    if dir.join("hub.redb").exists() {
+        eprintln!("reusing the fleet in {}", dir.display());
+    } else {
+        std::fs::create_dir_all(&dir).unwrap();
+        build_fleet(&rt, &dir, n);
+    }
     drop(rt);
-    let store = dir.path().join("hub.redb");
+    let store = dir.join("hub.redb");
     let exe = std::env::current_exe().unwrap();
     let mut last = (0u64, 0u64);
     let mut group = c.benchmark_group("hub");
