@@ -22,6 +22,7 @@
 //! ```
 
 mod build;
+mod check;
 mod layout;
 
 use std::fmt;
@@ -57,6 +58,12 @@ pub enum DocError {
         len: usize,
         /// The longest key the compact form stores.
         limit: usize,
+    },
+    /// Bytes given to [`Doc::from_bytes`] are not a document's compact form.
+    #[error("not a compact document: {problem}")]
+    Malformed {
+        /// What is wrong with the bytes.
+        problem: &'static str,
     },
 }
 
@@ -238,6 +245,32 @@ impl Doc {
         push_meta_region(&mut buf, &meta);
         put_u32(&mut buf, META_OFF, off);
         Doc(Arc::from(buf))
+    }
+
+    /// The document's compact form: the one buffer holding its nodes, keys, strings and
+    /// metadata, which [`Doc::from_bytes`] reads back. Storing it skips re-parsing JSON on
+    /// load; the layout is versioned with whatever stores it.
+    ///
+    /// ```
+    /// use iot_dm_core::doc::{Doc, Meta};
+    /// use serde_json::json;
+    /// let doc = Doc::from_value_with_meta(&json!({"fan": {"speed": 3}}), Meta::default())?;
+    /// let copy = Doc::from_bytes(doc.as_bytes())?;
+    /// assert_eq!(copy, doc);
+    /// assert_eq!(copy.get_path(&["fan"]).and_then(|n| n.meta()), Some(Meta::default()));
+    /// assert!(Doc::from_bytes(&doc.as_bytes()[..10]).is_err());
+    /// # Ok::<(), iot_dm_core::doc::DocError>(())
+    /// ```
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Reads a document from its compact form ([`Doc::as_bytes`]), in one allocation. The
+    /// whole layout is checked first, so damaged bytes give [`DocError::Malformed`], never a
+    /// document that misbehaves.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Doc, DocError> {
+        check::check(bytes).map_err(|problem| DocError::Malformed { problem })?;
+        Ok(Doc(Arc::from(bytes)))
     }
 
     /// Whether this document carries per-node metadata.

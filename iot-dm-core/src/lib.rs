@@ -20,6 +20,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod binary;
 pub mod clock;
 pub mod doc;
 pub mod identity;

@@ -20,6 +20,8 @@
 //! [`DeviceLifecycle`] is the record itself: the state plus status reason, successor and the
 //! time of the last transition.
 
+mod binary;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,7 +1,11 @@
 //! The byte layout of a [`Doc`](super::Doc): one buffer holding every node, key, string and
 //! (optionally) the per-node metadata.
 //!
-//! All integers are little-endian.
+//! All integers are little-endian. The layout is also a storage format ([`Doc::as_bytes`],
+//! checked on the way back in by `check`): a change to it needs a new version of every record
+//! format that embeds documents.
+//!
+//! [`Doc::as_bytes`]: super::Doc::as_bytes
 //!
 //! ```text
 //! [0, 16)          the root's node record (an object)

@@ -380,3 +380,68 @@ fn uniform_metadata_needs_no_index() {
     assert_eq!(touched.get_path(&["k4"]).unwrap().meta(), Some(stamp(5, 5)));
     assert_eq!(touched.root_meta(), Some(stamp(6, 6)));
 }
+
+proptest! {
+    #[test]
+    fn compact_form_round_trips(target in arb_object(), patch in arb_object(), secs in 0i64..1000) {
+        let plain = Doc::from_value(&target).unwrap();
+        let stamped = plain.merge_with_meta(&patch, stamp(secs, 7)).unwrap();
+        for doc in [&plain, &stamped, &Doc::empty()] {
+            let back = Doc::from_bytes(doc.as_bytes()).unwrap();
+            prop_assert_eq!(back.as_bytes(), doc.as_bytes());
+            prop_assert_eq!(back.to_value(), doc.to_value());
+        }
+        let mut paths = Vec::new();
+        member_paths(&stamped.to_value(), &mut Vec::new(), &mut paths);
+        let back = Doc::from_bytes(stamped.as_bytes()).unwrap();
+        for (path, _) in &paths {
+            prop_assert_eq!(back.get_path(path).unwrap().meta(), stamped.get_path(path).unwrap().meta());
+        }
+    }
+
+    #[test]
+    fn damaged_compact_forms_are_refused_or_harmless(
+        v in arb_object(),
+        cut in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let doc = Doc::from_value_with_meta(&v, stamp(1, 1)).unwrap();
+        let bytes = doc.as_bytes();
+        let cut = cut.index(bytes.len());
+        prop_assert!(Doc::from_bytes(&bytes[..cut]).is_err());
+        let mut damaged = bytes.to_vec();
+        for (at, x) in flips {
+            let i = at.index(damaged.len());
+            damaged[i] ^= x | 1;
+        }
+        // whatever is accepted can be walked without panicking or looping
+        if let Ok(d) = Doc::from_bytes(&damaged) {
+            let _ = d.to_value();
+            let _ = serde_json::to_vec(&d);
+        }
+    }
+}
+
+#[test]
+fn compact_form_checks_name_the_problem() {
+    let doc = Doc::from_value(&json!({"a": {"b": [1, "long string value"]}})).unwrap();
+    let bytes = doc.as_bytes().to_vec();
+    assert!(matches!(
+        Doc::from_bytes(&bytes[..HEADER - 1]),
+        Err(DocError::Malformed {
+            problem: "shorter than the header"
+        })
+    ));
+    // a block pointing back at the root would loop
+    let mut cyclic = bytes.clone();
+    let root = layout::rec_at(&cyclic, 0);
+    let first_child = root.lo() as usize;
+    let mut child = layout::rec_at(&cyclic, first_child);
+    child.payload = root.payload;
+    layout::put_rec(&mut cyclic, first_child, &child);
+    assert!(Doc::from_bytes(&cyclic).is_err());
+    // a wrong node count
+    let mut counted = bytes.clone();
+    layout::put_u32(&mut counted, layout::NODE_COUNT, 99);
+    assert!(Doc::from_bytes(&counted).is_err());
+}

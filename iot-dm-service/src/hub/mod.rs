@@ -32,6 +32,7 @@ mod methods;
 mod persist;
 mod query;
 mod queue;
+mod record;
 mod registry;
 mod sessions;
 mod state;

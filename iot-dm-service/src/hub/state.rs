@@ -14,7 +14,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_skiplist::SkipMap;
-use serde::{Deserialize, Serialize};
 
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::LifecycleState;
@@ -22,6 +21,7 @@ use iot_dm_core::twin::Twin;
 
 use super::device::Device;
 use super::error::HubError;
+use super::record::{self, Format};
 use crate::store::{Op, Store, StoreError, Table};
 
 /// One device: its identity and its twin.
@@ -78,44 +78,6 @@ impl Entry {
     }
 }
 
-/// What is stored per device.
-#[derive(Serialize, Deserialize)]
-struct Record<'a> {
-    device: std::borrow::Cow<'a, Device>,
-    twin: std::borrow::Cow<'a, Twin>,
-    #[serde(default)]
-    c2d: std::borrow::Cow<'a, super::c2d::Queue>,
-    #[serde(default)]
-    seq: u64,
-}
-
-pub(crate) fn encode(entry: &Entry) -> Result<Vec<u8>, HubError> {
-    serde_json::to_vec(&Record {
-        device: std::borrow::Cow::Borrowed(&entry.device),
-        twin: std::borrow::Cow::Borrowed(&*entry.twin),
-        c2d: std::borrow::Cow::Borrowed(&entry.c2d),
-        seq: entry.seq,
-    })
-    .map_err(|e| HubError::Internal {
-        message: format!("encoding device record: {e}"),
-    })
-}
-
-pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, String> {
-    let r: Record<'static> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let mut e = Entry {
-        device: r.device.into_owned(),
-        twin: Arc::new(r.twin.into_owned()),
-        c2d: r.c2d.into_owned(),
-        seq: r.seq,
-        deleted: false,
-    };
-    // nothing is connected after a restart
-    e.device.connection_state = iot_dm_core::twin::ConnectionState::Disconnected;
-    e.sync_twin();
-    Ok(e)
-}
-
 pub(crate) type Slot = Arc<Mutex<Entry>>;
 
 /// Locks a mutex of the hub's. A panic while holding one cannot leave half-applied state
@@ -152,28 +114,108 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// Loads every record from the store.
+    /// Loads every record from the store: pages of records are decoded on the blocking pool,
+    /// one page per core at a time, while the next page is read. Records of format 1 (JSON)
+    /// are then rewritten in the current format, once (see `record`).
     pub(crate) async fn load(store: &dyn Store) -> Result<State, HubError> {
-        let state = State::default();
+        let devices: Arc<SkipMap<DeviceId, Slot>> = Arc::default();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut legacy: Vec<DeviceId> = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = store.scan(Table::Devices, after.as_deref(), 4096).await?;
+            let page = store
+                .scan(Table::Devices, after.as_deref(), LOAD_PAGE)
+                .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            for (key, value) in page {
-                let entry = decode(&value).map_err(|e| HubError::Internal {
-                    message: format!(
-                        "stored record {:?} is unreadable: {e}",
-                        String::from_utf8_lossy(&key)
-                    ),
-                })?;
-                state
-                    .devices
-                    .insert(entry.device.device_id.clone(), Arc::new(Mutex::new(entry)));
+            while tasks.len() >= workers {
+                if let Some(done) = tasks.join_next().await {
+                    legacy.extend(joined(done)?);
+                }
             }
+            let devices = devices.clone();
+            tasks.spawn_blocking(move || decode_page(page, &devices));
+        }
+        while let Some(done) = tasks.join_next().await {
+            legacy.extend(joined(done)?);
+        }
+        let devices = Arc::try_unwrap(devices).map_err(|_| HubError::Internal {
+            message: "a loader task outlived the load".into(),
+        })?;
+        let state = State { devices };
+        if !legacy.is_empty() {
+            state.upgrade(store, &legacy).await?;
         }
         Ok(state)
     }
+
+    /// Rewrites the records of `ids` (read in format 1) in the current format, in batches,
+    /// before the hub takes writes. Each batch stores the same content, so a crash part-way
+    /// leaves records of both formats, which load alike.
+    async fn upgrade(&self, store: &dyn Store, ids: &[DeviceId]) -> Result<(), HubError> {
+        let started = std::time::Instant::now();
+        for chunk in ids.chunks(UPGRADE_BATCH) {
+            let mut ops = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                if let Ok(slot) = self.slot(id.as_str()) {
+                    ops.push(put_op(&lock(&slot))?);
+                }
+            }
+            store.commit(ops).await?;
+        }
+        tracing::info!(
+            records = ids.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "device records upgraded from JSON to the binary format"
+        );
+        Ok(())
+    }
+}
+
+/// Records per page read while loading.
+const LOAD_PAGE: usize = 1024;
+
+/// Records per commit when upgrading the format.
+const UPGRADE_BATCH: usize = 1024;
+
+/// Decodes a page of records into `devices`; returns the ids of records in format 1.
+fn decode_page(
+    page: Vec<(Vec<u8>, Vec<u8>)>,
+    devices: &SkipMap<DeviceId, Slot>,
+) -> Result<Vec<DeviceId>, HubError> {
+    let mut legacy = Vec::new();
+    for (key, value) in page {
+        let (entry, format) = record::decode(&value).map_err(|e| HubError::Internal {
+            message: format!(
+                "stored record {:?} is unreadable: {e}",
+                String::from_utf8_lossy(&key)
+            ),
+        })?;
+        if entry.device.device_id.as_str().as_bytes() != key.as_slice() {
+            return Err(HubError::Internal {
+                message: format!(
+                    "stored record {:?} holds device {}",
+                    String::from_utf8_lossy(&key),
+                    entry.device.device_id
+                ),
+            });
+        }
+        let id = entry.device.device_id.clone();
+        if format == Format::Json {
+            legacy.push(id.clone());
+        }
+        devices.insert(id, Arc::new(Mutex::new(entry)));
+    }
+    Ok(legacy)
+}
+
+fn joined(
+    done: Result<Result<Vec<DeviceId>, HubError>, tokio::task::JoinError>,
+) -> Result<Vec<DeviceId>, HubError> {
+    done.map_err(|e| HubError::Internal {
+        message: format!("loading device records failed: {e}"),
+    })?
 }
 
 /// A write that has been applied in memory and queued for the store.
@@ -183,7 +225,7 @@ pub(crate) fn put_op(entry: &Entry) -> Result<Op, HubError> {
     Ok(Op::Put {
         table: Table::Devices,
         key: entry.device.device_id.as_str().as_bytes().to_vec(),
-        value: encode(entry)?,
+        value: record::encode(entry),
     })
 }
 
