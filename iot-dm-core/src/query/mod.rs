@@ -159,6 +159,7 @@
 //! the twin's [`Doc`](crate::doc::Doc)s with borrowed values and no allocation.
 
 mod aggregate;
+mod ahead;
 mod ast;
 mod compile;
 mod error;
@@ -171,6 +172,8 @@ mod paths;
 mod rules;
 mod value;
 
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod roundtrip;
 
@@ -189,6 +192,7 @@ pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};
 
 use crate::twin::Twin;
 use aggregate::{GroupItem, GroupPlan};
+use ahead::{Ahead, Touch};
 use compile::{compile, CExpr};
 
 /// A parsed, checked and compiled query.
@@ -215,6 +219,8 @@ pub struct Query {
     statement: Statement,
     filter: Option<CExpr>,
     shape: Shape,
+    /// The documents to load ahead when scanning many twins.
+    touch: Touch,
 }
 
 /// What a row is made of.
@@ -305,10 +311,27 @@ impl Query {
                 }
             }
         };
+        let mut touch = Touch::default();
+        if let Some(f) = &filter {
+            touch.add_expr(f);
+        }
+        if let Shape::Group(plan) = &shape {
+            plan.keys.iter().for_each(|k| touch.add_path(k));
+            for (_, item) in &plan.items {
+                if let GroupItem::Sum(e)
+                | GroupItem::Avg(e)
+                | GroupItem::Min(e)
+                | GroupItem::Max(e) = item
+                {
+                    touch.add_expr(e);
+                }
+            }
+        }
         Query {
             statement,
             filter,
             shape,
+            touch,
         }
     }
 
@@ -376,7 +399,7 @@ impl Query {
         I::IntoIter: 'a,
     {
         self.check_collection()?;
-        Ok(twins.into_iter().filter(move |t| self.selects(t)))
+        Ok(Ahead::new(twins.into_iter(), self.touch).filter(move |t| self.selects(t)))
     }
 
     /// The row of a selected twin in a non-aggregate query.
@@ -407,7 +430,7 @@ impl Query {
             .statement
             .top
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let selected = twins.into_iter().filter(|t| self.selects(t));
+        let selected = Ahead::new(twins.into_iter(), self.touch).filter(|t| self.selects(t));
         Ok(match &self.shape {
             Shape::Group(plan) => {
                 let mut rows = aggregate::run(plan, selected);

@@ -1,0 +1,84 @@
+//! Times the two benchmark queries (a WHERE scan and a GROUP BY) over the benchmark fleet,
+//! without the benchmark harness: quick to build, and small enough to run under an
+//! instruction-counting profiler.
+//!
+//! ```text
+//! cargo run --release -p iot-dm-core --example query_profile -- [twins] [scan|group|both] [rounds]
+//! ```
+//!
+//! The query work happens in `run_scan` and `run_group`, so a profiler can count just those.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use iot_dm_core::query::Query;
+use iot_dm_core::twin::Twin;
+
+#[path = "../../benches/common/fleet.rs"]
+mod fleet;
+
+const SCAN: &str = "SELECT * FROM devices WHERE tags.location.region = 'us-west' \
+                    AND properties.reported.firmware.version <> '2.0.1'";
+const GROUP: &str = "SELECT properties.reported.firmware.version AS v, COUNT() AS n \
+                     FROM devices GROUP BY properties.reported.firmware.version";
+
+#[inline(never)]
+fn run_scan(q: &Query, twins: &[Twin]) -> usize {
+    q.filter(twins).map(|it| it.count()).unwrap_or(0)
+}
+
+#[inline(never)]
+fn run_group(q: &Query, twins: &[Twin]) -> usize {
+    q.execute(twins).map(|rows| rows.len()).unwrap_or(0)
+}
+
+fn report(name: &str, mut times: Vec<Duration>, n: usize) {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (min, median) = (times[0], times[times.len() / 2]);
+    println!(
+        "{name}: min {:.1} ms, median {:.1} ms over {} rounds ({:.0} ns/twin at min)",
+        ms(min),
+        ms(median),
+        times.len(),
+        min.as_nanos() as f64 / n.max(1) as f64
+    );
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(Ok(100_000), |a| a.parse())?;
+    let which = args.next().unwrap_or_else(|| "both".into());
+    let rounds: usize = args.next().map_or(Ok(5), |a| a.parse())?;
+
+    let mut rng = fleet::Rng(0x9E37_79B9_7F4A_7C15);
+    let twins: Vec<Twin> = (0..n as u64)
+        .map(|i| serde_json::from_value(fleet::twin_json(i, &mut rng)))
+        .collect::<Result<_, _>>()?;
+    let scan = Query::parse(SCAN)?;
+    let group = Query::parse(GROUP)?;
+
+    if which == "scan" || which == "both" {
+        let times = (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(run_scan(&scan, black_box(&twins)));
+                t.elapsed()
+            })
+            .collect();
+        println!("scan matches {}", run_scan(&scan, &twins));
+        report("scan", times, n);
+    }
+    if which == "group" || which == "both" {
+        let times = (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(run_group(&group, black_box(&twins)));
+                t.elapsed()
+            })
+            .collect();
+        println!("group rows {:?}", group.execute(&twins)?);
+        report("group", times, n);
+    }
+    Ok(())
+}
