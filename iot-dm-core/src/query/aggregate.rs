@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde_json::{Map, Value};
 
@@ -141,6 +141,10 @@ impl<'a> Part<'a> {
         })
     }
 }
+
+// Parts are never NaN: documents hold JSON numbers and arithmetic gives `undefined` for
+// non-finite results, so equality is an equivalence.
+impl Eq for Part<'_> {}
 
 impl Hash for Part<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -291,24 +295,6 @@ struct Group {
     accs: Vec<Option<Acc>>,
 }
 
-/// A hasher that passes a precomputed 64-bit hash through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// Hashes group keys: folded multiplications with a random key per run (keys come from
 /// devices, so the hash must not be predictable), much cheaper than SipHash on short keys.
 struct KeyHasher {
@@ -389,8 +375,8 @@ pub(crate) fn run<'p, 't>(
     plan: &'p GroupPlan,
     twins: impl Iterator<Item = &'t Twin>,
 ) -> Vec<Value> {
-    let state = KeyState::new();
-    let mut index: HashMap<u64, Vec<usize>, BuildHasherDefault<PassThrough>> = HashMap::default();
+    // Group index by key; keys borrow from the twins, so looking one up allocates nothing.
+    let mut index: HashMap<Vec<Part<'_>>, usize, KeyState> = HashMap::with_hasher(KeyState::new());
     let mut groups: Vec<Group> = Vec::new();
     let mut parts: Vec<Part<'_>> = Vec::with_capacity(plan.keys.len());
     let new_accs = || {
@@ -405,25 +391,19 @@ pub(crate) fn run<'p, 't>(
             key: Vec::new(),
             accs: new_accs(),
         });
-        index.insert(state.hash_one(&parts[..]), vec![0]);
+        index.insert(Vec::new(), 0);
     }
     for twin in twins {
         parts.clear();
         parts.extend(plan.keys.iter().map(|k| Part::of(k, twin)));
-        let h = state.hash_one(&parts[..]);
-        let bucket = index.entry(h).or_default();
-        let gi = match bucket.iter().copied().find(|&g| {
-            groups
-                .get(g)
-                .is_some_and(|grp| grp.key.as_slice() == parts.as_slice())
-        }) {
-            Some(g) => g,
+        let gi = match index.get(parts.as_slice()) {
+            Some(&g) => g,
             None => {
                 groups.push(Group {
-                    key: parts.drain(..).map(Part::into_owned).collect(),
+                    key: parts.iter().cloned().map(Part::into_owned).collect(),
                     accs: new_accs(),
                 });
-                bucket.push(groups.len() - 1);
+                index.insert(parts.clone(), groups.len() - 1);
                 groups.len() - 1
             }
         };

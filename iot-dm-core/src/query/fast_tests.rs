@@ -190,4 +190,27 @@ proptest! {
             .collect();
         prop_assert_eq!(scanned, expected);
     }
+
+    /// Aggregates over a scan see exactly the twins that `matches` accepts.
+    #[test]
+    fn grouped_scans_see_what_matches_accepts(
+        cond in condition(),
+        key in path(),
+        shapes in prop::collection::vec(twin(), 1..5),
+        n in 0usize..70,
+    ) {
+        let q = Query::parse(&format!(
+            "SELECT {key} AS k, COUNT() AS n FROM devices WHERE {cond} GROUP BY {key}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let fleet: Vec<Twin> = (0..n).map(|i| shapes[i % shapes.len()].clone()).collect();
+        let matching: Vec<&Twin> = fleet
+            .iter()
+            .filter(|t| t.module_id.is_none() && q.matches(t))
+            .collect();
+        prop_assert_eq!(
+            q.execute(&fleet).unwrap_or_else(|e| panic!("{e}")),
+            q.execute(matching).unwrap_or_else(|e| panic!("{e}"))
+        );
+    }
 }

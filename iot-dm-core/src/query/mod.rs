@@ -192,7 +192,7 @@ pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};
 
 use crate::twin::Twin;
 use aggregate::{GroupItem, GroupPlan};
-use ahead::{Ahead, Touch};
+use ahead::{Plan, Scan, Touch};
 use compile::{compile, CExpr};
 
 /// A parsed, checked and compiled query.
@@ -220,7 +220,7 @@ pub struct Query {
     filter: Option<CExpr>,
     shape: Shape,
     /// The documents to load ahead when scanning many twins.
-    touch: Touch,
+    plan: Plan,
 }
 
 /// What a row is made of.
@@ -311,27 +311,12 @@ impl Query {
                 }
             }
         };
-        let mut touch = Touch::default();
-        if let Some(f) = &filter {
-            touch.add_expr(f);
-        }
-        if let Shape::Group(plan) = &shape {
-            plan.keys.iter().for_each(|k| touch.add_path(k));
-            for (_, item) in &plan.items {
-                if let GroupItem::Sum(e)
-                | GroupItem::Avg(e)
-                | GroupItem::Min(e)
-                | GroupItem::Max(e) = item
-                {
-                    touch.add_expr(e);
-                }
-            }
-        }
+        let plan = scan_plan(filter.as_ref(), &shape);
         Query {
             statement,
             filter,
             shape,
-            touch,
+            plan,
         }
     }
 
@@ -358,14 +343,35 @@ impl Query {
         self.filter.as_ref().is_none_or(|f| eval::test(f, twin))
     }
 
-    /// Whether `twin` belongs to the collection and satisfies the `WHERE` clause.
-    fn selects(&self, twin: &Twin) -> bool {
-        let in_collection = match self.statement.from {
+    /// Whether `twin` belongs to the collection.
+    fn in_collection(&self, twin: &Twin) -> bool {
+        match self.statement.from {
             Collection::Devices => twin.module_id.is_none(),
             Collection::Modules => twin.module_id.is_some(),
             _ => false,
-        };
-        in_collection && self.matches(twin)
+        }
+    }
+
+    /// Whether `twin` belongs to the collection and satisfies the `WHERE` clause.
+    fn selects(&self, twin: &Twin) -> bool {
+        self.in_collection(twin) && self.matches(twin)
+    }
+
+    /// [`Query::selects`] from the collection and the first operand of a top-level `AND`
+    /// alone: `Some` when that decides (the operand is not exactly true, or it is the whole
+    /// condition), `None` when the other operands must be evaluated too.
+    fn pre_select(&self, twin: &Twin) -> Option<bool> {
+        if !self.in_collection(twin) {
+            return Some(false);
+        }
+        match &self.filter {
+            None => Some(true),
+            Some(CExpr::And(items)) if items.len() > 1 => match items.first() {
+                Some(first) if eval::truth(first, twin) == Some(true) => None,
+                _ => Some(false),
+            },
+            Some(f) => Some(eval::test(f, twin)),
+        }
     }
 
     fn check_collection(&self) -> Result<(), QueryError> {
@@ -399,7 +405,7 @@ impl Query {
         I::IntoIter: 'a,
     {
         self.check_collection()?;
-        Ok(Ahead::new(twins.into_iter(), self.touch).filter(move |t| self.selects(t)))
+        Ok(Scan::new(self, twins.into_iter()))
     }
 
     /// The row of a selected twin in a non-aggregate query.
@@ -430,7 +436,7 @@ impl Query {
             .statement
             .top
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let selected = Ahead::new(twins.into_iter(), self.touch).filter(|t| self.selects(t));
+        let selected = Scan::new(self, twins.into_iter());
         Ok(match &self.shape {
             Shape::Group(plan) => {
                 let mut rows = aggregate::run(plan, selected);
@@ -439,6 +445,44 @@ impl Query {
             }
             _ => selected.take(top).map(|t| self.row(t)).collect(),
         })
+    }
+}
+
+/// What a scan touches ahead (see [`ahead`]): the documents of the first operand of a
+/// top-level `AND` (of the whole condition otherwise) for every twin, and the documents of
+/// the rest of the condition and of the GROUP BY keys and aggregates for the twins that pass
+/// it.
+fn scan_plan(filter: Option<&CExpr>, shape: &Shape) -> Plan {
+    let mut first = Touch::default();
+    let mut rest = Touch::default();
+    match filter {
+        Some(CExpr::And(items)) => {
+            if let Some((head, tail)) = items.split_first() {
+                first.add_expr(head);
+                tail.iter().for_each(|x| rest.add_expr(x));
+            }
+        }
+        Some(f) => first.add_expr(f),
+        None => {}
+    }
+    if let Shape::Group(plan) = shape {
+        let reads = if filter.is_some() {
+            &mut rest
+        } else {
+            &mut first
+        };
+        plan.keys.iter().for_each(|k| reads.add_path(k));
+        for (_, item) in &plan.items {
+            if let GroupItem::Sum(e) | GroupItem::Avg(e) | GroupItem::Min(e) | GroupItem::Max(e) =
+                item
+            {
+                reads.add_expr(e);
+            }
+        }
+    }
+    Plan {
+        first,
+        second: rest.minus(first),
     }
 }
 
