@@ -79,10 +79,17 @@ pub(crate) fn truth(e: &CExpr, twin: &Twin) -> Option<bool> {
         }
         CExpr::Not(x) => truth(x, twin).map(|b| !b),
         CExpr::CmpConst { op, path, c, text } => cmp_const(*op, path, c, text.as_ref(), twin),
-        e => match eval(e, twin) {
-            Val::Bool(b) => Some(b),
-            _ => None,
-        },
+        e => general_truth(e, twin),
+    }
+}
+
+/// [`truth`] of the expressions without a shortcut, through the general evaluator (kept out
+/// of line so the shortcuts stay small).
+#[inline(never)]
+fn general_truth(e: &CExpr, twin: &Twin) -> Option<bool> {
+    match eval(e, twin) {
+        Val::Bool(b) => Some(b),
+        _ => None,
     }
 }
 
