@@ -155,8 +155,17 @@
 //!
 //! Parsing compiles the query: each path's root (system field, tags, a property section, its
 //! `$version` or `$metadata`, the configurations) is resolved once, constants are converted
-//! once, `IN` lists become sorted sets. Evaluating a condition is then a few binary searches in
-//! the twin's [`Doc`](crate::doc::Doc)s with borrowed values and no allocation.
+//! once, `IN` lists become sorted sets. Evaluating a condition is then a few lookups in the
+//! twin's [`Doc`](crate::doc::Doc)s with borrowed values and no allocation: each path step
+//! first tries the member position where the previous twin had the key, and a comparison of a
+//! path with a constant reads the stored bytes directly. `GROUP BY` keys are read the same way
+//! and hashed with a keyed hash.
+//!
+//! [`Query::filter`] and [`Query::execute`] read a batch of twins ahead: they load the
+//! documents of the first operand of the condition's `AND` for the next batches, test that
+//! operand a batch early, and load the other documents only for twins that pass it, so over a
+//! large in-memory store the memory reads of many twins overlap. The results and their order
+//! are the same as testing each twin with [`Query::matches`].
 
 mod aggregate;
 mod ahead;
