@@ -214,3 +214,12 @@ proptest! {
         );
     }
 }
+
+/// The remembered lookup positions live in atomics, so compiled queries stay shareable
+/// between threads and unwind-safe, as before.
+#[test]
+fn queries_stay_send_sync_and_unwind_safe() {
+    fn check<T: Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    check::<Query>();
+    check::<super::Condition>();
+}
