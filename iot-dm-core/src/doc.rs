@@ -24,6 +24,9 @@
 mod build;
 mod check;
 mod layout;
+mod probe;
+
+pub(crate) use probe::{Probe, Raw, StrConst};
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -33,9 +36,8 @@ use serde_json::{Map, Value};
 use crate::clock::Timestamp;
 use build::{Builder, Src};
 use layout::{
-    first_word, key_eq, meta_at, push_meta_region, put_rec, put_u32, rec_at, u32_at, Rec, HEADER,
-    LINEAR_MAX, META_OFF, NODE_COUNT, REC, T_ARRAY, T_FALSE, T_FLOAT, T_INLINE, T_INT, T_NULL,
-    T_OBJECT, T_STR, T_TRUE,
+    first_word, meta_at, push_meta_region, put_rec, put_u32, rec_at, u32_at, Rec, HEADER, META_OFF,
+    NODE_COUNT, REC, T_ARRAY, T_FALSE, T_FLOAT, T_INLINE, T_INT, T_NULL, T_OBJECT, T_STR, T_TRUE,
 };
 
 /// Why a value could not become a [`Doc`].
@@ -424,47 +426,7 @@ impl<'a> NodeRef<'a> {
         }
         let (block, n) = (r.lo() as usize, r.hi() as usize);
         let key = key.as_bytes();
-        let key_bytes = |c: &Rec| {
-            self.buf
-                .get(c.key_off as usize..c.key_off as usize + c.key_len as usize)
-                .unwrap_or_default()
-        };
-        let found = if n <= LINEAR_MAX {
-            // Small objects: compare lengths first, so most members are rejected without
-            // reading their keys, then the first 8 bytes as one word.
-            let recs = self.buf.get(block..block + n * REC)?;
-            let want = key.len() as u32;
-            let head = first_word(key);
-            let mut found = None;
-            for (i, c) in recs.chunks_exact(REC).enumerate() {
-                let Some(c) = c.first_chunk::<8>() else {
-                    break;
-                };
-                if u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 8 != want {
-                    continue;
-                }
-                let off = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
-                if key_eq(self.buf, off, key, head) {
-                    found = Some(i);
-                    break;
-                }
-            }
-            found?
-        } else {
-            let (mut lo, mut hi) = (0, n);
-            loop {
-                if lo >= hi {
-                    return None;
-                }
-                let mid = lo + (hi - lo) / 2;
-                let c = rec_at(self.buf, block + mid * REC);
-                match key_bytes(&c).cmp(key) {
-                    std::cmp::Ordering::Less => lo = mid + 1,
-                    std::cmp::Ordering::Greater => hi = mid,
-                    std::cmp::Ordering::Equal => break mid,
-                }
-            }
-        };
+        let found = probe::find_member(self.buf, block, n, key, first_word(key))?;
         let first_ord = u32_at(self.buf, block + n * REC);
         Some(self.child(block, first_ord, found))
     }

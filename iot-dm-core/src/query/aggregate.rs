@@ -8,14 +8,15 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde_json::{Map, Value};
 
 use super::compile::CExpr;
-use super::eval::{eval, path};
+use super::eval::{doc_of, eval, path};
 use super::paths::Resolved;
 use super::value::Val;
+use crate::doc::{NodeRef, Raw};
 use crate::twin::Twin;
 
 /// What a select item of an aggregate query computes.
@@ -47,7 +48,8 @@ enum Part<'a> {
     Int(i64),
     /// Other finite numbers.
     Float(f64),
-    Str(Cow<'a, str>),
+    /// A string's UTF-8 bytes (as stored, so reading a key needs no validation).
+    Str(Cow<'a, [u8]>),
     /// An object or array, by its JSON text.
     Json(String),
 }
@@ -68,11 +70,34 @@ impl<'a> Part<'a> {
                     Part::Float(f)
                 }
             }
-            Val::Str(s) => Part::Str(Cow::Borrowed(s)),
-            Val::Owned(s) => Part::Str(Cow::Owned(s)),
+            Val::Str(s) => Part::Str(Cow::Borrowed(s.as_bytes())),
+            Val::Owned(s) => Part::Str(Cow::Owned(s.into_bytes())),
             v @ (Val::Node(_) | Val::Json(_)) => {
                 Part::Json(v.into_json().map(|j| j.to_string()).unwrap_or_default())
             }
+        }
+    }
+
+    /// The part for a stored value; `node` is only read for objects and arrays.
+    fn from_raw(raw: Raw<'a>, node: impl FnOnce() -> Option<NodeRef<'a>>) -> Part<'a> {
+        match raw {
+            Raw::Null => Part::Null,
+            Raw::Bool(b) => Part::Bool(b),
+            Raw::Int(i) => Part::Int(i),
+            Raw::Float(f) => Part::new(Val::Float(f)),
+            Raw::Str(b) => Part::Str(Cow::Borrowed(b)),
+            Raw::Array | Raw::Object => node().map_or(Part::Undefined, |n| Part::new(Val::Node(n))),
+        }
+    }
+
+    /// The part of GROUP BY path `k` for `twin`.
+    fn of(k: &'a Resolved, twin: &'a Twin) -> Part<'a> {
+        match doc_of(&k.root, twin) {
+            Some(doc) if k.probes.len() == k.rest.len() => match doc.probe_raw(&k.probes) {
+                Some(raw) => Part::from_raw(raw, || doc.probe_path(&k.probes)),
+                None => Part::Undefined,
+            },
+            _ => Part::new(path(k, twin)),
         }
     }
 
@@ -111,11 +136,15 @@ impl<'a> Part<'a> {
             Part::Bool(b) => Value::Bool(*b),
             Part::Int(i) => Value::from(*i),
             Part::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Part::Str(s) => Value::String(s.to_string()),
+            Part::Str(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
             Part::Json(s) => serde_json::from_str(s).unwrap_or(Value::Null),
         })
     }
 }
+
+// Parts are never NaN: documents hold JSON numbers and arithmetic gives `undefined` for
+// non-finite results, so equality is an equivalence.
+impl Eq for Part<'_> {}
 
 impl Hash for Part<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -129,6 +158,13 @@ impl Hash for Part<'_> {
             Part::Json(s) => s.hash(h),
         }
     }
+}
+
+/// Whether the key part read from the stored value equals the plain evaluation's.
+#[cfg(test)]
+pub(super) fn key_parts_agree(k: &Resolved, twin: &Twin) -> bool {
+    let plain = k.clone().plain();
+    Part::of(k, twin) == Part::new(path(&plain, twin))
 }
 
 /// The order of group rows and of MIN/MAX.
@@ -259,21 +295,78 @@ struct Group {
     accs: Vec<Option<Acc>>,
 }
 
-/// A hasher that passes a precomputed 64-bit hash through.
-#[derive(Default)]
-struct PassThrough(u64);
+/// Hashes group keys: folded multiplications with a random key per run (keys come from
+/// devices, so the hash must not be predictable), much cheaper than SipHash on short keys.
+struct KeyHasher {
+    h: u64,
+    k: u64,
+}
 
-impl Hasher for PassThrough {
+/// The high and low halves of a 128-bit product, folded.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+impl KeyHasher {
+    #[inline(always)]
+    fn mix(&mut self, x: u64) {
+        self.h = fold(self.h ^ x, self.k);
+    }
+}
+
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        fold(self.h, self.k.rotate_left(29))
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            if let Some(w) = w.first_chunk::<8>() {
+                self.mix(u64::from_le_bytes(*w));
+            }
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..rest.len()) {
+                dst.copy_from_slice(rest);
+            }
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
         }
     }
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.mix(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.mix(n as u64);
+    }
+}
+
+/// Builds [`KeyHasher`]s with one random key.
+struct KeyState(u64);
+
+impl KeyState {
+    fn new() -> KeyState {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+        KeyState(seed | 1)
+    }
+}
+
+impl BuildHasher for KeyState {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            h: self.0.rotate_left(17),
+            k: self.0,
+        }
     }
 }
 
@@ -282,8 +375,8 @@ pub(crate) fn run<'p, 't>(
     plan: &'p GroupPlan,
     twins: impl Iterator<Item = &'t Twin>,
 ) -> Vec<Value> {
-    let state = std::collections::hash_map::RandomState::new();
-    let mut index: HashMap<u64, Vec<usize>, BuildHasherDefault<PassThrough>> = HashMap::default();
+    // Group index by key; keys borrow from the twins, so looking one up allocates nothing.
+    let mut index: HashMap<Vec<Part<'_>>, usize, KeyState> = HashMap::with_hasher(KeyState::new());
     let mut groups: Vec<Group> = Vec::new();
     let mut parts: Vec<Part<'_>> = Vec::with_capacity(plan.keys.len());
     let new_accs = || {
@@ -298,25 +391,19 @@ pub(crate) fn run<'p, 't>(
             key: Vec::new(),
             accs: new_accs(),
         });
-        index.insert(state.hash_one(&parts[..]), vec![0]);
+        index.insert(Vec::new(), 0);
     }
     for twin in twins {
         parts.clear();
-        parts.extend(plan.keys.iter().map(|k| Part::new(path(k, twin))));
-        let h = state.hash_one(&parts[..]);
-        let bucket = index.entry(h).or_default();
-        let gi = match bucket.iter().copied().find(|&g| {
-            groups
-                .get(g)
-                .is_some_and(|grp| grp.key.as_slice() == parts.as_slice())
-        }) {
-            Some(g) => g,
+        parts.extend(plan.keys.iter().map(|k| Part::of(k, twin)));
+        let gi = match index.get(parts.as_slice()) {
+            Some(&g) => g,
             None => {
                 groups.push(Group {
-                    key: parts.drain(..).map(Part::into_owned).collect(),
+                    key: parts.iter().cloned().map(Part::into_owned).collect(),
                     accs: new_accs(),
                 });
-                bucket.push(groups.len() - 1);
+                index.insert(parts.clone(), groups.len() - 1);
                 groups.len() - 1
             }
         };
@@ -373,7 +460,7 @@ mod tests {
         assert_eq!(Part::new(Val::Float(1.5)), Part::Float(1.5));
         assert_eq!(
             Part::new(Val::Owned("x".into())),
-            Part::Str(Cow::Borrowed("x"))
+            Part::Str(Cow::Borrowed(b"x"))
         );
         let v = json!({"b": 1, "a": [2]});
         assert_eq!(
@@ -385,7 +472,7 @@ mod tests {
     #[test]
     fn order_of_parts() {
         let mut v = vec![
-            Part::Str("b".into()),
+            Part::Str(Cow::Borrowed(b"b")),
             Part::Json("[]".into()),
             Part::Int(2),
             Part::Float(1.5),
@@ -393,7 +480,7 @@ mod tests {
             Part::Null,
             Part::Undefined,
             Part::Bool(false),
-            Part::Str("a".into()),
+            Part::Str(Cow::Borrowed(b"a")),
         ];
         v.sort_by(cmp_part);
         assert_eq!(
@@ -405,8 +492,8 @@ mod tests {
                 Part::Bool(true),
                 Part::Float(1.5),
                 Part::Int(2),
-                Part::Str("a".into()),
-                Part::Str("b".into()),
+                Part::Str(Cow::Borrowed(b"a")),
+                Part::Str(Cow::Borrowed(b"b")),
                 Part::Json("[]".into()),
             ]
         );

@@ -6,8 +6,9 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::ast::{BinaryOp, Expr, Function, Literal};
-use super::paths::{canonical, resolve, Resolved};
+use super::paths::{canonical, resolve, Resolved, Root};
 use super::value::{compare, Prim, Val};
+use crate::doc::StrConst;
 
 /// A compiled expression.
 #[derive(Debug, Clone)]
@@ -26,6 +27,15 @@ pub(crate) enum CExpr {
         negated: bool,
     },
     Call(Function, Vec<CExpr>),
+    /// `path op constant` where the path reads a document and the constant is a primitive:
+    /// compared on the stored bytes, without building a value (see [`fast`]).
+    CmpConst {
+        op: CmpOp,
+        path: Resolved,
+        c: Const,
+        /// `c` prepared for equality tests, when it is a string.
+        text: Option<StrConst>,
+    },
 }
 
 /// A comparison operator.
@@ -40,6 +50,18 @@ pub(crate) enum CmpOp {
 }
 
 impl CmpOp {
+    /// The operator with its operands swapped: `a op b` is `b op.flip() a`.
+    fn flip(self) -> CmpOp {
+        match self {
+            CmpOp::Eq => CmpOp::Eq,
+            CmpOp::Ne => CmpOp::Ne,
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+        }
+    }
+
     pub(crate) fn test(self, o: Ordering) -> bool {
         match self {
             CmpOp::Eq => o == Ordering::Equal,
@@ -85,6 +107,18 @@ impl Const {
             Literal::Str(s) => Const::Str(s.as_str().into()),
             Literal::Array(_) => Const::Json(literal_json(l)),
         }
+    }
+
+    /// The constant as a primitive (`None` for `undefined` and arrays).
+    pub(crate) fn prim(&self) -> Option<Prim<'_>> {
+        Some(match self {
+            Const::Null => Prim::Null,
+            Const::Bool(b) => Prim::Bool(*b),
+            Const::Int(i) => Prim::Int(*i),
+            Const::Float(f) => Prim::Float(*f),
+            Const::Str(s) => Prim::Str(s),
+            Const::Undefined | Const::Json(_) => return None,
+        })
     }
 
     pub(crate) fn val(&self) -> Val<'_> {
@@ -185,13 +219,91 @@ impl InSet {
 
 /// Compiles an expression.
 pub(crate) fn compile(e: &Expr) -> CExpr {
+    fast(compile_plain(e))
+}
+
+/// Compiles an expression into the reference form the fast one is tested against: no
+/// [`CExpr::CmpConst`] and no prepared lookups.
+#[cfg(test)]
+pub(crate) fn compile_reference(e: &Expr) -> CExpr {
+    fn plain(e: CExpr) -> CExpr {
+        let b = |x: Box<CExpr>| Box::new(plain(*x));
+        match e {
+            CExpr::Path(p) => CExpr::Path(p.plain()),
+            CExpr::Not(x) => CExpr::Not(b(x)),
+            CExpr::Neg(x) => CExpr::Neg(b(x)),
+            CExpr::And(v) => CExpr::And(v.into_iter().map(plain).collect()),
+            CExpr::Or(v) => CExpr::Or(v.into_iter().map(plain).collect()),
+            CExpr::Cmp(op, l, r) => CExpr::Cmp(op, b(l), b(r)),
+            CExpr::Arith(op, l, r) => CExpr::Arith(op, b(l), b(r)),
+            CExpr::In { expr, set, negated } => CExpr::In {
+                expr: b(expr),
+                set,
+                negated,
+            },
+            CExpr::Call(f, args) => CExpr::Call(f, args.into_iter().map(plain).collect()),
+            CExpr::CmpConst { op, path, c, .. } => CExpr::Cmp(
+                op,
+                Box::new(CExpr::Path(path.plain())),
+                Box::new(CExpr::Const(c)),
+            ),
+            e @ CExpr::Const(_) => e,
+        }
+    }
+    plain(compile_plain(e))
+}
+
+fn cmp_const(op: CmpOp, path: Resolved, c: Const) -> CExpr {
+    let text = match &c {
+        Const::Str(s) => Some(StrConst::new(s)),
+        _ => None,
+    };
+    CExpr::CmpConst { op, path, c, text }
+}
+
+/// Rewrites comparisons of a document path with a primitive constant (either way round)
+/// into [`CExpr::CmpConst`].
+fn fast(e: CExpr) -> CExpr {
+    let b = |x: Box<CExpr>| Box::new(fast(*x));
+    let in_doc =
+        |p: &Resolved| matches!(p.root, Root::Tags | Root::Props(_) | Root::Configurations);
+    match e {
+        CExpr::Cmp(op, l, r) => match (*l, *r) {
+            (CExpr::Path(path), CExpr::Const(c)) if in_doc(&path) && c.prim().is_some() => {
+                cmp_const(op, path, c)
+            }
+            (CExpr::Const(c), CExpr::Path(path)) if in_doc(&path) && c.prim().is_some() => {
+                cmp_const(op.flip(), path, c)
+            }
+            (l, r) => CExpr::Cmp(op, b(Box::new(l)), b(Box::new(r))),
+        },
+        CExpr::Not(x) => CExpr::Not(b(x)),
+        CExpr::Neg(x) => CExpr::Neg(b(x)),
+        CExpr::And(v) => CExpr::And(v.into_iter().map(fast).collect()),
+        CExpr::Or(v) => CExpr::Or(v.into_iter().map(fast).collect()),
+        CExpr::Arith(op, l, r) => CExpr::Arith(op, b(l), b(r)),
+        CExpr::In { expr, set, negated } => CExpr::In {
+            expr: b(expr),
+            set,
+            negated,
+        },
+        CExpr::Call(f, args) => CExpr::Call(f, args.into_iter().map(fast).collect()),
+        e @ (CExpr::Const(_) | CExpr::Path(_) | CExpr::CmpConst { .. }) => e,
+    }
+}
+
+/// Compiles an expression the plain way: every operation a node of its own.
+fn compile_plain(e: &Expr) -> CExpr {
     match e {
         Expr::Literal(l) => CExpr::Const(Const::new(l)),
         Expr::Path(p) => CExpr::Path(resolve(&canonical(p))),
-        Expr::Not(x) => CExpr::Not(Box::new(compile(x))),
-        Expr::Neg(x) => CExpr::Neg(Box::new(compile(x))),
+        Expr::Not(x) => CExpr::Not(Box::new(compile_plain(x))),
+        Expr::Neg(x) => CExpr::Neg(Box::new(compile_plain(x))),
         Expr::Binary { op, left, right } => {
-            let (l, r) = (Box::new(compile(left)), Box::new(compile(right)));
+            let (l, r) = (
+                Box::new(compile_plain(left)),
+                Box::new(compile_plain(right)),
+            );
             match op {
                 BinaryOp::And => flatten(*l, *r, true),
                 BinaryOp::Or => flatten(*l, *r, false),
@@ -213,11 +325,13 @@ pub(crate) fn compile(e: &Expr) -> CExpr {
             list,
             negated,
         } => CExpr::In {
-            expr: Box::new(compile(expr)),
+            expr: Box::new(compile_plain(expr)),
             set: InSet::new(list),
             negated: *negated,
         },
-        Expr::Call { function, args } => CExpr::Call(*function, args.iter().map(compile).collect()),
+        Expr::Call { function, args } => {
+            CExpr::Call(*function, args.iter().map(compile_plain).collect())
+        }
     }
 }
 

@@ -8,9 +8,10 @@
 use serde_json::Value;
 
 use super::ast::Function;
-use super::compile::{ArithOp, CExpr};
+use super::compile::{ArithOp, CExpr, CmpOp, Const};
 use super::paths::{Field, Resolved, Root, Section};
-use super::value::{compare, Val};
+use super::value::{compare, Prim, Val};
+use crate::doc::{Doc, NodeRef, Raw, StrConst};
 use crate::twin::Twin;
 
 /// Evaluates `e` over `twin`.
@@ -18,40 +19,9 @@ pub(crate) fn eval<'a>(e: &'a CExpr, twin: &'a Twin) -> Val<'a> {
     match e {
         CExpr::Const(c) => c.val(),
         CExpr::Path(p) => path(p, twin),
-        CExpr::And(items) => {
-            let mut all_true = true;
-            for x in items {
-                match eval(x, twin) {
-                    Val::Bool(false) => return Val::Bool(false),
-                    Val::Bool(true) => {}
-                    _ => all_true = false,
-                }
-            }
-            if all_true {
-                Val::Bool(true)
-            } else {
-                Val::Undefined
-            }
+        CExpr::And(_) | CExpr::Or(_) | CExpr::Not(_) | CExpr::CmpConst { .. } => {
+            truth(e, twin).map_or(Val::Undefined, Val::Bool)
         }
-        CExpr::Or(items) => {
-            let mut all_false = true;
-            for x in items {
-                match eval(x, twin) {
-                    Val::Bool(true) => return Val::Bool(true),
-                    Val::Bool(false) => {}
-                    _ => all_false = false,
-                }
-            }
-            if all_false {
-                Val::Bool(false)
-            } else {
-                Val::Undefined
-            }
-        }
-        CExpr::Not(x) => match eval(x, twin) {
-            Val::Bool(b) => Val::Bool(!b),
-            _ => Val::Undefined,
-        },
         CExpr::Cmp(op, l, r) => {
             let (l, r) = (eval(l, twin), eval(r, twin));
             match (l.prim(), r.prim()) {
@@ -77,7 +47,103 @@ pub(crate) fn eval<'a>(e: &'a CExpr, twin: &'a Twin) -> Val<'a> {
 
 /// Evaluates a condition: `true` only for the Boolean `true`.
 pub(crate) fn test(e: &CExpr, twin: &Twin) -> bool {
-    eval(e, twin).is_true()
+    truth(e, twin) == Some(true)
+}
+
+/// Evaluates `e` as a truth value: `Some` for a Boolean, `None` for anything else (mostly
+/// `undefined`). The logic operators and [`CExpr::CmpConst`] are evaluated here without
+/// building values.
+pub(crate) fn truth(e: &CExpr, twin: &Twin) -> Option<bool> {
+    match e {
+        CExpr::And(items) => {
+            let mut all_true = true;
+            for x in items {
+                match truth(x, twin) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => all_true = false,
+                }
+            }
+            all_true.then_some(true)
+        }
+        CExpr::Or(items) => {
+            let mut all_false = true;
+            for x in items {
+                match truth(x, twin) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => all_false = false,
+                }
+            }
+            all_false.then_some(false)
+        }
+        CExpr::Not(x) => truth(x, twin).map(|b| !b),
+        CExpr::CmpConst { op, path, c, text } => cmp_const(*op, path, c, text.as_ref(), twin),
+        e => general_truth(e, twin),
+    }
+}
+
+/// [`truth`] of the expressions without a shortcut, through the general evaluator (kept out
+/// of line so the shortcuts stay small).
+#[inline(never)]
+fn general_truth(e: &CExpr, twin: &Twin) -> Option<bool> {
+    match eval(e, twin) {
+        Val::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// `path op c` on the stored value: `None` (undefined) when the path is missing or the types
+/// differ, as [`compare`] decides.
+#[inline]
+fn cmp_const(
+    op: CmpOp,
+    p: &Resolved,
+    c: &Const,
+    text: Option<&StrConst>,
+    twin: &Twin,
+) -> Option<bool> {
+    let doc = doc_of(&p.root, twin)?;
+    let raw = if p.probes.len() == p.rest.len() {
+        if let (Some(text), CmpOp::Eq | CmpOp::Ne) = (text, op) {
+            return doc
+                .probe_str_eq(&p.probes, text)
+                .map(|eq| eq == (op == CmpOp::Eq));
+        }
+        doc.probe_raw(&p.probes)?
+    } else {
+        doc.get_path(&p.rest)?.raw()
+    };
+    let o = match (raw, c) {
+        (Raw::Str(b), Const::Str(s)) => b.cmp(s.as_bytes()),
+        (Raw::Str(_) | Raw::Array | Raw::Object, _) => return None,
+        (Raw::Null, c) => compare(Prim::Null, c.prim()?)?,
+        (Raw::Bool(b), c) => compare(Prim::Bool(b), c.prim()?)?,
+        (Raw::Int(i), c) => compare(Prim::Int(i), c.prim()?)?,
+        (Raw::Float(f), c) => compare(Prim::Float(f), c.prim()?)?,
+    };
+    Some(op.test(o))
+}
+
+/// The document a document-rooted path reads.
+#[inline]
+pub(crate) fn doc_of<'a>(root: &Root, twin: &'a Twin) -> Option<&'a Doc> {
+    match root {
+        Root::Tags => Some(twin.tags()),
+        Root::Props(s) => Some(section(twin, *s).doc()),
+        Root::Configurations => Some(twin.configurations()),
+        _ => None,
+    }
+}
+
+/// The node a document-rooted path names, through its prepared lookups when it has them.
+#[inline]
+pub(crate) fn doc_node<'a>(doc: &'a Doc, p: &'a Resolved) -> Option<NodeRef<'a>> {
+    if p.probes.len() == p.rest.len() {
+        doc.probe_path(&p.probes)
+    } else {
+        doc.get_path(&p.rest)
+    }
 }
 
 fn finite<'a>(f: f64) -> Val<'a> {
@@ -188,15 +254,15 @@ fn opt_time<'a>(t: Option<crate::clock::Timestamp>) -> Val<'a> {
 /// Reads a resolved path from the twin.
 pub(crate) fn path<'a>(p: &'a Resolved, twin: &'a Twin) -> Val<'a> {
     match &p.root {
-        Root::Tags => Val::from_opt_node(twin.tags().get_path(&p.rest)),
-        Root::Props(s) => Val::from_opt_node(section(twin, *s).doc().get_path(&p.rest)),
+        Root::Tags => Val::from_opt_node(doc_node(twin.tags(), p)),
+        Root::Props(s) => Val::from_opt_node(doc_node(section(twin, *s).doc(), p)),
         Root::Field(f) => field(*f, twin),
         Root::SectionVersion(s) => Val::from_u64(section(twin, *s).version()),
         Root::LastUpdated(s) => opt_time(section(twin, *s).last_updated(&p.rest)),
         Root::LastUpdatedVersion(s) => section(twin, *s)
             .last_updated_version(&p.rest)
             .map_or(Val::Undefined, Val::from_u64),
-        Root::Configurations => Val::from_opt_node(twin.configurations().get_path(&p.rest)),
+        Root::Configurations => Val::from_opt_node(doc_node(twin.configurations(), p)),
         Root::Json => json_path(twin.to_json(), &p.rest),
         Root::Missing => Val::Undefined,
     }

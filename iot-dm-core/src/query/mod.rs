@@ -155,10 +155,20 @@
 //!
 //! Parsing compiles the query: each path's root (system field, tags, a property section, its
 //! `$version` or `$metadata`, the configurations) is resolved once, constants are converted
-//! once, `IN` lists become sorted sets. Evaluating a condition is then a few binary searches in
-//! the twin's [`Doc`](crate::doc::Doc)s with borrowed values and no allocation.
+//! once, `IN` lists become sorted sets. Evaluating a condition is then a few lookups in the
+//! twin's [`Doc`](crate::doc::Doc)s with borrowed values and no allocation: each path step
+//! first tries the member position where the previous twin had the key, and a comparison of a
+//! path with a constant reads the stored bytes directly. `GROUP BY` keys are read the same way
+//! and hashed with a keyed hash.
+//!
+//! [`Query::filter`] and [`Query::execute`] read a batch of twins ahead: they load the
+//! documents of the first operand of the condition's `AND` for the next batches, test that
+//! operand a batch early, and load the other documents only for twins that pass it, so over a
+//! large in-memory store the memory reads of many twins overlap. The results and their order
+//! are the same as testing each twin with [`Query::matches`].
 
 mod aggregate;
+mod ahead;
 mod ast;
 mod compile;
 mod error;
@@ -171,6 +181,8 @@ mod paths;
 mod rules;
 mod value;
 
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod roundtrip;
 
@@ -189,6 +201,7 @@ pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};
 
 use crate::twin::Twin;
 use aggregate::{GroupItem, GroupPlan};
+use ahead::{Plan, Scan, Touch};
 use compile::{compile, CExpr};
 
 /// A parsed, checked and compiled query.
@@ -215,6 +228,8 @@ pub struct Query {
     statement: Statement,
     filter: Option<CExpr>,
     shape: Shape,
+    /// The documents to load ahead when scanning many twins.
+    plan: Plan,
 }
 
 /// What a row is made of.
@@ -305,10 +320,12 @@ impl Query {
                 }
             }
         };
+        let plan = scan_plan(filter.as_ref(), &shape);
         Query {
             statement,
             filter,
             shape,
+            plan,
         }
     }
 
@@ -335,14 +352,35 @@ impl Query {
         self.filter.as_ref().is_none_or(|f| eval::test(f, twin))
     }
 
-    /// Whether `twin` belongs to the collection and satisfies the `WHERE` clause.
-    fn selects(&self, twin: &Twin) -> bool {
-        let in_collection = match self.statement.from {
+    /// Whether `twin` belongs to the collection.
+    fn in_collection(&self, twin: &Twin) -> bool {
+        match self.statement.from {
             Collection::Devices => twin.module_id.is_none(),
             Collection::Modules => twin.module_id.is_some(),
             _ => false,
-        };
-        in_collection && self.matches(twin)
+        }
+    }
+
+    /// Whether `twin` belongs to the collection and satisfies the `WHERE` clause.
+    fn selects(&self, twin: &Twin) -> bool {
+        self.in_collection(twin) && self.matches(twin)
+    }
+
+    /// [`Query::selects`] from the collection and the first operand of a top-level `AND`
+    /// alone: `Some` when that decides (the operand is not exactly true, or it is the whole
+    /// condition), `None` when the other operands must be evaluated too.
+    fn pre_select(&self, twin: &Twin) -> Option<bool> {
+        if !self.in_collection(twin) {
+            return Some(false);
+        }
+        match &self.filter {
+            None => Some(true),
+            Some(CExpr::And(items)) if items.len() > 1 => match items.first() {
+                Some(first) if eval::truth(first, twin) == Some(true) => None,
+                _ => Some(false),
+            },
+            Some(f) => Some(eval::test(f, twin)),
+        }
     }
 
     fn check_collection(&self) -> Result<(), QueryError> {
@@ -376,7 +414,7 @@ impl Query {
         I::IntoIter: 'a,
     {
         self.check_collection()?;
-        Ok(twins.into_iter().filter(move |t| self.selects(t)))
+        Ok(Scan::new(self, twins.into_iter()))
     }
 
     /// The row of a selected twin in a non-aggregate query.
@@ -407,7 +445,7 @@ impl Query {
             .statement
             .top
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let selected = twins.into_iter().filter(|t| self.selects(t));
+        let selected = Scan::new(self, twins.into_iter());
         Ok(match &self.shape {
             Shape::Group(plan) => {
                 let mut rows = aggregate::run(plan, selected);
@@ -416,6 +454,44 @@ impl Query {
             }
             _ => selected.take(top).map(|t| self.row(t)).collect(),
         })
+    }
+}
+
+/// What a scan touches ahead (see [`ahead`]): the documents of the first operand of a
+/// top-level `AND` (of the whole condition otherwise) for every twin, and the documents of
+/// the rest of the condition and of the GROUP BY keys and aggregates for the twins that pass
+/// it.
+fn scan_plan(filter: Option<&CExpr>, shape: &Shape) -> Plan {
+    let mut first = Touch::default();
+    let mut rest = Touch::default();
+    match filter {
+        Some(CExpr::And(items)) => {
+            if let Some((head, tail)) = items.split_first() {
+                first.add_expr(head);
+                tail.iter().for_each(|x| rest.add_expr(x));
+            }
+        }
+        Some(f) => first.add_expr(f),
+        None => {}
+    }
+    if let Shape::Group(plan) = shape {
+        let reads = if filter.is_some() {
+            &mut rest
+        } else {
+            &mut first
+        };
+        plan.keys.iter().for_each(|k| reads.add_path(k));
+        for (_, item) in &plan.items {
+            if let GroupItem::Sum(e) | GroupItem::Avg(e) | GroupItem::Min(e) | GroupItem::Max(e) =
+                item
+            {
+                reads.add_expr(e);
+            }
+        }
+    }
+    Plan {
+        first,
+        second: rest.minus(first),
     }
 }
 

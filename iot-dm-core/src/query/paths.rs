@@ -7,6 +7,7 @@
 //! are case-sensitive.
 
 use super::ast::Path;
+use crate::doc::Probe;
 
 /// A scalar system field of the twin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +91,19 @@ pub(crate) enum Root {
 pub(crate) struct Resolved {
     pub root: Root,
     pub rest: Box<[String]>,
+    /// For roots that are documents (tags, a property section, the configurations): `rest`
+    /// prepared for repeated lookups. Empty when the path is evaluated the plain way (the
+    /// reference evaluation that tests compare the fast one with).
+    pub probes: Box<[Probe]>,
+}
+
+impl Resolved {
+    /// The same path without prepared lookups (see [`Resolved::probes`]).
+    #[cfg(test)]
+    pub(crate) fn plain(mut self) -> Resolved {
+        self.probes = Box::default();
+        self
+    }
 }
 
 fn canon<'a>(name: &str, options: &[&'a str]) -> Option<&'a str> {
@@ -160,11 +174,18 @@ pub(crate) fn resolve(canonical: &[String]) -> Resolved {
     let missing = || Resolved {
         root: Root::Missing,
         rest: Box::default(),
+        probes: Box::default(),
     };
     let Some((first, rest)) = canonical.split_first() else {
         return missing();
     };
     let tail = |root: Root, rest: &[String]| Resolved {
+        probes: match root {
+            Root::Tags | Root::Props(_) | Root::Configurations => {
+                rest.iter().map(|k| Probe::new(k)).collect()
+            }
+            _ => Box::default(),
+        },
         root,
         rest: rest.to_vec().into_boxed_slice(),
     };

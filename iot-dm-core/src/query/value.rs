@@ -119,11 +119,6 @@ impl<'a> Val<'a> {
         }
     }
 
-    /// Exactly `true`: the only value a condition accepts.
-    pub(crate) fn is_true(&self) -> bool {
-        matches!(self, Val::Bool(true))
-    }
-
     /// The value as JSON; `None` for `undefined`.
     pub(crate) fn into_json(self) -> Option<Value> {
         Some(match self {
