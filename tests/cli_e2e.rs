@@ -1,7 +1,8 @@
 //! End to end: the `iot-dm` binary runs a hub (redb store, MQTT/TLS, REST/TLS with development
 //! certificates) on free 127.0.0.1 ports, and operator commands manage it over HTTPS with the
-//! owner connection string the hub wrote. Exit codes are checked for success, refused access,
-//! not found and bad input.
+//! owner connection string the hub wrote. A device connects over MQTT/TLS with the connection
+//! string the tool printed and answers a direct method the tool invokes. Exit codes are checked
+//! for success, refused access, not found and bad input.
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions, unwrap
 
@@ -11,6 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use iot_dm::core::method::MethodResponse;
+use iot_dm::device::{DeviceClient, DeviceCredentials, MqttTransport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_iot-dm");
 
@@ -25,6 +29,7 @@ fn free_port() -> u16 {
 /// The hub process; killed when dropped (a failing test leaves nothing behind).
 struct HubProcess {
     child: Child,
+    mqtt_port: u16,
     owner_cs: String,
     url: String,
     ca: PathBuf,
@@ -48,6 +53,7 @@ impl HubProcess {
             .unwrap();
         let mut hub = HubProcess {
             child,
+            mqtt_port: mqtt,
             owner_cs: String::new(),
             url: format!("https://127.0.0.1:{rest}"),
             ca: dir.join("data").join("certs").join("ca.pem"),
@@ -181,6 +187,51 @@ fn operate_a_hub_from_the_command_line() {
         cs.starts_with("HostName=localhost;DeviceId=sensor-007;SharedAccessKey="),
         "{cs}"
     );
+
+    // a device connects over MQTT/TLS with that connection string and answers a method
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(async {
+        let creds = DeviceCredentials::from_connection_string(cs.trim()).unwrap();
+        let transport = MqttTransport::builder("localhost")
+            .port(hub.mqtt_port)
+            .ca_pem(std::fs::read(&hub.ca).unwrap())
+            .build()
+            .unwrap();
+        let client = DeviceClient::builder(creds, transport)
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap();
+        client.on_method("reboot", |call| async move {
+            MethodResponse::new(
+                200,
+                serde_json::json!({"rebootingIn": call.payload["delay"]}),
+            )
+            .unwrap()
+        });
+        client
+    });
+    let answer = hub.json(&[
+        "method",
+        "invoke",
+        "sensor-007",
+        "reboot",
+        "--payload",
+        r#"{"delay":5}"#,
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(
+        answer,
+        serde_json::json!({"status": 200, "payload": {"rebootingIn": 5}})
+    );
+    let shown = hub.json(&["device", "show", "sensor-007"]);
+    assert_eq!(shown["connectionState"], "Connected");
+    // a device that is not connected: exit 1, with the hub's reason
+    let out = hub.run(&["method", "invoke", "sensor-008", "reboot", "--timeout", "5"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not online"), "{}", stderr(&out));
+    runtime.block_on(client.close());
 
     // lifecycle
     let disabled = hub.json(&["device", "disable", "pump-1", "--reason", "maintenance"]);

@@ -84,7 +84,7 @@ impl Remote {
     ) -> CliResult {
         match policy {
             Some(p) if p != self.client.policy() => Err(CliError::usage(format!(
-                "this client holds the key of policy {:?} only; the remote API has no call to read another policy's keys yet (`iot-dm hub` can print any of them on the hub's machine)",
+                "this client holds the key of policy {:?} only; the remote API has no call to read another policy's keys yet",
                 self.client.policy()
             ))),
             _ => print_service(out, &self.connection_string),
