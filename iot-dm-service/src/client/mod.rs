@@ -12,7 +12,7 @@
 //! * A SAS token for the connection string's policy is made on first use and renewed before it
 //!   expires (tokens live [`DEFAULT_TOKEN_TTL`], renewed in their last fifth).
 //! * Clones share the connections and the token: clone freely.
-//! * Error bodies map back to the same [`HubError`](crate::HubError) variants the embedded hub
+//! * Error bodies map back to the same [`HubError`] variants the embedded hub
 //!   returns; what only a remote call can meet is `Unauthorized`, `Forbidden`, `Throttled`
 //!   (with the `Retry-After` delay) and `Transport` (unreachable, TLS failure, timeout).
 //!
@@ -83,8 +83,9 @@ pub const DEFAULT_MAX_IDLE: usize = 4;
 /// Largest response body read (a page of 1000 devices is about 1 MiB).
 const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 
-/// Idle connections older than this are not reused (servers close idle connections).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Idle connections older than this are not reused: servers close idle connections (ours
+/// after its 30 s header read timeout), and a request racing that close would fail.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Builds a [`ServiceClient`]; see the [module docs](self).
 pub struct ServiceClientBuilder {

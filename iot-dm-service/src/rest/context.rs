@@ -50,9 +50,16 @@ impl Ctx {
         }
     }
 
-    /// The `If-Match` header (an ETag, quoted or not, or `*`).
+    /// The `If-Match` header (an ETag, quoted or not, or `*`). The official SDKs quote
+    /// everything they send, the wildcard too: `"*"` is `*`.
     pub(crate) fn if_match(&self) -> Result<Option<&str>, ApiError> {
-        Ok(self.header("if-match")?.filter(|v| !v.is_empty()))
+        Ok(self.header("if-match")?.filter(|v| !v.is_empty()).map(|v| {
+            if v == "\"*\"" {
+                "*"
+            } else {
+                v
+            }
+        }))
     }
 
     /// A numeric header within `range`, or `default` when absent.

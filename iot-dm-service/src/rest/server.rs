@@ -101,7 +101,9 @@ impl RestServerBuilder {
         self
     }
 
-    /// How long a client has to send a request's headers once it started (30 s by default).
+    /// How long a client has to send a request's headers (30 s by default). The time starts
+    /// when the server waits for a request, so it is also how long an idle keep-alive
+    /// connection stays open.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
