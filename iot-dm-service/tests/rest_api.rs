@@ -101,11 +101,13 @@ async fn prepare(s: &Served, method: &Method, pattern: &str, n: usize) -> Case {
             create(s, &id).await;
             case(Some(json!({ "tags": { "a": 1 } })), &[200])
         }
-        // the device is not connected: 404103 DeviceNotOnline is the authorized outcome (the
-        // end-to-end client test invokes a method on a connected device)
+        // a connected device that echoes
         ("POST", "/twins/{id}/methods") => {
-            create(s, &id).await;
-            case(Some(json!({ "methodName": "reboot" })), &[404])
+            rest_support::echo_device(&s.hub, &id).await;
+            case(
+                Some(json!({ "methodName": "reboot", "payload": { "n": n } })),
+                &[200],
+            )
         }
         ("POST", "/devices/query") | ("POST", "/archive/query") => {
             case(Some(json!({ "query": "SELECT * FROM devices" })), &[200])
@@ -338,6 +340,58 @@ async fn oversize_bodies_get_413() {
     // the connection may be closed after a refused body; the next request still works
     let a = s.call("iothubowner", Method::GET, "/twins/d1", None).await;
     assert_eq!(a.status, 200, "{a:?}");
+
+    // a chunked body (no Content-Length) is cut off at the limit too
+    let status = chunked_request(&s, &format!("/twins/d1?{API}"), &token, rest::MAX_BODY + 1).await;
+    assert_eq!(status, 413);
+    // and one under the limit goes through
+    let status = chunked_request(&s, &format!("/twins/d1?{API}"), &token, 1000).await;
+    assert_eq!(status, 200);
+}
+
+/// Sends a PATCH with a chunked JSON body of `size` bytes and a little over a new TLS connection,
+/// by hand, and returns the response status.
+async fn chunked_request(s: &Served, path: &str, token: &str, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port()))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(s.certs.client_config().unwrap())
+        .connect(rustls::pki_types::ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let body = format!("{{\"tags\": {{\"blob\": \"{}\"}}}}", "x".repeat(size));
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            wr.write_all(chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await?;
+        wr.flush().await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before a response");
+        response.extend_from_slice(&buf[..n]);
+    }
+    // the server may stop reading the body early; the writer's errors do not matter
+    let _ = writer.await;
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 #[tokio::test]

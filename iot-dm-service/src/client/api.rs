@@ -22,6 +22,43 @@ fn parse<T: DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, HubError
     })
 }
 
+/// A device from its JSON. Azure IoT Hub sends no `lifecycle` (ours): it is derived from
+/// `status`, `statusReason` and `statusUpdatedTime`.
+fn device_from(mut value: Value) -> Result<Device, HubError> {
+    if let Some(obj) = value.as_object_mut() {
+        if !obj.contains_key("lifecycle") {
+            let state = obj.get("status").cloned().unwrap_or(json!("enabled"));
+            let since = obj
+                .get("statusUpdatedTime")
+                .filter(|t| t.is_string())
+                .cloned()
+                .unwrap_or(json!("0001-01-01T00:00:00Z"));
+            let reason = obj.get("statusReason").cloned().unwrap_or(Value::Null);
+            let reason = if state == "disabled" {
+                reason
+            } else {
+                Value::Null
+            };
+            obj.insert(
+                "lifecycle".into(),
+                json!({"state": state, "statusReason": reason, "since": since}),
+            );
+        }
+    }
+    serde_json::from_value(value).map_err(|e| HubError::Transport {
+        message: format!("the hub answered a device that does not parse: {e}"),
+    })
+}
+
+fn parse_device(answer: &Answer) -> Result<Device, HubError> {
+    device_from(parse(answer, "device")?)
+}
+
+fn parse_devices(answer: &Answer) -> Result<Vec<Device>, HubError> {
+    let values: Vec<Value> = parse(answer, "device list")?;
+    values.into_iter().map(device_from).collect()
+}
+
 fn body(value: &impl serde::Serialize) -> Result<Option<Vec<u8>>, HubError> {
     serde_json::to_vec(value)
         .map(Some)
@@ -141,7 +178,7 @@ impl ServiceApi for ServiceClient {
                 device(id),
             )
             .await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
@@ -154,7 +191,7 @@ impl ServiceApi for ServiceClient {
                 device(device_id),
             )
             .await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn update_device(
@@ -177,7 +214,7 @@ impl ServiceApi for ServiceClient {
                 },
             )
             .await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<(), HubError> {
@@ -217,7 +254,7 @@ impl ServiceApi for ServiceClient {
             )
             .await?;
         Ok(Page {
-            items: parse(&answer, "device list")?,
+            items: parse_devices(&answer)?,
             continuation: continuation(&answer),
         })
     }
@@ -259,7 +296,7 @@ impl ServiceApi for ServiceClient {
                 device(device_id),
             )
             .await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn plan_device(&self, spec: DeviceSpec) -> Result<Twin, HubError> {
@@ -277,24 +314,24 @@ impl ServiceApi for ServiceClient {
     ) -> Result<Device, HubError> {
         let b = auth.map(|a| json!({ "authentication": a }));
         let answer = self.lifecycle(device_id, "provision", b).await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn enable_device(&self, device_id: &str) -> Result<Device, HubError> {
         let answer = self.lifecycle(device_id, "enable", None).await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn disable_device(&self, device_id: &str, reason: &str) -> Result<Device, HubError> {
         let answer = self
             .lifecycle(device_id, "disable", Some(json!({ "reason": reason })))
             .await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn retire_device(&self, device_id: &str) -> Result<Device, HubError> {
         let answer = self.lifecycle(device_id, "retire", None).await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn replace_device(
@@ -307,7 +344,7 @@ impl ServiceApi for ServiceClient {
             b["authentication"] = json!(a);
         }
         let answer = self.lifecycle(retired_id, "replace", Some(b)).await?;
-        parse(&answer, "device")
+        parse_device(&answer)
     }
 
     async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
@@ -443,5 +480,32 @@ impl ServiceClient {
             )
             .await?;
         parse(&answer, "twin")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_devices_without_lifecycle_parse() {
+        // IoT Hub's device JSON, as its REST reference shows it
+        let azure = json!({
+            "deviceId": "d1", "generationId": "638000000000000000", "etag": "MA==",
+            "connectionState": "Disconnected", "status": "disabled", "statusReason": "stolen",
+            "connectionStateUpdatedTime": "0001-01-01T00:00:00Z",
+            "statusUpdatedTime": "2024-05-01T10:00:00.1234567Z",
+            "lastActivityTime": "0001-01-01T00:00:00Z", "cloudToDeviceMessageCount": 0,
+            "authentication": {"symmetricKey": {"primaryKey": "a2V5a2V5a2V5a2V5a2V5a2V5", "secondaryKey": "a2V5a2V5a2V5a2V5a2V5a2V5"},
+                               "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+                               "type": "sas"},
+            "capabilities": {"iotEdge": false}
+        });
+        let d = device_from(azure).unwrap();
+        assert_eq!(d.state(), iot_dm_core::lifecycle::LifecycleState::Disabled);
+        assert_eq!(d.lifecycle.status_reason(), Some("stolen"));
+        assert!(device_from(json!({"deviceId": 5}))
+            .unwrap_err()
+            .is_transport());
     }
 }

@@ -88,9 +88,12 @@ impl ApiError {
     }
 
     /// The JSON error body (IoT Hub's shape plus the numeric `errorCode`).
+    ///
+    /// The human message carries no `;`: the Node service SDK splits `Message` on every `;`
+    /// and shows only the text between the first and the second one.
     pub(crate) fn body(&self, request_id: &str, now: iot_dm_core::clock::Timestamp) -> Vec<u8> {
         let body = serde_json::json!({
-            "Message": format!("ErrorCode:{};{}", self.name, self.message),
+            "Message": format!("ErrorCode:{};{}", self.name, self.message.replace(';', ",")),
             "ExceptionMessage": format!("Tracking ID:{request_id}-TimeStamp:{now}"),
             "errorCode": self.code,
         });
@@ -144,6 +147,23 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("Tracking ID:rid-1-TimeStamp:1970-01-01T00:00:00"));
+    }
+
+    #[test]
+    fn message_has_one_semicolon_after_the_code_name() {
+        let e = ApiError::new(
+            403_000,
+            "Forbidden",
+            "needs [RegistryWrite]; has [RegistryRead]",
+        );
+        let body: serde_json::Value = serde_json::from_slice(
+            &e.body("rid", iot_dm_core::clock::Timestamp::from_unix_secs(0)),
+        )
+        .unwrap();
+        assert_eq!(
+            body["Message"],
+            "ErrorCode:Forbidden;needs [RegistryWrite], has [RegistryRead]"
+        );
     }
 
     #[test]

@@ -51,6 +51,15 @@
 //! The whole API is described in OpenAPI 3 in `openapi/iot-dm.yaml` at the repository root;
 //! [`routes`] lists the routes the server serves.
 //!
+//! # Performance
+//!
+//! `cargo bench --bench rest` at the workspace root measures the endpoint on loopback through
+//! [`ServiceClient`](crate::client::ServiceClient) (keep-alive TLS connections) with an
+//! in-memory hub. On a 2-vCPU virtual machine shared with other work, one run gave: a twin read
+//! round trip 0.33 ms and a twin update 0.35 ms one at a time; 12,800 twin reads/s with 16 in
+//! flight (the embedded hub answers the same read in 0.6 µs). The built-in policies' default
+//! rate limit (2,000 requests/s each) is below that: give a busy back end a policy of its own.
+//!
 //! # Example
 //!
 //! ```

@@ -197,3 +197,72 @@ impl Served {
         .await
     }
 }
+
+/// Connects `device_id` (created with generated keys) through the hub's in-process endpoint
+/// and answers every direct method with status 200 and the request's payload as
+/// `{"echo": payload}`, until the hub closes the session.
+pub async fn echo_device(hub: &Hub, device_id: &str) {
+    use iot_dm_core::link::{ConnectRequest, Credentials, DeviceFrame, Endpoint as _, Message};
+    use iot_dm_core::wire::{self, RequestId, SasToken, SymmetricKey};
+    use iot_dm_service::hub::DeviceSpec;
+
+    let device = hub
+        .create_device(DeviceSpec::new(device_id.parse().unwrap()))
+        .await
+        .unwrap();
+    let key = SymmetricKey::new(device.authentication.symmetric_key.primary_key.unwrap()).unwrap();
+    let uri = wire::device_resource_uri(hub.host_name(), &device.device_id);
+    let token = SasToken::generate(
+        &uri,
+        &key,
+        Timestamp::now() + Duration::from_secs(3600),
+        None,
+    );
+    let mut link = hub
+        .connect(ConnectRequest {
+            device_id: device.device_id.clone(),
+            module_id: None,
+            credentials: Credentials::Sas(token.as_str().to_string()),
+            clean_session: true,
+        })
+        .await
+        .unwrap();
+    link.tx
+        .send(DeviceFrame::Subscribe(vec![
+            wire::topic::TWIN_RESPONSE_FILTER.to_string(),
+            wire::topic::METHOD_REQUEST_FILTER.to_string(),
+        ]))
+        .await
+        .unwrap();
+    // a twin round trip: once it is answered the subscriptions are in place
+    let rid = RequestId::new("1").unwrap();
+    link.tx
+        .send(DeviceFrame::Publish(Message::new(
+            wire::topic::twin_get(&rid),
+            "",
+        )))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), link.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(m) = link.rx.recv().await {
+            if let Some(rid) = m.topic.strip_prefix("$iothub/methods/POST/") {
+                let rid = rid.rsplit("$rid=").next().unwrap_or_default().to_string();
+                let payload: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+                let answer = serde_json::json!({ "echo": payload }).to_string();
+                let topic = format!("$iothub/methods/res/200/?$rid={rid}");
+                if link
+                    .tx
+                    .send(DeviceFrame::Publish(Message::new(topic, answer)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+}
