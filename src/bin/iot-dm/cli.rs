@@ -7,7 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Run an iot-dm hub, and manage its devices, twins, queries and methods.
 #[derive(Debug, Parser)]
-#[command(name = "iot-dm", version, about, long_about = None)]
+#[command(
+    name = "iot-dm",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 success, 1 failure, 2 bad usage or input, 3 refused access (401/403), 4 not found.\nStart with `iot-dm hub`: it prints the connection string the other commands take."
+)]
 pub struct Cli {
     /// Print JSON instead of tables (for scripts).
     #[arg(long, global = true)]
