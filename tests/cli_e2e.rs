@@ -1,0 +1,269 @@
+//! End to end: the `iot-dm` binary runs a hub (redb store, MQTT/TLS, REST/TLS with development
+//! certificates) on free 127.0.0.1 ports, and operator commands manage it over HTTPS with the
+//! owner connection string the hub wrote. A device connects over MQTT/TLS with the connection
+//! string the tool printed and answers a direct method the tool invokes. Exit codes are checked
+//! for success, refused access, not found and bad input.
+
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions, unwrap
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use iot_dm::core::method::MethodResponse;
+use iot_dm::device::{DeviceClient, DeviceCredentials, MqttTransport};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iot-dm");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The hub process; killed when dropped (a failing test leaves nothing behind).
+struct HubProcess {
+    child: Child,
+    mqtt_port: u16,
+    owner_cs: String,
+    url: String,
+    ca: PathBuf,
+}
+
+impl HubProcess {
+    fn start(dir: &Path) -> HubProcess {
+        let rest = free_port();
+        let mqtt = free_port();
+        let cs_file = dir.join("owner.cs");
+        let child = Command::new(BIN)
+            .args(["hub", "--data"])
+            .arg(dir.join("data"))
+            .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
+            .args(["--rest", &format!("127.0.0.1:{rest}")])
+            .args(["--host", "localhost", "--owner-connection-string-file"])
+            .arg(&cs_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut hub = HubProcess {
+            child,
+            mqtt_port: mqtt,
+            owner_cs: String::new(),
+            url: format!("https://127.0.0.1:{rest}"),
+            ca: dir.join("data").join("certs").join("ca.pem"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cs_file.exists() {
+            if let Some(status) = hub.child.try_wait().unwrap() {
+                panic!("the hub exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "the hub did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        hub.owner_cs = std::fs::read_to_string(&cs_file).unwrap();
+        hub
+    }
+
+    /// Runs `iot-dm ARGS` against this hub with `cs` as the connection string.
+    fn run_as(&self, cs: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("IOT_DM_CONNECTION_STRING", cs)
+            .env("IOT_DM_URL", &self.url)
+            .env("IOT_DM_CA", &self.ca)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_as(&self.owner_cs, args)
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "iot-dm {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Sends SIGTERM and expects a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        if sent.map(|s| s.success()).unwrap_or(false) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    assert!(status.success(), "the hub exited with {status}");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            panic!("the hub did not stop within 10 s of SIGTERM");
+        }
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn operate_a_hub_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start(dir.path());
+    assert!(hub.owner_cs.contains("SharedAccessKeyName=iothubowner"));
+
+    // create one, then 150 from a CSV file (two bulk requests)
+    let created = hub.json(&["device", "create", "pump-1", "--tags", r#"{"kind":"pump"}"#]);
+    assert_eq!(created["deviceId"], "pump-1");
+    assert_eq!(created["status"], "enabled");
+    let csv: String = std::iter::once("deviceId\n".to_string())
+        .chain((0..150).map(|i| format!("sensor-{i:03}\n")))
+        .collect();
+    let file = dir.path().join("devices.csv");
+    std::fs::write(&file, csv).unwrap();
+    let text = hub.ok(&["device", "create", "--from", file.to_str().unwrap()]);
+    assert!(text.contains("created 150 of 150"), "{text}");
+
+    // list: a table for people, JSON for scripts
+    let table = hub.ok(&["device", "list"]);
+    assert!(table.starts_with("DEVICE ID"), "{table}");
+    assert!(table.contains("151 device(s)"), "{table}");
+    let list = hub.json(&["device", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 151);
+
+    // twin update, then query it back
+    let twin = hub.json(&[
+        "twin",
+        "update",
+        "pump-1",
+        r#"{"tags":{"site":"north"},"properties":{"desired":{"rate":5}}}"#,
+    ]);
+    assert_eq!(twin["tags"]["site"], "north");
+    let rows = hub.json(&[
+        "query",
+        "SELECT deviceId, tags.site FROM devices WHERE tags.site = 'north'",
+    ]);
+    assert_eq!(
+        rows,
+        serde_json::json!([{"deviceId": "pump-1", "site": "north"}])
+    );
+    let rows = hub.json(&["query", "SELECT deviceId FROM devices", "--page-size", "40"]);
+    assert_eq!(rows.as_array().unwrap().len(), 151);
+
+    // a device connection string
+    let cs = hub.ok(&["connection-string", "device", "sensor-007"]);
+    assert!(
+        cs.starts_with("HostName=localhost;DeviceId=sensor-007;SharedAccessKey="),
+        "{cs}"
+    );
+
+    // a device connects over MQTT/TLS with that connection string and answers a method
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(async {
+        let creds = DeviceCredentials::from_connection_string(cs.trim()).unwrap();
+        let transport = MqttTransport::builder("localhost")
+            .port(hub.mqtt_port)
+            .ca_pem(std::fs::read(&hub.ca).unwrap())
+            .build()
+            .unwrap();
+        let client = DeviceClient::builder(creds, transport)
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap();
+        client.on_method("reboot", |call| async move {
+            MethodResponse::new(
+                200,
+                serde_json::json!({"rebootingIn": call.payload["delay"]}),
+            )
+            .unwrap()
+        });
+        client
+    });
+    let answer = hub.json(&[
+        "method",
+        "invoke",
+        "sensor-007",
+        "reboot",
+        "--payload",
+        r#"{"delay":5}"#,
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(
+        answer,
+        serde_json::json!({"status": 200, "payload": {"rebootingIn": 5}})
+    );
+    let shown = hub.json(&["device", "show", "sensor-007"]);
+    assert_eq!(shown["connectionState"], "Connected");
+    // a device that is not connected: exit 1, with the hub's reason
+    let out = hub.run(&["method", "invoke", "sensor-008", "reboot", "--timeout", "5"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not online"), "{}", stderr(&out));
+    runtime.block_on(client.close());
+
+    // lifecycle
+    let disabled = hub.json(&["device", "disable", "pump-1", "--reason", "maintenance"]);
+    assert_eq!(disabled["status"], "disabled");
+    assert_eq!(
+        hub.json(&["device", "show", "pump-1"])["statusReason"],
+        "maintenance"
+    );
+    hub.ok(&["device", "delete", "pump-1"]);
+
+    // not found: exit 4
+    let out = hub.run(&["device", "show", "pump-1"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(stderr(&out).contains("pump-1"), "{}", stderr(&out));
+
+    // a wrong key: refused, exit 3
+    let other_key = "aW90LWRtIGtub3duLWFuc3dlciB0ZXN0IGtleSAzMmI=";
+    let bad =
+        format!("HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={other_key}");
+    let out = hub.run_as(&bad, &["device", "list"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+
+    // the service connection string in use
+    let cs = hub.ok(&["connection-string", "service"]);
+    assert_eq!(cs.trim(), hub.owner_cs);
+
+    // bad JSON: exit 2, before anything is sent
+    let out = hub.run(&["twin", "update", "sensor-001", "{\"tags\": }"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+    // bad usage: exit 2
+    assert_eq!(code(&hub.run(&["device", "frobnicate"])), 2);
+
+    hub.stop();
+}
