@@ -258,6 +258,26 @@ fn operate_a_hub_from_the_command_line() {
     let cs = hub.ok(&["connection-string", "service"]);
     assert_eq!(cs.trim(), hub.owner_cs);
 
+    // access policies: a read-only one for a dashboard, its connection string, refused writes
+    let created = hub.json(&["policy", "create", "dashboard", "--rights", "RegistryRead"]);
+    assert_eq!(created["rights"], "RegistryRead");
+    let listed = hub.ok(&["policy", "list"]);
+    assert!(listed.contains("dashboard") && listed.contains("iothubowner"), "{listed}");
+    let dash_cs = hub.ok(&["connection-string", "service", "--policy", "dashboard"]);
+    let dash_cs = dash_cs.trim();
+    assert!(dash_cs.contains("SharedAccessKeyName=dashboard"), "{dash_cs}");
+    let out = hub.run_as(dash_cs, &["device", "show", "sensor-001"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = hub.run_as(dash_cs, &["device", "create", "intruder"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let out = hub.run_as(dash_cs, &["policy", "list"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let out = hub.run(&["policy", "create", "bad", "--rights", "Everything"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    hub.ok(&["policy", "delete", "dashboard"]);
+    let out = hub.run_as(dash_cs, &["device", "show", "sensor-001"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+
     // bad JSON: exit 2, before anything is sent
     let out = hub.run(&["twin", "update", "sensor-001", "{\"tags\": }"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));

@@ -44,6 +44,13 @@ fn numbers(message: &str) -> Vec<usize> {
         .collect()
 }
 
+fn without_prefix(message: String, prefix: &str) -> String {
+    match message.strip_prefix(prefix) {
+        Some(rest) => rest.to_string(),
+        None => message,
+    }
+}
+
 /// The error a non-success response stands for.
 pub(crate) fn from_response(
     status: StatusCode,
@@ -114,8 +121,13 @@ pub(crate) fn from_response(
             };
             HubError::InvalidInput { field, message }
         }
-        401_003 => HubError::Unauthorized { message },
-        403_000 => HubError::Forbidden { message },
+        // our hub's messages carry the variant's own prefix: keep it once
+        401_003 => HubError::Unauthorized {
+            message: without_prefix(message, "unauthorized: "),
+        },
+        403_000 => HubError::Forbidden {
+            message: without_prefix(message, "forbidden: "),
+        },
         429_001 => throttled(headers),
         413_001 => HubError::RequestTooLarge {
             size: nums.first().copied().unwrap_or(0),
@@ -201,6 +213,21 @@ mod tests {
         }
         assert!(map(401, &b(401_003, "IotHubUnauthorizedAccess", "x")).is_unauthorized());
         assert!(map(403, &b(403_000, "Forbidden", "x")).is_forbidden());
+        // the hub's message already carries the variant's prefix: printed once
+        let e = map(
+            401,
+            &b(
+                401_003,
+                "IotHubUnauthorizedAccess",
+                "unauthorized: bad signature",
+            ),
+        );
+        assert_eq!(e.to_string(), "unauthorized: bad signature");
+        let e = map(
+            403,
+            &b(403_000, "Forbidden", "forbidden: needs RegistryWrite"),
+        );
+        assert_eq!(e.to_string(), "forbidden: needs RegistryWrite");
         assert!(matches!(
             map(
                 413,

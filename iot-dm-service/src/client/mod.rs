@@ -47,6 +47,7 @@
 
 mod api;
 mod errors;
+mod policies;
 mod pool;
 
 use std::sync::{Arc, Mutex};

@@ -45,6 +45,9 @@ pub enum Command {
     /// Print connection strings.
     #[command(subcommand, name = "connection-string")]
     ConnectionString(ConnectionStringCommand),
+    /// Shared access policies (the owner's: needs a policy with every right).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 /// `iot-dm hub`.
@@ -317,4 +320,51 @@ mod tests {
         let cli = Cli::try_parse_from(["iot-dm", "--json", "device", "create", "d1"]).unwrap();
         assert!(cli.json);
     }
+}
+
+/// `iot-dm policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the policies with their rights and rate limits (keys with `--json`).
+    List,
+    /// Create or replace a policy; the hub generates its keys.
+    Create(PolicyCreateArgs),
+    /// Delete a policy (its tokens stop working at once).
+    Delete(PolicyNameArgs),
+    /// Regenerate a policy's key (tokens signed with the old key stop working).
+    Regenerate(PolicyRegenerateArgs),
+}
+
+/// `policy create`.
+#[derive(Debug, Args)]
+pub struct PolicyCreateArgs {
+    /// The policy name.
+    pub name: String,
+    /// Its rights, IoT Hub's names: e.g. "RegistryRead, ServiceConnect".
+    #[arg(long)]
+    pub rights: String,
+    /// Requests per second the policy may make (with --burst); 0 for unlimited. Default: the
+    /// hub's default limit.
+    #[arg(long)]
+    pub per_second: Option<u32>,
+    /// Requests the policy may make at once.
+    #[arg(long)]
+    pub burst: Option<u32>,
+}
+
+/// A policy name.
+#[derive(Debug, Args)]
+pub struct PolicyNameArgs {
+    /// The policy name.
+    pub name: String,
+}
+
+/// `policy regenerate`.
+#[derive(Debug, Args)]
+pub struct PolicyRegenerateArgs {
+    /// The policy name.
+    pub name: String,
+    /// Which key.
+    #[arg(value_enum)]
+    pub which: Which,
 }

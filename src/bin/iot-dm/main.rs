@@ -12,6 +12,7 @@ mod error;
 mod hub;
 mod input;
 mod output;
+mod policy;
 mod remote;
 mod twin;
 
@@ -25,7 +26,8 @@ use clap::Parser;
 use iot_dm::service::api::ServiceApi;
 
 use cli::{
-    Cli, Command, ConnectionStringCommand, DeviceCommand, KeysCommand, MethodCommand, TwinCommand,
+    Cli, Command, ConnectionStringCommand, DeviceCommand, KeysCommand, MethodCommand,
+    PolicyCommand, TwinCommand,
 };
 use error::{CliError, CliResult};
 use output::Out;
@@ -107,6 +109,17 @@ async fn operate(
             remote
                 .service_connection_string(out, a.policy.as_deref())
                 .await
+        }
+        Command::Policy(cmd) => {
+            let client = remote.client();
+            match cmd {
+                PolicyCommand::List => policy::list(client, out).await,
+                PolicyCommand::Create(a) => policy::create(client, out, &a).await,
+                PolicyCommand::Delete(a) => policy::delete(client, out, &a.name).await,
+                PolicyCommand::Regenerate(a) => {
+                    policy::regenerate(client, out, &a.name, a.which).await
+                }
+            }
         }
     }
 }

@@ -71,6 +71,11 @@ impl Remote {
         &self.client
     }
 
+    /// The remote client itself (for what is not part of [`ServiceApi`]).
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
+    }
+
     /// The hub's host name.
     pub fn host_name(&self) -> &str {
         self.client.host_name()
@@ -83,10 +88,25 @@ impl Remote {
         policy: Option<&str>,
     ) -> CliResult {
         match policy {
-            Some(p) if p != self.client.policy() => Err(CliError::usage(format!(
-                "this client holds the key of policy {:?} only; the remote API has no call to read another policy's keys yet",
-                self.client.policy()
-            ))),
+            Some(p) if p != self.client.policy() => {
+                // only the owner may read another policy's keys
+                let found = self
+                    .client
+                    .access_policies()
+                    .await?
+                    .into_iter()
+                    .find(|q| q.key_name == p)
+                    .ok_or_else(|| {
+                        CliError::usage(format!("--policy: the hub has no policy {p:?}"))
+                    })?;
+                let cs = format!(
+                    "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+                    self.client.host_name(),
+                    found.key_name,
+                    found.primary_key
+                );
+                print_service(out, &cs)
+            }
             _ => print_service(out, &self.connection_string),
         }
     }

@@ -31,8 +31,13 @@ struct PolicyBody {
     #[serde(default)]
     secondary_key: Option<String>,
     rights: String,
-    #[serde(default)]
+    /// Absent: the default limit; `null`: unlimited.
+    #[serde(default = "default_limit")]
     rate_limit: Option<RateLimit>,
+}
+
+fn default_limit() -> Option<RateLimit> {
+    Some(crate::access::DEFAULT_RATE_LIMIT)
 }
 
 impl From<AccessPolicy> for PolicyBody {
