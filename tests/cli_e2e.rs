@@ -262,10 +262,16 @@ fn operate_a_hub_from_the_command_line() {
     let created = hub.json(&["policy", "create", "dashboard", "--rights", "RegistryRead"]);
     assert_eq!(created["rights"], "RegistryRead");
     let listed = hub.ok(&["policy", "list"]);
-    assert!(listed.contains("dashboard") && listed.contains("iothubowner"), "{listed}");
+    assert!(
+        listed.contains("dashboard") && listed.contains("iothubowner"),
+        "{listed}"
+    );
     let dash_cs = hub.ok(&["connection-string", "service", "--policy", "dashboard"]);
     let dash_cs = dash_cs.trim();
-    assert!(dash_cs.contains("SharedAccessKeyName=dashboard"), "{dash_cs}");
+    assert!(
+        dash_cs.contains("SharedAccessKeyName=dashboard"),
+        "{dash_cs}"
+    );
     let out = hub.run_as(dash_cs, &["device", "show", "sensor-001"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = hub.run_as(dash_cs, &["device", "create", "intruder"]);

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use iot_dm_core::link::Endpoint;
 
 use crate::listen::{bind, Acceptor};
+use crate::tls::TlsSource;
 
 use super::{
     connection, tls, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -51,14 +52,6 @@ impl Listener {
     pub fn needs_tls(self) -> bool {
         matches!(self, Listener::Tls | Listener::Wss)
     }
-}
-
-#[derive(Debug)]
-enum TlsSource {
-    None,
-    Pem { cert: Vec<u8>, key: Vec<u8> },
-    Files { cert: PathBuf, key: PathBuf },
-    Config(Arc<ServerConfig>),
 }
 
 /// Builds an [`MqttServer`]; see the [module docs](super) for an example.
@@ -160,12 +153,7 @@ impl MqttServerBuilder {
         if self.listeners.is_empty() {
             return Err(MqttError::NoListeners);
         }
-        let tls_config = match self.tls {
-            TlsSource::None => None,
-            TlsSource::Pem { cert, key } => Some(tls::server_config(&cert, &key)?),
-            TlsSource::Files { cert, key } => Some(tls::server_config_from_files(cert, key)?),
-            TlsSource::Config(c) => Some(c),
-        };
+        let tls_config = self.tls.resolve(tls::server_config)?;
         if tls_config.is_none() {
             if let Some((kind, addr)) = self.listeners.iter().find(|(k, _)| k.needs_tls()) {
                 return Err(MqttError::TlsIdentityMissing {

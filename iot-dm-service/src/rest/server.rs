@@ -20,15 +20,8 @@ use super::router::{table, Router};
 use super::service::Service;
 use super::{DEFAULT_MAX_CONNECTIONS, MAX_BODY};
 use crate::listen::{bind, Acceptor};
+use crate::tls::TlsSource;
 use crate::{tls, Hub};
-
-#[derive(Debug)]
-enum TlsSource {
-    None,
-    Pem { cert: Vec<u8>, key: Vec<u8> },
-    Files { cert: PathBuf, key: PathBuf },
-    Config(Arc<ServerConfig>),
-}
 
 /// Builds a [`RestServer`]; see the [module docs](super) for an example.
 #[derive(Debug)]
@@ -111,16 +104,7 @@ impl RestServerBuilder {
 
     /// Binds the listener and starts serving.
     pub async fn start(self) -> Result<RestServer, RestError> {
-        let tls = match self.tls {
-            TlsSource::None => None,
-            TlsSource::Pem { cert, key } => Some(tls::https_server_config(&cert, &key)?),
-            TlsSource::Files { cert, key } => {
-                let cert = tls::read_file(&cert)?;
-                let key = tls::read_file(&key)?;
-                Some(tls::https_server_config(&cert, &key)?)
-            }
-            TlsSource::Config(c) => Some(c),
-        };
+        let tls = self.tls.resolve(tls::https_server_config)?;
         let addr = self.addr;
         let listener =
             bind(addr, self.backlog).map_err(|source| RestError::Bind { addr, source })?;

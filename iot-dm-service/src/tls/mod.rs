@@ -14,7 +14,7 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -110,6 +110,37 @@ pub fn server_config_from_files(
     let cert = read_file(cert_path.as_ref())?;
     let key = read_file(key_path.as_ref())?;
     server_config(&cert, &key)
+}
+
+/// Builds a server configuration from a PEM certificate chain and key.
+pub(crate) type BuildConfig = fn(&[u8], &[u8]) -> Result<Arc<ServerConfig>, TlsError>;
+
+/// Where a server's TLS identity comes from, as its builder was told.
+#[derive(Debug)]
+pub(crate) enum TlsSource {
+    /// No TLS (plain TCP).
+    None,
+    /// A certificate chain and key, as PEM.
+    Pem { cert: Vec<u8>, key: Vec<u8> },
+    /// PEM files, read when the server starts.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A configuration of the caller's own.
+    Config(Arc<ServerConfig>),
+}
+
+impl TlsSource {
+    /// The server configuration, built by `build` from PEM (read from the files first).
+    pub(crate) fn resolve(
+        self,
+        build: BuildConfig,
+    ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+        Ok(match self {
+            TlsSource::None => None,
+            TlsSource::Pem { cert, key } => Some(build(&cert, &key)?),
+            TlsSource::Files { cert, key } => Some(build(&read_file(&cert)?, &read_file(&key)?)?),
+            TlsSource::Config(c) => Some(c),
+        })
+    }
 }
 
 /// A client configuration (ring provider) trusting the CA certificates in `ca_pem`, optionally
