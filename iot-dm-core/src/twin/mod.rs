@@ -151,20 +151,25 @@ pub struct Capabilities {
 }
 
 /// A twin's ETag: opaque to clients, here the base64 of the big-endian twin version, as IoT Hub's
-/// look (`AAAAAAAAAAc=` is version 7).
+/// look (`AAAAAAAAAAc=` is version 7). ETags of up to 24 bytes (all the hub makes) are stored
+/// inline, without a heap allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ETag(String);
+pub struct ETag(compact_str::CompactString);
 
 impl ETag {
     /// The ETag of a twin version.
     pub fn from_version(version: u64) -> ETag {
-        ETag(base64::engine::general_purpose::STANDARD.encode(version.to_be_bytes()))
+        ETag(
+            base64::engine::general_purpose::STANDARD
+                .encode(version.to_be_bytes())
+                .into(),
+        )
     }
 
     /// Wraps an ETag string as received.
     pub fn new(s: impl Into<String>) -> ETag {
-        ETag(s.into())
+        ETag(s.into().into())
     }
 
     /// The ETag text.
@@ -184,7 +189,7 @@ impl ETag {
             .strip_prefix('"')
             .and_then(|x| x.strip_suffix('"'))
             .unwrap_or(v);
-        v == self.0
+        v == self.0.as_str()
     }
 }
 
@@ -337,7 +342,7 @@ impl Twin {
         match if_match {
             Some(m) if !self.etag.matches(m) => Err(TwinError::PreconditionFailed {
                 expected: m.to_string(),
-                actual: self.etag.0.clone(),
+                actual: self.etag.0.to_string(),
             }),
             _ => Ok(()),
         }
