@@ -193,6 +193,24 @@ impl ETag {
     }
 }
 
+impl PartialEq<str> for ETag {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ETag {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl AsRef<str> for ETag {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::fmt::Display for ETag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -207,7 +225,7 @@ pub struct Twin {
     /// The module id, for module twins.
     pub module_id: Option<ModuleId>,
     /// The device identity's ETag.
-    pub device_etag: Option<String>,
+    pub device_etag: Option<ETag>,
     /// Whether the device may connect.
     pub status: DeviceStatus,
     /// Why the status was set.

@@ -54,7 +54,7 @@ impl Entry {
             && t.x509_thumbprint.primary_thumbprint == auth.x509_thumbprint.primary_thumbprint
             && t.x509_thumbprint.secondary_thumbprint == auth.x509_thumbprint.secondary_thumbprint
             && t.capabilities == d.capabilities
-            && t.device_etag.as_deref() == Some(d.etag.as_str());
+            && t.device_etag.as_ref() == Some(&d.etag);
         if same {
             return;
         }
