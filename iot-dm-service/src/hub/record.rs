@@ -101,7 +101,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Entry, Format), String> {
             let e = Entry {
                 device: r.device.into_owned(),
                 twin: Arc::new(r.twin.into_owned()),
-                c2d: r.c2d.into_owned(),
+                c2d: r.c2d.into_owned().into(),
                 seq: r.seq,
                 deleted: false,
             };
@@ -134,7 +134,7 @@ fn decode_binary(bytes: &[u8]) -> Result<Entry, BinaryError> {
     Ok(Entry {
         device,
         twin: Arc::new(twin),
-        c2d,
+        c2d: c2d.into(),
         seq,
         deleted: false,
     })
@@ -292,7 +292,8 @@ mod tests {
                     properties: vec![("k".into(), Some("v".into())), ("flag".into(), None)],
                     expiry: now,
                 }],
-            },
+            }
+            .into(),
             seq: 42,
             deleted: false,
         };
