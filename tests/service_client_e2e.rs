@@ -126,7 +126,7 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub) -> Vec<String> {
             .await
             .unwrap_err())
     );
-    let etag = update.etag.clone();
+    let etag = update.etag.to_string();
     let updated = api.update_device(update, Some(&etag)).await.unwrap();
     note!(
         "update: {:?} {:?} etag={}",

@@ -8,6 +8,7 @@
 //! digits (`2016-03-30T16:24:48.789Z`, `2024-05-10T07:11:30.9707312Z`).
 
 use std::fmt;
+use std::num::NonZeroI64;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -26,8 +27,50 @@ pub(crate) const TICKS_PER_SEC: i64 = 10_000_000;
 /// assert_eq!(Timestamp::from_unix_secs(0).to_string(), "1970-01-01T00:00:00.000Z");
 /// # Ok::<(), iot_dm_core::clock::TimestampError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(i64);
+///
+/// A timestamp is 8 bytes and so is an `Option<Timestamp>`: the tick count is kept with its sign
+/// bit flipped in a `NonZeroI64`, which leaves the one value `i64::MIN` free for `None`. That
+/// tick count (some 29,000 years before year 1) is clamped to the next one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp(NonZeroI64);
+
+/// Ticks as stored: the sign bit flipped, so `i64::MIN` (clamped away) is the zero niche.
+const fn stored(ticks: i64) -> NonZeroI64 {
+    let ticks = if ticks == i64::MIN {
+        i64::MIN + 1
+    } else {
+        ticks
+    };
+    match NonZeroI64::new(ticks ^ i64::MIN) {
+        Some(v) => v,
+        // unreachable: only i64::MIN maps to zero, and it was clamped above
+        None => NonZeroI64::MAX,
+    }
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Timestamp::EPOCH
+    }
+}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timestamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ticks().cmp(&other.ticks())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Timestamp").field(&self.ticks()).finish()
+    }
+}
 
 /// A string that is not an ISO 8601 UTC timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,50 +94,50 @@ pub enum TimestampError {
 
 impl Timestamp {
     /// IoT Hub's "never" value, `0001-01-01T00:00:00`.
-    pub const NEVER: Timestamp = Timestamp(-621_355_968_000_000_000);
+    pub const NEVER: Timestamp = Timestamp(stored(-621_355_968_000_000_000));
 
     /// The Unix epoch.
-    pub const EPOCH: Timestamp = Timestamp(0);
+    pub const EPOCH: Timestamp = Timestamp(stored(0));
 
     /// From whole seconds since the Unix epoch.
     pub const fn from_unix_secs(secs: i64) -> Timestamp {
-        Timestamp(secs.saturating_mul(TICKS_PER_SEC))
+        Timestamp(stored(secs.saturating_mul(TICKS_PER_SEC)))
     }
 
     /// From milliseconds since the Unix epoch.
     pub const fn from_unix_millis(ms: i64) -> Timestamp {
-        Timestamp(ms.saturating_mul(10_000))
+        Timestamp(stored(ms.saturating_mul(10_000)))
     }
 
     /// From 100-ns ticks since the Unix epoch.
     pub const fn from_ticks(ticks: i64) -> Timestamp {
-        Timestamp(ticks)
+        Timestamp(stored(ticks))
     }
 
     /// 100-ns ticks since the Unix epoch.
     pub const fn ticks(self) -> i64 {
-        self.0
+        self.0.get() ^ i64::MIN
     }
 
     /// Whole seconds since the Unix epoch (rounded towards negative infinity).
     pub const fn unix_secs(self) -> i64 {
-        self.0.div_euclid(TICKS_PER_SEC)
+        self.ticks().div_euclid(TICKS_PER_SEC)
     }
 
     /// Milliseconds since the Unix epoch (rounded towards negative infinity).
     pub const fn unix_millis(self) -> i64 {
-        self.0.div_euclid(10_000)
+        self.ticks().div_euclid(10_000)
     }
 
     /// This time plus `d` (saturating; also available as `t + d`).
     pub fn saturating_add(self, d: std::time::Duration) -> Timestamp {
         let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(ticks))
+        Timestamp::from_ticks(self.ticks().saturating_add(ticks))
     }
 
     /// The duration from `earlier` to `self`, or zero when `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> std::time::Duration {
-        let ticks = self.0.saturating_sub(earlier.0).max(0);
+        let ticks = self.ticks().saturating_sub(earlier.ticks()).max(0);
         // ticks is non-negative here
         let ticks = u64::try_from(ticks).unwrap_or(0);
         std::time::Duration::from_nanos(ticks.saturating_mul(100))
@@ -142,8 +185,8 @@ impl std::ops::Add<std::time::Duration> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(TICKS_PER_SEC);
-        let frac = self.0.rem_euclid(TICKS_PER_SEC);
+        let secs = self.ticks().div_euclid(TICKS_PER_SEC);
+        let frac = self.ticks().rem_euclid(TICKS_PER_SEC);
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
@@ -233,7 +276,7 @@ impl FromStr for Timestamp {
         }
         let days = days_from_civil(y, mo, d);
         let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-        Ok(Timestamp(secs * TICKS_PER_SEC + frac_ticks))
+        Ok(Timestamp::from_ticks(secs * TICKS_PER_SEC + frac_ticks))
     }
 }
 
@@ -272,7 +315,9 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => Timestamp::EPOCH + d,
-            Err(e) => Timestamp(-i64::try_from(e.duration().as_nanos() / 100).unwrap_or(0)),
+            Err(e) => {
+                Timestamp::from_ticks(-i64::try_from(e.duration().as_nanos() / 100).unwrap_or(0))
+            }
         }
     }
 }
@@ -284,7 +329,7 @@ pub struct ManualClock(Arc<AtomicI64>);
 impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock(Arc::new(AtomicI64::new(start.0)))
+        ManualClock(Arc::new(AtomicI64::new(start.ticks())))
     }
 
     /// Moves the clock forward by `d`.
@@ -295,19 +340,36 @@ impl ManualClock {
 
     /// Sets the clock to `t`.
     pub fn set(&self, t: Timestamp) {
-        self.0.store(t.0, Ordering::SeqCst);
+        self.0.store(t.ticks(), Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp::from_ticks(self.0.load(Ordering::SeqCst))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_costs_nothing_and_order_is_by_ticks() {
+        assert_eq!(std::mem::size_of::<Option<Timestamp>>(), 8);
+        let ts = [i64::MIN + 1, -5, -1, 0, 1, 7, i64::MAX].map(Timestamp::from_ticks);
+        for (a, b) in ts.iter().zip(ts.iter().skip(1)) {
+            assert!(a < b, "{a:?} < {b:?}");
+        }
+        for t in ts {
+            assert_eq!(Timestamp::from_ticks(t.ticks()), t);
+        }
+        assert_eq!(Timestamp::from_ticks(-5).ticks(), -5);
+        assert_eq!(Timestamp::from_ticks(i64::MIN).ticks(), i64::MIN + 1);
+        assert_eq!(Timestamp::default(), Timestamp::EPOCH);
+        assert_eq!(Timestamp::EPOCH.ticks(), 0);
+        assert_eq!(format!("{:?}", Timestamp::from_ticks(42)), "Timestamp(42)");
+    }
 
     #[test]
     fn round_trips_reference_forms() {

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::CompactString;
+
 /// Longest allowed device or module id, in characters.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -73,15 +75,18 @@ fn validate(what: &'static str, id: &str) -> Result<(), IdError> {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
+        ///
+        /// Ids of up to 24 bytes are stored inline, without a heap allocation, so the copies a
+        /// hub keeps of every id (map key, identity, twin) cost no memory beyond their own.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Validates `id` and wraps it.
             pub fn new(id: impl Into<String>) -> Result<Self, IdError> {
                 let id = id.into();
                 validate($what, &id)?;
-                Ok($name(id))
+                Ok($name(CompactString::from(id)))
             }
 
             /// The id as a string.
@@ -91,7 +96,7 @@ macro_rules! id_type {
 
             /// The id as an owned string.
             pub fn into_string(self) -> String {
-                self.0
+                self.0.into_string()
             }
         }
 
@@ -203,6 +208,18 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn short_ids_are_inline() {
+        assert_eq!(std::mem::size_of::<DeviceId>(), 24);
+        assert_eq!(std::mem::size_of::<Option<ModuleId>>(), 24);
+        let short = DeviceId::new("dev-0000001").unwrap();
+        assert!(!short.0.is_heap_allocated());
+        let long = DeviceId::new("z".repeat(128)).unwrap();
+        assert_eq!(long.as_str(), "z".repeat(128));
+        assert_eq!(long.clone().into_string(), "z".repeat(128));
+        assert!(short < long);
     }
 
     #[test]

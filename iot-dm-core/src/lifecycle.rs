@@ -430,13 +430,62 @@ pub enum LifecycleError {
 /// assert_eq!(rec.successor(), Some(&successor));
 /// # Ok::<(), iot_dm_core::lifecycle::LifecycleError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "RawLifecycle")]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "RawLifecycle")]
 pub struct DeviceLifecycle {
     state: LifecycleState,
+    since: Timestamp,
+    /// The status reason and successor: most devices have neither, so they live behind one
+    /// pointer that is `None` then (never `Some` of two `None`s).
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extra {
     status_reason: Option<String>,
     successor: Option<DeviceId>,
-    since: Timestamp,
+}
+
+fn extra(status_reason: Option<String>, successor: Option<DeviceId>) -> Option<Box<Extra>> {
+    if status_reason.is_none() && successor.is_none() {
+        None
+    } else {
+        Some(Box::new(Extra {
+            status_reason,
+            successor,
+        }))
+    }
+}
+
+impl fmt::Debug for DeviceLifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceLifecycle")
+            .field("state", &self.state)
+            .field("status_reason", &self.status_reason())
+            .field("successor", &self.successor())
+            .field("since", &self.since)
+            .finish()
+    }
+}
+
+impl serde::Serialize for DeviceLifecycle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out<'a> {
+            state: LifecycleState,
+            status_reason: Option<&'a str>,
+            successor: Option<&'a DeviceId>,
+            since: Timestamp,
+        }
+        Out {
+            state: self.state,
+            status_reason: self.status_reason(),
+            successor: self.successor(),
+            since: self.since,
+        }
+        .serialize(s)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -459,9 +508,8 @@ impl TryFrom<RawLifecycle> for DeviceLifecycle {
         let status_reason = raw.status_reason.as_deref().map(check_reason).transpose()?;
         Ok(DeviceLifecycle {
             state: raw.state,
-            status_reason,
-            successor: raw.successor,
             since: raw.since,
+            extra: extra(status_reason, raw.successor),
         })
     }
 }
@@ -471,9 +519,8 @@ impl DeviceLifecycle {
     pub fn new(now: Timestamp) -> DeviceLifecycle {
         DeviceLifecycle {
             state: LifecycleState::Planned,
-            status_reason: None,
-            successor: None,
             since: now,
+            extra: None,
         }
     }
 
@@ -484,12 +531,12 @@ impl DeviceLifecycle {
 
     /// Why the device was disabled, if it is disabled with a reason.
     pub fn status_reason(&self) -> Option<&str> {
-        self.status_reason.as_deref()
+        self.extra.as_ref().and_then(|e| e.status_reason.as_deref())
     }
 
     /// The identity that took over a retired device's twin.
     pub fn successor(&self) -> Option<&DeviceId> {
-        self.successor.as_ref()
+        self.extra.as_ref().and_then(|e| e.successor.as_ref())
     }
 
     /// When the last transition happened.
@@ -506,7 +553,7 @@ impl DeviceLifecycle {
         event: LifecycleEvent,
         now: Timestamp,
     ) -> Result<Transition, LifecycleError> {
-        if let (LifecycleEvent::Replace { .. }, Some(successor)) = (&event, &self.successor) {
+        if let (LifecycleEvent::Replace { .. }, Some(successor)) = (&event, self.successor()) {
             return Err(LifecycleError::AlreadyReplaced {
                 successor: successor.clone(),
             });
@@ -514,10 +561,11 @@ impl DeviceLifecycle {
         let transition = self.state.apply(&event)?;
         if let Some(to) = transition.to {
             self.state = to;
-            self.status_reason.clone_from(&transition.status_reason);
-            if transition.successor.is_some() {
-                self.successor.clone_from(&transition.successor);
-            }
+            let successor = transition
+                .successor
+                .clone()
+                .or_else(|| self.successor().cloned());
+            self.extra = extra(transition.status_reason.clone(), successor);
             self.since = now;
         }
         Ok(transition)

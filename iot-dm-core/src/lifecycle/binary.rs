@@ -27,8 +27,8 @@ impl DeviceLifecycle {
             LifecycleState::Retired => 3,
         };
         put_u8(out, state);
-        put_opt_str(out, self.status_reason.as_deref());
-        put_opt_str(out, self.successor.as_ref().map(DeviceId::as_str));
+        put_opt_str(out, self.status_reason());
+        put_opt_str(out, self.successor().map(DeviceId::as_str));
         put_time(out, self.since);
     }
 

@@ -256,6 +256,13 @@ fn record_walks_the_whole_lifecycle() {
 
     rec.apply(LifecycleEvent::Enable, t(5)).unwrap();
     assert_eq!(rec.status_reason(), None);
+    // with neither reason nor successor the record is back to its small form
+    assert_eq!(
+        serde_json::to_value(&rec).unwrap(),
+        serde_json::json!({"state": "enabled", "statusReason": null, "successor": null, "since": t(5)})
+    );
+    assert!(std::mem::size_of::<DeviceLifecycle>() <= 24);
+    assert!(rec.extra.is_none());
     rec.apply(LifecycleEvent::Retire, t(6)).unwrap();
     assert_eq!(rec.state(), Retired);
     assert_eq!(rec.successor(), None);

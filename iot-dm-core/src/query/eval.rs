@@ -289,7 +289,10 @@ fn field(f: Field, t: &Twin) -> Val<'_> {
             .as_ref()
             .map_or(Val::Undefined, |m| Val::Str(m.as_str())),
         Field::Etag => Val::Str(t.etag().as_str()),
-        Field::DeviceEtag => opt_str(&t.device_etag),
+        Field::DeviceEtag => t
+            .device_etag
+            .as_ref()
+            .map_or(Val::Undefined, |e| Val::Str(e.as_str())),
         Field::Version => Val::from_u64(t.version()),
         Field::Status => Val::Str(t.status.as_str()),
         Field::StatusReason => opt_str(&t.status_reason),

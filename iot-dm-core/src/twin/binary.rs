@@ -94,7 +94,7 @@ impl Twin {
     pub fn write_binary(&self, out: &mut Vec<u8>) {
         put_str(out, self.device_id.as_str());
         put_opt_str(out, self.module_id.as_ref().map(|m| m.as_str()));
-        put_opt_str(out, self.device_etag.as_deref());
+        put_opt_str(out, self.device_etag.as_ref().map(ETag::as_str));
         put_u8(out, status_code(self.status));
         put_opt_str(out, self.status_reason.as_deref());
         put_opt_time(out, self.status_update_time);
@@ -133,7 +133,7 @@ impl Twin {
             .map(ModuleId::new)
             .transpose()
             .map_err(|e| BinaryError::invalid("twin.moduleId", e.to_string()))?;
-        let device_etag = r.opt_string("twin.deviceEtag")?;
+        let device_etag = r.opt_str("twin.deviceEtag")?.map(ETag::new);
         let status = DeviceStatus::read_binary(r, "twin.status")?;
         let status_reason = r.opt_string("twin.statusReason")?;
         let status_update_time = r.opt_time("twin.statusUpdateTime")?;
@@ -220,7 +220,7 @@ mod tests {
         t.patch_reported(&json!({"fw": "1.2.3", "battery": 0.5}), now, &limits)
             .unwrap();
         t.module_id = Some("m1".parse().unwrap());
-        t.device_etag = Some("MQ==".into());
+        t.device_etag = Some(ETag::new("MQ=="));
         t.status = DeviceStatus::Disabled;
         t.status_reason = Some("maintenance".into());
         t.connection_state = ConnectionState::Connected;

@@ -151,20 +151,25 @@ pub struct Capabilities {
 }
 
 /// A twin's ETag: opaque to clients, here the base64 of the big-endian twin version, as IoT Hub's
-/// look (`AAAAAAAAAAc=` is version 7).
+/// look (`AAAAAAAAAAc=` is version 7). ETags of up to 24 bytes (all the hub makes) are stored
+/// inline, without a heap allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ETag(String);
+pub struct ETag(compact_str::CompactString);
 
 impl ETag {
     /// The ETag of a twin version.
     pub fn from_version(version: u64) -> ETag {
-        ETag(base64::engine::general_purpose::STANDARD.encode(version.to_be_bytes()))
+        ETag(
+            base64::engine::general_purpose::STANDARD
+                .encode(version.to_be_bytes())
+                .into(),
+        )
     }
 
     /// Wraps an ETag string as received.
     pub fn new(s: impl Into<String>) -> ETag {
-        ETag(s.into())
+        ETag(s.into().into())
     }
 
     /// The ETag text.
@@ -184,7 +189,25 @@ impl ETag {
             .strip_prefix('"')
             .and_then(|x| x.strip_suffix('"'))
             .unwrap_or(v);
-        v == self.0
+        v == self.0.as_str()
+    }
+}
+
+impl PartialEq<str> for ETag {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ETag {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl AsRef<str> for ETag {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -202,7 +225,7 @@ pub struct Twin {
     /// The module id, for module twins.
     pub module_id: Option<ModuleId>,
     /// The device identity's ETag.
-    pub device_etag: Option<String>,
+    pub device_etag: Option<ETag>,
     /// Whether the device may connect.
     pub status: DeviceStatus,
     /// Why the status was set.
@@ -337,7 +360,7 @@ impl Twin {
         match if_match {
             Some(m) if !self.etag.matches(m) => Err(TwinError::PreconditionFailed {
                 expected: m.to_string(),
-                actual: self.etag.0.clone(),
+                actual: self.etag.0.to_string(),
             }),
             _ => Ok(()),
         }

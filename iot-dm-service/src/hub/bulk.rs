@@ -300,7 +300,7 @@ impl Hub {
             if !current.etag_matches(etag) {
                 return Err(HubError::PreconditionFailed {
                     expected: etag.to_string(),
-                    actual: current.etag.clone(),
+                    actual: current.etag.to_string(),
                 });
             }
         }
@@ -350,7 +350,7 @@ impl Hub {
         Some(ImportDevice {
             id: dev.device_id.clone(),
             import_mode: ImportMode::CreateOrUpdate,
-            etag: Some(dev.etag.clone()),
+            etag: Some(dev.etag.to_string()),
             status: Some(dev.status),
             status_reason: dev.status_reason.clone(),
             authentication: Some(auth),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::{DeviceLifecycle, LifecycleState};
-use iot_dm_core::twin::{AuthenticationType, Capabilities, ConnectionState, DeviceStatus};
+use iot_dm_core::twin::{AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag};
 
 use super::error::HubError;
 
@@ -179,7 +179,7 @@ pub struct Device {
     /// Distinguishes devices re-created with the same id.
     pub generation_id: String,
     /// The identity's ETag (base64 of a decimal counter, like IoT Hub's `MQ==`).
-    pub etag: String,
+    pub etag: ETag,
     /// Whether the device may connect.
     pub status: DeviceStatus,
     /// Why the status was set.
@@ -239,7 +239,7 @@ impl Device {
     /// The ETag counter, decoded.
     pub(crate) fn etag_counter(&self) -> u64 {
         base64::engine::general_purpose::STANDARD
-            .decode(&self.etag)
+            .decode(self.etag.as_str())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
@@ -252,12 +252,12 @@ impl Device {
 
     /// Whether an `If-Match` value accepts this identity's ETag.
     pub fn etag_matches(&self, if_match: &str) -> bool {
-        iot_dm_core::twin::ETag::new(self.etag.clone()).matches(if_match)
+        self.etag.matches(if_match)
     }
 }
 
-fn etag_of(n: u64) -> String {
-    base64::engine::general_purpose::STANDARD.encode(n.to_string())
+fn etag_of(n: u64) -> ETag {
+    ETag::new(base64::engine::general_purpose::STANDARD.encode(n.to_string()))
 }
 
 fn generation_id(now: Timestamp) -> Result<String, HubError> {

@@ -24,7 +24,9 @@ use iot_dm_core::binary::{
 };
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::DeviceLifecycle;
-use iot_dm_core::twin::{AuthenticationType, Capabilities, ConnectionState, DeviceStatus, Twin};
+use iot_dm_core::twin::{
+    AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag, Twin,
+};
 
 use super::c2d::{Queue, Queued};
 use super::device::{Authentication, Device, SymmetricKeys, Thumbprints};
@@ -99,7 +101,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Entry, Format), String> {
             let e = Entry {
                 device: r.device.into_owned(),
                 twin: Arc::new(r.twin.into_owned()),
-                c2d: r.c2d.into_owned(),
+                c2d: r.c2d.into_owned().into(),
                 seq: r.seq,
                 deleted: false,
             };
@@ -132,7 +134,7 @@ fn decode_binary(bytes: &[u8]) -> Result<Entry, BinaryError> {
     Ok(Entry {
         device,
         twin: Arc::new(twin),
-        c2d,
+        c2d: c2d.into(),
         seq,
         deleted: false,
     })
@@ -141,7 +143,7 @@ fn decode_binary(bytes: &[u8]) -> Result<Entry, BinaryError> {
 fn put_device(out: &mut Vec<u8>, d: &Device) {
     put_str(out, d.device_id.as_str());
     put_str(out, &d.generation_id);
-    put_str(out, &d.etag);
+    put_str(out, d.etag.as_str());
     d.status.write_binary(out);
     put_opt_str(out, d.status_reason.as_deref());
     put_opt_time(out, d.status_updated_time);
@@ -168,7 +170,7 @@ fn read_device(r: &mut Reader<'_>) -> Result<Device, BinaryError> {
     Ok(Device {
         device_id,
         generation_id: r.str("device.generationId")?.to_string(),
-        etag: r.str("device.etag")?.to_string(),
+        etag: ETag::new(r.str("device.etag")?),
         status: DeviceStatus::read_binary(r, "device.status")?,
         status_reason: r.opt_string("device.statusReason")?,
         status_updated_time: r.opt_time("device.statusUpdatedTime")?,
@@ -290,7 +292,8 @@ mod tests {
                     properties: vec![("k".into(), Some("v".into())), ("flag".into(), None)],
                     expiry: now,
                 }],
-            },
+            }
+            .into(),
             seq: 42,
             deleted: false,
         };

@@ -114,7 +114,7 @@ fn check_if_match(device: &Device, if_match: Option<&str>) -> Result<(), HubErro
     match if_match {
         Some(m) if !device.etag_matches(m) => Err(HubError::PreconditionFailed {
             expected: m.to_string(),
-            actual: device.etag.clone(),
+            actual: device.etag.to_string(),
         }),
         _ => Ok(()),
     }

@@ -155,7 +155,9 @@ async fn registry_crud_and_typed_errors() {
     let p2 = hub.list_devices(p1.continuation.as_deref(), 4).unwrap();
     assert_eq!(p2.items.len(), 2);
     assert!(p2.continuation.is_none());
-    hub.delete_device("d1", Some(&d.etag)).await.unwrap();
+    hub.delete_device("d1", Some(d.etag.as_str()))
+        .await
+        .unwrap();
     assert!(hub.get_device("d1").unwrap_err().is_not_found());
     assert!(hub.list_devices(None, 0).is_err());
 }
@@ -657,7 +659,7 @@ async fn bulk_reports_per_device() {
     let mut del = import("exists", ImportMode::DeleteIfMatchETag);
     del.etag = Some("wrong".into());
     assert!(!hub.bulk(vec![del.clone()]).await.unwrap().is_successful);
-    del.etag = Some(etag);
+    del.etag = Some(etag.to_string());
     assert!(hub.bulk(vec![del]).await.unwrap().is_successful);
 }
 

@@ -130,10 +130,7 @@ pub(crate) enum TlsSource {
 
 impl TlsSource {
     /// The server configuration, built by `build` from PEM (read from the files first).
-    pub(crate) fn resolve(
-        self,
-        build: BuildConfig,
-    ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    pub(crate) fn resolve(self, build: BuildConfig) -> Result<Option<Arc<ServerConfig>>, TlsError> {
         Ok(match self {
             TlsSource::None => None,
             TlsSource::Pem { cert, key } => Some(build(&cert, &key)?),

@@ -29,7 +29,7 @@ pub fn print_device(out: &mut Out<'_>, d: &Device) -> CliResult {
         ("lastActivityTime", opt_time(d.last_activity_time)),
         ("authentication", d.authentication.kind.as_str().to_string()),
         ("iotEdge", d.capabilities.iot_edge.to_string()),
-        ("etag", d.etag.clone()),
+        ("etag", d.etag.to_string()),
         ("generationId", d.generation_id.clone()),
     ])
 }
@@ -128,7 +128,7 @@ pub async fn update(api: &dyn ServiceApi, out: &mut Out<'_>, args: &UpdateArgs) 
     if let Some(k) = &args.secondary_key {
         keys.secondary_key = Some(k.clone());
     }
-    let etag = args.etag.clone().unwrap_or_else(|| device.etag.clone());
+    let etag = args.etag.clone().unwrap_or_else(|| device.etag.to_string());
     let device = api.update_device(device, Some(&etag)).await?;
     print_device(out, &device)
 }
@@ -336,7 +336,7 @@ mod tests {
             .unwrap();
         assert!(hub.get_device("gw").unwrap().capabilities.iot_edge);
         let stale = UpdateArgs {
-            etag: Some(before.etag.clone()),
+            etag: Some(before.etag.to_string()),
             ..args
         };
         let err = run(false, async |o| update(&hub, o, &stale).await)
