@@ -14,7 +14,7 @@ const BACKEND: &str = "redb";
 
 /// The default memory redb may use to cache pages. The hub keeps its state in memory itself, so
 /// the cache serves start-up scans and writes more than repeated reads.
-const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
+const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -103,7 +103,7 @@ impl Default for RedbStoreBuilder {
 }
 
 impl RedbStoreBuilder {
-    /// Bytes of memory redb may use to cache pages (default 64 MiB).
+    /// Bytes of memory redb may use to cache pages (default 32 MiB).
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
         self
