@@ -212,6 +212,16 @@ pub enum Which {
     Swap,
 }
 
+impl From<Which> for iot_dm::service::hub::KeyKind {
+    fn from(which: Which) -> Self {
+        match which {
+            Which::Primary => Self::Primary,
+            Which::Secondary => Self::Secondary,
+            Which::Swap => Self::Swap,
+        }
+    }
+}
+
 /// `device keys regenerate`.
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {

@@ -1,7 +1,7 @@
 //! `iot-dm device ...`: identities and their lifecycle.
 
 use iot_dm::service::api::ServiceApi;
-use iot_dm::service::hub::{Device, DeviceSpec, KeyKind};
+use iot_dm::service::hub::{Device, DeviceSpec};
 
 use crate::cli::{CreateArgs, DeleteArgs, DisableArgs, ListArgs, UpdateArgs, Which};
 use crate::error::{CliError, CliResult};
@@ -177,12 +177,9 @@ pub async fn keys_regenerate(
     id: &str,
     which: Which,
 ) -> CliResult {
-    let which = match which {
-        Which::Primary => KeyKind::Primary,
-        Which::Secondary => KeyKind::Secondary,
-        Which::Swap => KeyKind::Swap,
-    };
-    let device = api.regenerate_key(device_id(id)?.as_str(), which).await?;
+    let device = api
+        .regenerate_key(device_id(id)?.as_str(), which.into())
+        .await?;
     print_keys(out, &device)
 }
 

@@ -2,7 +2,6 @@
 
 use iot_dm::service::access::{AccessPolicy, RateLimit, Rights};
 use iot_dm::service::client::ServiceClient;
-use iot_dm::service::hub::KeyKind;
 
 use crate::cli::{PolicyCreateArgs, Which};
 use crate::error::{CliError, CliResult};
@@ -75,12 +74,7 @@ pub async fn regenerate(
     name: &str,
     which: Which,
 ) -> CliResult {
-    let which = match which {
-        Which::Primary => KeyKind::Primary,
-        Which::Secondary => KeyKind::Secondary,
-        Which::Swap => KeyKind::Swap,
-    };
-    let stored = client.regenerate_policy_key(name, which).await?;
+    let stored = client.regenerate_policy_key(name, which.into()).await?;
     print_policy(client, out, &stored)
 }
 
