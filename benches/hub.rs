@@ -15,6 +15,9 @@
 
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss_kib;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -40,17 +43,6 @@ fn fleet_size() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full_run() { 1_000_000 } else { 2_000 })
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -21,6 +21,8 @@
 mod client;
 #[path = "mqtt_support/memory.rs"]
 mod memory;
+#[path = "common/rss.rs"]
+mod rss;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

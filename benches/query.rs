@@ -25,7 +25,10 @@ const PARSE: &str = "SELECT * FROM devices WHERE tags.location.region = 'us-west
 
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/rss.rs"]
+mod rss;
 use fleet::{twin_json, Rng};
+use rss::rss_kib;
 
 fn twin_count() -> usize {
     if let Some(n) = std::env::var("IOT_DM_BENCH_TWINS")
@@ -40,18 +43,6 @@ fn twin_count() -> usize {
     } else {
         1_000
     }
-}
-
-/// Resident memory of this process, in KiB (0 where `/proc` is unavailable).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn twins() -> &'static [Twin] {

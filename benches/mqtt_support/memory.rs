@@ -28,20 +28,10 @@ const DEVICES: &str = "IOT_DM_BENCH_DEVICES";
 const CA: &str = "IOT_DM_BENCH_CA";
 const COUNT: &str = "IOT_DM_BENCH_COUNT";
 
+use crate::rss::rss_kib;
+
 pub fn is_child() -> bool {
     std::env::var_os(ROLE).is_some()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Runs one hub process per mode and prints what they measured.
