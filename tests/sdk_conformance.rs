@@ -12,6 +12,8 @@
 
 #[path = "common/ports.rs"]
 mod ports;
+#[path = "common/sdk_hub.rs"]
+mod sdk_hub;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,12 +25,9 @@ use tokio::process::Command;
 
 use iot_dm::core::method::MethodRequest;
 use iot_dm::core::twin::TwinPatch;
-use iot_dm::service::hub::{generate_key, CloudMessage, Device, DeviceSpec, Hub};
-use iot_dm::service::mqtt::dev_certs::DevCerts;
-use iot_dm::service::mqtt::{Listener, MqttServer};
+use iot_dm::service::hub::{generate_key, CloudMessage, Device, DeviceSpec};
+use sdk_hub::{SdkHub, HOST};
 
-const ADDR: &str = "127.0.0.1:8883";
-const HOST: &str = "localhost";
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn required() -> bool {
@@ -74,22 +73,13 @@ fn key(d: &Device) -> String {
 }
 
 async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = DevCerts::load_or_create(dir.path().join("certs")).unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, certs.ca_pem()).unwrap();
-    let hub = Hub::builder()
-        .path(dir.path().join("hub.redb"))
-        .host_name(HOST)
-        .open()
-        .await
-        .unwrap();
-    let server = MqttServer::builder(hub.clone())
-        .listen(Listener::Tls, ADDR.parse().unwrap())
-        .tls_config(certs.server_config().unwrap())
-        .start()
-        .await
-        .expect("bind 127.0.0.1:8883");
+    let SdkHub {
+        _dir,
+        ca_path,
+        hub,
+        mqtt: server,
+        ..
+    } = SdkHub::start().await;
 
     let id = format!("sdk-{sdk}");
     let device = hub

@@ -18,6 +18,8 @@
 
 #[path = "common/ports.rs"]
 mod ports;
+#[path = "common/sdk_hub.rs"]
+mod sdk_hub;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,14 +28,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use iot_dm::service::hub::Hub;
-use iot_dm::service::mqtt::{Listener, MqttServer};
 use iot_dm::service::rest::RestServer;
-use iot_dm::service::tls::dev_certs::DevCerts;
+use sdk_hub::SdkHub;
 
-const MQTT_ADDR: &str = "127.0.0.1:8883";
 const REST_ADDR: &str = "127.0.0.1:443";
-const HOST: &str = "localhost";
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 const STEPS: [&str; 8] = [
     "CREATED",
@@ -90,22 +88,13 @@ fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
 }
 
 async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = DevCerts::load_or_create(dir.path().join("certs")).unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, certs.ca_pem()).unwrap();
-    let hub = Hub::builder()
-        .path(dir.path().join("hub.redb"))
-        .host_name(HOST)
-        .open()
-        .await
-        .unwrap();
-    let mqtt = MqttServer::builder(hub.clone())
-        .listen(Listener::Tls, MQTT_ADDR.parse().unwrap())
-        .tls_config(certs.server_config().unwrap())
-        .start()
-        .await
-        .expect("bind 127.0.0.1:8883");
+    let SdkHub {
+        _dir,
+        certs,
+        ca_path,
+        hub,
+        mqtt,
+    } = SdkHub::start().await;
     let rest = RestServer::builder(hub.clone())
         .listen(REST_ADDR.parse().unwrap())
         .tls_pem(certs.server_cert_pem(), certs.server_key_pem())

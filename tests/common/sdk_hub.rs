@@ -1,0 +1,60 @@
+//! The hub the official-SDK conformance tests run against: a redb hub in a temporary
+//! directory with development certificates (the CA also written as `ca.pem` for the SDKs),
+//! serving MQTT over TLS on the port the SDKs use.
+
+// each test uses what it needs of this
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use iot_dm::service::hub::Hub;
+use iot_dm::service::mqtt::{Listener, MqttServer};
+use iot_dm::service::tls::dev_certs::DevCerts;
+
+/// The host name in the certificates and connection strings.
+pub const HOST: &str = "localhost";
+/// MQTT over TLS, where the SDKs connect.
+pub const MQTT_ADDR: &str = "127.0.0.1:8883";
+
+/// A running conformance hub; dropping it removes its directory.
+pub struct SdkHub {
+    /// Keeps the store and certificates for the hub's lifetime.
+    pub _dir: tempfile::TempDir,
+    /// The development CA and server certificate.
+    pub certs: DevCerts,
+    /// The CA certificate as a PEM file, for the SDKs.
+    pub ca_path: PathBuf,
+    /// The hub.
+    pub hub: Hub,
+    /// Its MQTT endpoint.
+    pub mqtt: MqttServer,
+}
+
+impl SdkHub {
+    /// Opens the hub and starts its MQTT endpoint on [`MQTT_ADDR`].
+    pub async fn start() -> SdkHub {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = DevCerts::load_or_create(dir.path().join("certs")).unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, certs.ca_pem()).unwrap();
+        let hub = Hub::builder()
+            .path(dir.path().join("hub.redb"))
+            .host_name(HOST)
+            .open()
+            .await
+            .unwrap();
+        let mqtt = MqttServer::builder(hub.clone())
+            .listen(Listener::Tls, MQTT_ADDR.parse().unwrap())
+            .tls_config(certs.server_config().unwrap())
+            .start()
+            .await
+            .expect("bind 127.0.0.1:8883");
+        SdkHub {
+            _dir: dir,
+            certs,
+            ca_path,
+            hub,
+            mqtt,
+        }
+    }
+}
