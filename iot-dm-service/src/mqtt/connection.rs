@@ -62,19 +62,36 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     kind: Listener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    // boxed: the handshakes' state is freed once they are done, and the task itself stays
-    // small for the connection's lifetime
-    let opening = Box::pin(open(tcp, peer, kind, &shared));
+    // both phases are boxed: the handshakes' state (with its timer and shutdown watch) is
+    // freed once they are done, and the task itself stays small for the connection's lifetime
+    let pump = Box::pin(opening(tcp, peer, kind, shared, shutdown)).await;
+    if let Some(pump) = pump {
+        pump.await
+    }
+}
+
+/// The rest of an opened connection, boxed on its own.
+type Pumping = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The handshakes and CONNECT within the connect timeout, then the pump that takes over;
+/// `None` (logged) when the connection did not open.
+async fn opening(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: Listener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Pumping> {
     let opened = tokio::select! {
-        r = tokio::time::timeout(shared.connect_timeout, opening) => r,
-        _ = shutdown.changed() => return,
+        r = tokio::time::timeout(shared.connect_timeout, open(tcp, peer, kind, &shared)) => r,
+        _ = shutdown.changed() => return None,
     };
     match opened {
         Ok(Ok((transport, session))) => {
-            Box::pin(pump::run(transport, session, &shared, shutdown)).await
+            return Some(Box::pin(pump::run(transport, session, shared, shutdown)))
         }
         Ok(Err(e @ OpenError::Refused { .. })) => {
             tracing::info!(%peer, listener = kind.as_str(), error = %e, "connection refused")
@@ -89,6 +106,7 @@ pub(crate) async fn serve(
             "connection timed out before CONNECT completed"
         ),
     }
+    None
 }
 
 /// The client certificate chain of a TLS connection, if the device presented one.
@@ -474,7 +492,9 @@ mod size_tests {
     }
 
     /// What an idle connection holds for its lifetime is the serve task and the boxed pump
-    /// future: keep both small (the handshake state is boxed and freed after CONNECT).
+    /// future: keep both small (the handshake state is boxed and freed after CONNECT, and
+    /// the socket read is a poll function, not an async state machine). Measured: 176 and
+    /// 1,040 bytes.
     #[tokio::test]
     async fn per_connection_futures_stay_small() {
         let hub = crate::Hub::builder().in_memory().open().await.unwrap();
@@ -486,7 +506,7 @@ mod size_tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let serve = super::serve(tcp, peer, super::Listener::Tls, shared.clone(), rx.clone());
         assert!(
-            std::mem::size_of_val(&serve) <= 1024,
+            std::mem::size_of_val(&serve) <= 256,
             "{}",
             std::mem::size_of_val(&serve)
         );
@@ -506,9 +526,9 @@ mod size_tests {
             will: None,
             buf: bytes::BytesMut::new(),
         };
-        let pump = super::pump::run(super::Transport::Tcp(tcp), session, &shared, rx);
+        let pump = super::pump::run(super::Transport::Tcp(tcp), session, shared.clone(), rx);
         assert!(
-            std::mem::size_of_val(&pump) <= 2048,
+            std::mem::size_of_val(&pump) <= 1152,
             "{}",
             std::mem::size_of_val(&pump)
         );

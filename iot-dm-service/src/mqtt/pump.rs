@@ -2,6 +2,7 @@
 //! become PUBLISH packets, until either side closes.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -78,21 +79,21 @@ impl std::fmt::Display for Close {
     }
 }
 
-struct Pump<'a> {
+struct Pump {
     io: Transport,
     s: Session,
     inflight: Inflight,
     out: BytesMut,
     /// Bytes the codec says the next packet still needs.
     want: usize,
-    shared: &'a Shared,
+    shared: Arc<Shared>,
 }
 
 /// Runs an authenticated connection to its end.
 pub(crate) async fn run(
     io: Transport,
     session: Session,
-    shared: &Shared,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut p = Pump {
@@ -111,7 +112,7 @@ pub(crate) async fn run(
     Box::pin(p.finish(reason)).await;
 }
 
-impl Pump<'_> {
+impl Pump {
     async fn pump(&mut self, shutdown: &mut watch::Receiver<bool>) -> Close {
         let limit = self.s.idle_limit;
         let mut last = Instant::now();

@@ -5,7 +5,9 @@
 //! is driven directly on the rustls connection after tokio-rustls has done the handshake.
 //! WebSocket frames come through tokio-tungstenite.
 
+use std::future::Future;
 use std::io::{self, BufRead as _, Write as _};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf as _, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -67,11 +69,24 @@ impl io::Write for Sync<'_> {
 impl Transport {
     /// Waits for bytes and appends them to `buf`, reserving `reserve` bytes of room only once
     /// the socket is readable; `Ok(0)` at the end of the stream. Cancel-safe: nothing is lost
-    /// when the future is dropped.
-    pub(crate) async fn read(&mut self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+    /// when the future is dropped. The future is a few words: an idle connection waits in it.
+    pub(crate) fn read<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        reserve: usize,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| self.poll_read(cx, buf, reserve))
+    }
+
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        reserve: usize,
+    ) -> Poll<io::Result<usize>> {
         match self {
             Transport::Tcp(tcp) => loop {
-                tcp.readable().await?;
+                ready!(tcp.poll_read_ready(cx))?;
                 buf.reserve(reserve.max(1));
                 match tcp.try_read_buf(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -81,31 +96,30 @@ impl Transport {
                         }
                         continue;
                     }
-                    r => return r,
+                    r => return Poll::Ready(r),
                 }
             },
-            Transport::Tls(tls) => tls.read(buf).await,
+            Transport::Tls(tls) => tls.poll_read(cx, buf),
             Transport::Ws(ws) => loop {
-                match ws.next().await {
-                    None => return Ok(0),
+                let r = match ready!(ws.poll_next_unpin(cx)) {
+                    None => Ok(0),
                     Some(Ok(WsMessage::Binary(data))) => {
                         if data.is_empty() {
                             continue;
                         }
                         buf.extend_from_slice(&data);
-                        return Ok(data.len());
+                        Ok(data.len())
                     }
-                    Some(Ok(WsMessage::Close(_))) => return Ok(0),
-                    Some(Ok(WsMessage::Text(_))) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "websocket text frame; MQTT travels in binary frames",
-                        ))
-                    }
+                    Some(Ok(WsMessage::Close(_))) => Ok(0),
+                    Some(Ok(WsMessage::Text(_))) => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "websocket text frame; MQTT travels in binary frames",
+                    )),
                     // pings are answered by tungstenite
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(io::Error::other(e)),
-                }
+                    Some(Err(e)) => Err(io::Error::other(e)),
+                };
+                return Poll::Ready(r);
             },
         }
     }
@@ -177,7 +191,7 @@ impl Transport {
 }
 
 impl TlsIo {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         loop {
             // plaintext rustls already decrypted
             match self.conn.reader().fill_buf() {
@@ -185,28 +199,28 @@ impl TlsIo {
                     let n = data.len();
                     buf.extend_from_slice(data);
                     self.conn.reader().consume(n);
-                    return Ok(n);
+                    return Poll::Ready(Ok(n));
                 }
                 // close_notify received
-                Ok(_) => return Ok(0),
+                Ok(_) => return Poll::Ready(Ok(0)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(0)),
+                Err(e) => return Poll::Ready(Err(e)),
             }
             if self.eof {
-                return Ok(0);
+                return Poll::Ready(Ok(0));
             }
-            self.tcp.readable().await?;
+            ready!(self.tcp.poll_read_ready(cx))?;
             match self.conn.read_tls(&mut Sync(&self.tcp)) {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
             if let Err(e) = self.conn.process_new_packets() {
                 // try to tell the peer (an alert), without waiting for it
                 let _ = self.conn.write_tls(&mut Sync(&self.tcp));
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
         }
     }
