@@ -249,6 +249,21 @@ impl Doc {
         Doc(Arc::from(buf))
     }
 
+    /// A copy of the document in an allocation of its own.
+    pub(crate) fn copied(&self) -> Doc {
+        Doc(Arc::from(&self.0[..]))
+    }
+
+    /// Whether `self` and `other` share one buffer.
+    pub(crate) fn same_buffer(&self, other: &Doc) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Whether no other handle shares the buffer.
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+
     /// The document's compact form: the one buffer holding its nodes, keys, strings and
     /// metadata, which [`Doc::from_bytes`] reads back. Storing it skips re-parsing JSON on
     /// load; the layout is versioned with whatever stores it.

@@ -325,22 +325,25 @@ impl Doc {
         Some(n)
     }
 
-    /// Loads up to `bytes` bytes of the document into cache, one read per cache line, so a
-    /// later lookup finds them there. The reads are independent of each other, so the memory
-    /// system can fetch the lines in parallel.
+    /// Loads the first `LINES` cache lines of the document (fewer when it is shorter) into
+    /// cache, so a later lookup finds them there.
+    ///
+    /// The loads are independent of each other and of the document's contents, and their
+    /// number is fixed, so the loop unrolls into straight-line code without a branch whose
+    /// outcome depends on the document: the memory system fetches every line at once, and a
+    /// document of an unusual length costs no misprediction. A short document has its last
+    /// byte loaded again in place of the lines it lacks.
     #[inline]
-    pub(crate) fn touch(&self, bytes: usize) {
+    pub(crate) fn touch<const LINES: usize>(&self) {
         let buf: &[u8] = &self.0;
-        let end = buf.len().min(bytes);
+        let Some(last) = buf.len().checked_sub(1) else {
+            return;
+        };
         // A chain of rotations is not a reduction the compiler turns into vector code, so each
-        // line costs a load and two arithmetic instructions, and a burst of touches stays
-        // short enough for many of its loads to be in flight at once.
-        // (the buffer need not start on a line boundary: its last byte may be a line further)
-        let mut acc = buf.get(end.wrapping_sub(1)).copied().unwrap_or(0);
-        let mut at = 0;
-        while at < end {
-            acc = acc.rotate_left(1) ^ buf.get(at).copied().unwrap_or(0);
-            at += 64;
+        // line costs a load and two arithmetic instructions.
+        let mut acc = 0u8;
+        for line in 0..LINES {
+            acc = acc.rotate_left(1) ^ buf.get((line * 64).min(last)).copied().unwrap_or(0);
         }
         std::hint::black_box(acc);
     }

@@ -18,8 +18,9 @@ use crate::twin::Twin;
 /// Twins touched per batch.
 const BATCH: usize = 16;
 
-/// Bytes of each document touched: all of a typical twin section.
-const TOUCH_BYTES: usize = 1024;
+/// Cache lines of each document touched: the nodes, keys and short strings of a typical twin
+/// section (the metadata that follows them is not read by lookups).
+const TOUCH_LINES: usize = 8;
 
 /// Which of a twin's documents a query reads first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,16 +76,16 @@ impl Touch {
     #[inline]
     fn apply(&self, twin: &Twin) {
         if self.tags {
-            twin.tags().touch(TOUCH_BYTES);
+            twin.tags().touch::<TOUCH_LINES>();
         }
         if self.desired {
-            twin.desired().doc().touch(TOUCH_BYTES);
+            twin.desired().doc().touch::<TOUCH_LINES>();
         }
         if self.reported {
-            twin.reported().doc().touch(TOUCH_BYTES);
+            twin.reported().doc().touch::<TOUCH_LINES>();
         }
         if self.configurations {
-            twin.configurations().touch(TOUCH_BYTES);
+            twin.configurations().touch::<TOUCH_LINES>();
         }
     }
 }

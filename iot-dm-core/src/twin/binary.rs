@@ -14,6 +14,7 @@ use super::{
 use crate::binary::{
     put_doc, put_opt_str, put_opt_time, put_str, put_u8, put_varint, BinaryError, Reader,
 };
+use crate::doc::Doc;
 use crate::identity::{DeviceId, ModuleId};
 
 /// Most parent scopes a stored twin may list.
@@ -126,6 +127,20 @@ impl Twin {
 
     /// Reads a twin written by [`Twin::write_binary`], leaving the reader after it.
     pub fn read_binary(r: &mut Reader<'_>) -> Result<Twin, BinaryError> {
+        let (mut twin, docs) = Twin::read_binary_deferred(r)?;
+        for section in 0..DOC_FIELDS.len() {
+            docs.install(&mut twin, section)?;
+        }
+        Ok(twin)
+    }
+
+    /// Like [`Twin::read_binary`], but leaves the four documents (tags, desired and reported
+    /// properties, configurations) as their stored bytes, empty in the twin until
+    /// [`install_deferred`](super::install_deferred) makes them, a batch of twins section by
+    /// section. Malformed document bytes are reported then.
+    pub fn read_binary_deferred<'a>(
+        r: &mut Reader<'a>,
+    ) -> Result<(Twin, DeferredDocs<'a>), BinaryError> {
         let device_id = DeviceId::new(r.str("twin.deviceId")?)
             .map_err(|e| BinaryError::invalid("twin.deviceId", e.to_string()))?;
         let module_id = r
@@ -161,19 +176,16 @@ impl Twin {
         let model_id = r.opt_string("twin.modelId")?;
         let etag = ETag::new(r.str("twin.etag")?);
         let version = r.varint("twin.version")?;
-        let tags = r.doc("twin.tags")?;
-        let desired = Section {
-            version: r.varint("twin.properties.desired.$version")?,
-            doc: r.doc("twin.properties.desired")?,
-            kind: Kind::Desired,
+        let tags = r.bytes(DOC_FIELDS[0])?;
+        let desired_version = r.varint("twin.properties.desired.$version")?;
+        let desired = r.bytes(DOC_FIELDS[1])?;
+        let reported_version = r.varint("twin.properties.reported.$version")?;
+        let reported = r.bytes(DOC_FIELDS[2])?;
+        let configurations = r.bytes(DOC_FIELDS[3])?;
+        let docs = DeferredDocs {
+            bytes: [tags, desired, reported, configurations],
         };
-        let reported = Section {
-            version: r.varint("twin.properties.reported.$version")?,
-            doc: r.doc("twin.properties.reported")?,
-            kind: Kind::Reported,
-        };
-        let configurations = r.doc("twin.configurations")?;
-        Ok(Twin {
+        let twin = Twin {
             device_id,
             module_id,
             device_etag,
@@ -191,11 +203,57 @@ impl Twin {
             model_id,
             etag,
             version,
-            tags,
-            desired,
-            reported,
-            configurations,
-        })
+            tags: Doc::empty(),
+            desired: Section {
+                version: desired_version,
+                doc: Doc::empty(),
+                kind: Kind::Desired,
+            },
+            reported: Section {
+                version: reported_version,
+                doc: Doc::empty(),
+                kind: Kind::Reported,
+            },
+            configurations: Doc::empty(),
+        };
+        Ok((twin, docs))
+    }
+}
+
+/// The stored fields of a twin's documents, in [`DeferredDocs`] order.
+pub(super) const DOC_FIELDS: [&str; 4] = [
+    "twin.tags",
+    "twin.properties.desired",
+    "twin.properties.reported",
+    "twin.configurations",
+];
+
+/// The stored bytes of a twin's four documents, read by [`Twin::read_binary_deferred`] and
+/// not yet made into documents: tags, desired properties, reported properties,
+/// configurations.
+#[derive(Debug, Clone, Copy)]
+pub struct DeferredDocs<'a> {
+    bytes: [&'a [u8]; 4],
+}
+
+impl DeferredDocs<'_> {
+    /// Makes document `section` (an index into [`DOC_FIELDS`]) of `twin` from its bytes.
+    pub(super) fn install(&self, twin: &mut Twin, section: usize) -> Result<(), BinaryError> {
+        let (Some(bytes), Some(field)) = (self.bytes.get(section), DOC_FIELDS.get(section)) else {
+            return Ok(());
+        };
+        let doc = if bytes.is_empty() {
+            Doc::empty()
+        } else {
+            Doc::from_bytes(bytes).map_err(|e| BinaryError::invalid(field, e.to_string()))?
+        };
+        match section {
+            0 => twin.tags = doc,
+            1 => twin.desired.doc = doc,
+            2 => twin.reported.doc = doc,
+            _ => twin.configurations = doc,
+        }
+        Ok(())
     }
 }
 

@@ -32,11 +32,14 @@
 mod binary;
 mod limits;
 mod metadata;
+mod pack;
 mod patch;
 mod section;
 mod serde_impl;
 
+pub use binary::DeferredDocs;
 pub use limits::{KeyProblem, SectionName, TwinError, TwinLimits, MAX_SAFE_INT};
+pub use pack::{install_deferred, pack_sections};
 pub use patch::{desired_notification, inverse_patch, TwinPatch};
 pub use section::Section;
 

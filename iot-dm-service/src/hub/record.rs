@@ -25,7 +25,7 @@ use iot_dm_core::binary::{
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::DeviceLifecycle;
 use iot_dm_core::twin::{
-    AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag, Twin,
+    AuthenticationType, Capabilities, ConnectionState, DeferredDocs, DeviceStatus, ETag, Twin,
 };
 
 use super::c2d::{Queue, Queued};
@@ -89,12 +89,29 @@ pub(crate) fn encode_json(entry: &Entry) -> Vec<u8> {
 
 /// Reads a record of either format. Nothing is connected after a restart, so the device and
 /// twin come back disconnected.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<(Entry, Format), String> {
-    let (mut e, format) = match bytes.first() {
-        Some(&BINARY_V2) => (
-            decode_binary(bytes.get(1..).unwrap_or_default()).map_err(|e| e.to_string())?,
-            Format::Binary,
-        ),
+    let (mut e, format, docs) = decode_deferred(bytes)?;
+    if let Some(docs) = docs {
+        let twin = Arc::make_mut(&mut e.twin);
+        iot_dm_core::twin::install_deferred(&mut [(twin, docs)]).map_err(|(_, e)| e.to_string())?;
+    }
+    Ok((e, format))
+}
+
+/// Reads a record of either format, except that a binary record's twin documents are left
+/// for [`install_deferred`](iot_dm_core::twin::install_deferred) to make, a page of records at a time (the twin holds empty ones
+/// until then); a JSON record comes back whole, with `None`. Nothing is connected after a
+/// restart, so the device and twin come back disconnected.
+pub(crate) fn decode_deferred(
+    bytes: &[u8],
+) -> Result<(Entry, Format, Option<DeferredDocs<'_>>), String> {
+    let (mut e, format, docs) = match bytes.first() {
+        Some(&BINARY_V2) => {
+            let (e, docs) =
+                decode_binary(bytes.get(1..).unwrap_or_default()).map_err(|e| e.to_string())?;
+            (e, Format::Binary, Some(docs))
+        }
         Some(b'{') => {
             let r: JsonRecord<'static> =
                 serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -105,21 +122,21 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Entry, Format), String> {
                 seq: r.seq,
                 deleted: false,
             };
-            (e, Format::Json)
+            (e, Format::Json, None)
         }
         Some(b) => return Err(format!("unknown record format (first byte {b:#04x})")),
         None => return Err("empty record".into()),
     };
     e.device.connection_state = ConnectionState::Disconnected;
     e.sync_twin();
-    Ok((e, format))
+    Ok((e, format, docs))
 }
 
-fn decode_binary(bytes: &[u8]) -> Result<Entry, BinaryError> {
+fn decode_binary(bytes: &[u8]) -> Result<(Entry, DeferredDocs<'_>), BinaryError> {
     let mut r = Reader::new(bytes);
     let seq = r.varint("seq")?;
     let device = read_device(&mut r)?;
-    let twin = Twin::read_binary(&mut r)?;
+    let (twin, docs) = Twin::read_binary_deferred(&mut r)?;
     if twin.device_id != device.device_id {
         return Err(BinaryError::invalid(
             "twin.deviceId",
@@ -131,13 +148,14 @@ fn decode_binary(bytes: &[u8]) -> Result<Entry, BinaryError> {
     }
     let c2d = read_queue(&mut r)?;
     r.finish("record")?;
-    Ok(Entry {
+    let entry = Entry {
         device,
         twin: Arc::new(twin),
         c2d: c2d.into(),
         seq,
         deleted: false,
-    })
+    };
+    Ok((entry, docs))
 }
 
 fn put_device(out: &mut Vec<u8>, d: &Device) {

@@ -17,7 +17,7 @@ use crossbeam_skiplist::SkipMap;
 
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::LifecycleState;
-use iot_dm_core::twin::Twin;
+use iot_dm_core::twin::{install_deferred, Twin};
 
 use super::device::Device;
 use super::error::HubError;
@@ -185,27 +185,47 @@ fn decode_page(
     devices: &SkipMap<DeviceId, Slot>,
 ) -> Result<Vec<DeviceId>, HubError> {
     let mut legacy = Vec::new();
-    for (key, value) in page {
-        let (entry, format) = record::decode(&value).map_err(|e| HubError::Internal {
+    let mut entries = Vec::with_capacity(page.len());
+    for (key, value) in &page {
+        let unreadable = |e: String| HubError::Internal {
             message: format!(
                 "stored record {:?} is unreadable: {e}",
-                String::from_utf8_lossy(&key)
+                String::from_utf8_lossy(key)
             ),
-        })?;
+        };
+        let (entry, format, docs) = record::decode_deferred(value).map_err(unreadable)?;
         if entry.device.device_id.as_str().as_bytes() != key.as_slice() {
             return Err(HubError::Internal {
                 message: format!(
                     "stored record {:?} holds device {}",
-                    String::from_utf8_lossy(&key),
+                    String::from_utf8_lossy(key),
                     entry.device.device_id
                 ),
             });
         }
-        let id = entry.device.device_id.clone();
         if format == Format::Json {
-            legacy.push(id.clone());
+            legacy.push(entry.device.device_id.clone());
         }
-        devices.insert(id, Arc::new(Mutex::new(entry)));
+        entries.push((entry, docs));
+    }
+    // the page's documents are made section by section, so that a query scan streams
+    // through one section's documents in consecutive memory (see `install_deferred`)
+    let mut batch: Vec<_> = entries
+        .iter_mut()
+        .filter_map(|(e, docs)| Some((Arc::get_mut(&mut e.twin)?, (*docs)?)))
+        .collect();
+    if let Err((i, e)) = install_deferred(&mut batch) {
+        let id = batch.get(i).map(|(t, _)| t.device_id.to_string());
+        return Err(HubError::Internal {
+            message: format!(
+                "stored record {:?} is unreadable: {e}",
+                id.unwrap_or_default()
+            ),
+        });
+    }
+    drop(batch);
+    for (entry, _) in entries {
+        devices.insert(entry.device.device_id.clone(), Arc::new(Mutex::new(entry)));
     }
     Ok(legacy)
 }
