@@ -78,8 +78,11 @@ pub struct Meta {
     pub version: u64,
 }
 
-/// How much of a document [`Doc::get_path`] loads ahead: all of a typical twin section.
-const WARM_BYTES: usize = 1024;
+/// How many cache lines of a document [`Doc::get_path`] loads ahead: all of a typical twin
+/// section. A path lookup reads blocks that depend on each other (a member's record gives its
+/// block's offset), so on a document that is not in cache each step would wait for the
+/// previous one; loading the lines at once lets the memory system fetch them in parallel.
+const WARM_LINES: usize = 16;
 
 /// A compact, immutable JSON object. See the [module docs](self).
 #[derive(Clone)]
@@ -307,25 +310,9 @@ impl Doc {
     /// The node at `path` (a member key per step), if any.
     pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<NodeRef<'_>> {
         if !path.is_empty() {
-            self.warm();
+            self.touch::<WARM_LINES>();
         }
         self.root().get_path(path)
-    }
-
-    /// Starts loading the document's first cache lines all at once. A path lookup reads
-    /// blocks that depend on each other (a member's record gives its block's offset), so on a
-    /// document that is not in cache each step would wait for the previous one; these
-    /// independent loads let the memory system fetch the lines in parallel instead. The bound
-    /// comes from the buffer's length, not from anything read from it, so no load waits for
-    /// another.
-    #[inline]
-    fn warm(&self) {
-        let hot = self.0.get(..WARM_BYTES).unwrap_or(&self.0);
-        let mut acc = 0u8;
-        for line in hot.chunks(64) {
-            acc ^= line.first().copied().unwrap_or(0);
-        }
-        std::hint::black_box(acc);
     }
 
     /// Whether the root object has no members.

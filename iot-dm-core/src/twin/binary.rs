@@ -220,7 +220,7 @@ impl Twin {
     }
 }
 
-/// The stored fields of a twin's documents, in [`DeferredDocs`] order.
+/// The stored fields of a twin's documents, in [`Twin::docs`] order.
 pub(super) const DOC_FIELDS: [&str; 4] = [
     "twin.tags",
     "twin.properties.desired",
@@ -247,11 +247,8 @@ impl DeferredDocs<'_> {
         } else {
             Doc::from_bytes(bytes).map_err(|e| BinaryError::invalid(field, e.to_string()))?
         };
-        match section {
-            0 => twin.tags = doc,
-            1 => twin.desired.doc = doc,
-            2 => twin.reported.doc = doc,
-            _ => twin.configurations = doc,
+        if let Some(slot) = twin.docs_mut().into_iter().nth(section) {
+            *slot = doc;
         }
         Ok(())
     }

@@ -346,12 +346,30 @@ impl Twin {
         })
     }
 
+    /// The twin's documents in their stored order: tags, desired properties, reported
+    /// properties, configurations.
+    pub(crate) fn docs(&self) -> [&Doc; 4] {
+        [
+            &self.tags,
+            &self.desired.doc,
+            &self.reported.doc,
+            &self.configurations,
+        ]
+    }
+
+    /// [`Twin::docs`], to replace.
+    pub(crate) fn docs_mut(&mut self) -> [&mut Doc; 4] {
+        [
+            &mut self.tags,
+            &mut self.desired.doc,
+            &mut self.reported.doc,
+            &mut self.configurations,
+        ]
+    }
+
     /// Bytes of heap memory the twin's documents hold (for capacity planning).
     pub fn heap_size(&self) -> usize {
-        self.tags.heap_size()
-            + self.desired.doc.heap_size()
-            + self.reported.doc.heap_size()
-            + self.configurations.heap_size()
+        self.docs().iter().map(|d| d.heap_size()).sum()
     }
 
     pub(crate) fn bump_version(&mut self) {

@@ -46,33 +46,26 @@ pub fn pack_sections(twins: &mut [Twin]) {
     let empty = Doc::empty();
     // new documents are all allocated before any old one is freed, so that they come from
     // fresh memory in order rather than from the holes the old ones would leave
-    let fresh = |get: fn(&Twin) -> &Doc| -> Vec<Option<Doc>> {
-        twins
-            .iter()
-            .map(|t| {
-                let d = get(t);
-                (!d.same_buffer(&empty) && d.is_unique()).then(|| d.copied())
-            })
-            .collect()
-    };
-    let tags = fresh(|t| &t.tags);
-    let desired = fresh(|t| &t.desired.doc);
-    let reported = fresh(|t| &t.reported.doc);
-    let configurations = fresh(|t| &t.configurations);
+    let fresh: Vec<Vec<Option<Doc>>> = (0..DOC_FIELDS.len())
+        .map(|section| {
+            twins
+                .iter()
+                .map(|t| {
+                    let d = t.docs()[section];
+                    (!d.same_buffer(&empty) && d.is_unique()).then(|| d.copied())
+                })
+                .collect()
+        })
+        .collect();
     for (i, t) in twins.iter_mut().enumerate() {
-        let put = |slot: &mut Doc, new: Option<&Option<Doc>>| {
-            if let Some(Some(d)) = new {
+        for (slot, section) in t.docs_mut().into_iter().zip(&fresh) {
+            if let Some(Some(d)) = section.get(i) {
                 *slot = d.clone();
             }
-        };
-        put(&mut t.tags, tags.get(i));
-        put(&mut t.desired.doc, desired.get(i));
-        put(&mut t.reported.doc, reported.get(i));
-        put(&mut t.configurations, configurations.get(i));
+        }
     }
-    // the clones above leave the vectors' copies as the only other owners; dropping them
-    // makes each twin the sole owner again
-    drop((tags, desired, reported, configurations));
+    // dropping the vectors' clones makes each twin the sole owner of its documents again
+    drop(fresh);
 }
 
 /// Makes the documents of a batch of twins read with [`Twin::read_binary_deferred`], section

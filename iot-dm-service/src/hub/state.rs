@@ -187,13 +187,8 @@ fn decode_page(
     let mut legacy = Vec::new();
     let mut entries = Vec::with_capacity(page.len());
     for (key, value) in &page {
-        let unreadable = |e: String| HubError::Internal {
-            message: format!(
-                "stored record {:?} is unreadable: {e}",
-                String::from_utf8_lossy(key)
-            ),
-        };
-        let (entry, format, docs) = record::decode_deferred(value).map_err(unreadable)?;
+        let (entry, format, docs) =
+            record::decode_deferred(value).map_err(|e| unreadable(key, e))?;
         if entry.device.device_id.as_str().as_bytes() != key.as_slice() {
             return Err(HubError::Internal {
                 message: format!(
@@ -212,22 +207,27 @@ fn decode_page(
     // through one section's documents in consecutive memory (see `install_deferred`)
     let mut batch: Vec<_> = entries
         .iter_mut()
-        .filter_map(|(e, docs)| Some((Arc::get_mut(&mut e.twin)?, (*docs)?)))
+        .filter_map(|(e, docs)| Some((Arc::make_mut(&mut e.twin), (*docs)?)))
         .collect();
     if let Err((i, e)) = install_deferred(&mut batch) {
-        let id = batch.get(i).map(|(t, _)| t.device_id.to_string());
-        return Err(HubError::Internal {
-            message: format!(
-                "stored record {:?} is unreadable: {e}",
-                id.unwrap_or_default()
-            ),
-        });
+        let key = batch.get(i).map(|(t, _)| t.device_id.to_string());
+        return Err(unreadable(key.unwrap_or_default().as_bytes(), e));
     }
     drop(batch);
     for (entry, _) in entries {
         devices.insert(entry.device.device_id.clone(), Arc::new(Mutex::new(entry)));
     }
     Ok(legacy)
+}
+
+/// The error for a stored record that cannot be read.
+fn unreadable(key: &[u8], e: impl std::fmt::Display) -> HubError {
+    HubError::Internal {
+        message: format!(
+            "stored record {:?} is unreadable: {e}",
+            String::from_utf8_lossy(key)
+        ),
+    }
 }
 
 fn joined(
