@@ -20,7 +20,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use iot_dm::core::method::MethodRequest;
@@ -93,28 +92,19 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
         .unwrap();
     let mut telemetry = hub.telemetry();
 
-    let mut child = Command::new(program)
-        .arg(script)
-        .arg(connection_string(&id, &key(&device)))
-        .arg(&ca_path)
-        .arg(connection_string(&id, &generate_key().unwrap()))
-        .arg(connection_string(&off_id, &key(&off)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{sdk}: cannot start {}: {e}", program.display()));
-    let stderr = child.stderr.take().unwrap();
-    let stderr = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        let mut all = String::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            all.push_str(&l);
-            all.push('\n');
-        }
-        all
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let sdk_hub::Script {
+        mut child,
+        stdout: mut lines,
+        stderr,
+    } = sdk_hub::spawn_script(
+        sdk,
+        Command::new(program)
+            .arg(script)
+            .arg(connection_string(&id, &key(&device)))
+            .arg(&ca_path)
+            .arg(connection_string(&id, &generate_key().unwrap()))
+            .arg(connection_string(&off_id, &key(&off))),
+    );
     let expected = [
         "CONNECTED",
         "TWIN",

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use iot_dm::service::rest::RestServer;
@@ -104,28 +103,19 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
 
     let owner = hub.service_connection_string("iothubowner").unwrap();
     let read_only = hub.service_connection_string("registryRead").unwrap();
-    let mut child = Command::new(program)
-        .arg(script)
-        .arg(&owner)
-        .arg(&read_only)
-        .arg(&ca_path)
-        .env(ca_variable, &ca_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{sdk}: cannot start {}: {e}", program.display()));
-    let stderr = child.stderr.take().unwrap();
-    let stderr = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        let mut all = String::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            all.push_str(&l);
-            all.push('\n');
-        }
-        all
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let sdk_hub::Script {
+        mut child,
+        stdout: mut lines,
+        stderr,
+    } = sdk_hub::spawn_script(
+        sdk,
+        Command::new(program)
+            .arg(script)
+            .arg(&owner)
+            .arg(&read_only)
+            .arg(&ca_path)
+            .env(ca_variable, &ca_path),
+    );
     let mut seen: Vec<&str> = Vec::new();
     while seen.len() < STEPS.len() {
         let line = match tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {

@@ -58,3 +58,45 @@ impl SdkHub {
         }
     }
 }
+
+/// An SDK script running with its output piped: its stdout lines, where it reports its
+/// steps, and its stderr collected in the background for failure messages.
+pub struct Script {
+    pub child: tokio::process::Child,
+    pub stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pub stderr: tokio::task::JoinHandle<String>,
+}
+
+/// Starts `command` (the SDK's interpreter with its script and arguments) as a [`Script`],
+/// killed when dropped.
+pub fn spawn_script(sdk: &str, command: &mut tokio::process::Command) -> Script {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{sdk}: cannot start {:?}: {e}",
+                command.as_std().get_program()
+            )
+        });
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let stderr = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    let stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    Script {
+        child,
+        stdout,
+        stderr,
+    }
+}
