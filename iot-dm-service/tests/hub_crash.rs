@@ -5,6 +5,10 @@
 //! patches), concurrently, printing each one after it is acknowledged. The parent kills the
 //! child with SIGKILL after a number of acknowledgements, reopens the store, and checks every
 //! acknowledged write is there, whether it was in a device record or still in the log.
+//!
+//! A second test does the same with a device session that prints every desired-property
+//! notification it is told: after kill -9 the hub must serve at least the greatest desired
+//! version the device was told (nothing observable is rolled back by a crash).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,11 +18,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use iot_dm_core::clock::Timestamp;
+use iot_dm_core::link::{ConnectRequest, Credentials, DeviceFrame, Endpoint, Message};
 use iot_dm_core::twin::TwinPatch;
+use iot_dm_core::wire::{self, RequestId, SasToken, SymmetricKey};
 use iot_dm_service::hub::{DeviceSpec, Hub};
 
 const CHILD_ENV: &str = "IOT_DM_CRASH_CHILD_DIR";
+const TOLD_CHILD_ENV: &str = "IOT_DM_CRASH_TOLD_CHILD_DIR";
+const TOLD_BEFORE_KILL: usize = 300;
 const ACKS_BEFORE_KILL: usize = 600;
+
+/// Runs this test binary again as the child of `test`, with `env` naming the store's folder.
+fn spawn_child(
+    test: &str,
+    env: &str,
+    dir: &tempfile::TempDir,
+) -> (std::process::Child, std::process::ChildStdout) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (child, stdout)
+}
 
 /// The child: writes until killed.
 async fn child(dir: &str) {
@@ -62,19 +88,7 @@ fn acknowledged_writes_survive_kill_9() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "acknowledged_writes_survive_kill_9",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (mut child, stdout) = spawn_child("acknowledged_writes_survive_kill_9", CHILD_ENV, &dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut acked: Vec<String> = Vec::new();
     for line in BufReader::new(stdout).lines() {
@@ -121,4 +135,125 @@ fn acknowledged_writes_survive_kill_9() {
             other => panic!("unexpected {other}"),
         }
     }
+}
+
+/// The child of the second test: a device session that prints each desired version it is
+/// told, while service writers update its desired properties, until killed.
+async fn told_child(dir: &str) {
+    let hub = Hub::builder()
+        .path(format!("{dir}/hub.redb"))
+        .open()
+        .await
+        .expect("open hub");
+    let device = hub
+        .create_device(DeviceSpec::new("d1".parse().unwrap()))
+        .await
+        .unwrap();
+    let key = SymmetricKey::new(device.authentication.symmetric_key.primary_key.unwrap()).unwrap();
+    let uri = wire::device_resource_uri(hub.host_name(), &device.device_id);
+    let token = SasToken::generate(
+        &uri,
+        &key,
+        Timestamp::now() + Duration::from_secs(3600),
+        None,
+    );
+    let mut link = hub
+        .connect(ConnectRequest {
+            device_id: device.device_id.clone(),
+            module_id: None,
+            credentials: Credentials::Sas(token.as_str().to_string()),
+            clean_session: true,
+        })
+        .await
+        .unwrap();
+    link.tx
+        .send(DeviceFrame::Subscribe(vec![
+            wire::topic::DESIRED_PATCH_FILTER.to_string(),
+        ]))
+        .await
+        .unwrap();
+    // a round trip through the session, so the subscription is in place before writes start
+    link.tx
+        .send(DeviceFrame::Subscribe(vec![
+            wire::topic::TWIN_RESPONSE_FILTER.to_string(),
+        ]))
+        .await
+        .unwrap();
+    let rid = RequestId::new("1").unwrap();
+    link.tx
+        .send(DeviceFrame::Publish(Message::new(
+            wire::topic::twin_get(&rid),
+            "",
+        )))
+        .await
+        .unwrap();
+    link.rx.recv().await.unwrap();
+    for w in 0..4u32 {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for i in 0..1_000_000u32 {
+                let patch: TwinPatch = serde_json::from_value(
+                    json!({"properties": {"desired": {format!("w{w}"): i}}}),
+                )
+                .unwrap();
+                if hub.update_twin("d1", &patch, None).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    while let Some(m) = link.rx.recv().await {
+        if let Some(v) = m
+            .topic
+            .strip_prefix("$iothub/twin/PATCH/properties/desired/?$version=")
+        {
+            println!("told {v}");
+        }
+    }
+}
+
+#[test]
+fn no_desired_version_told_is_lost_by_kill_9() {
+    if let Ok(dir) = std::env::var(TOLD_CHILD_ENV) {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(told_child(&dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, stdout) = spawn_child(
+        "no_desired_version_told_is_lost_by_kill_9",
+        TOLD_CHILD_ENV,
+        &dir,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut told = 0;
+    let mut greatest = 0u64;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("told ") {
+            greatest = greatest.max(v.parse().unwrap());
+            told += 1;
+        }
+        // kill right after a notification was seen: before the fix, it left before its commit
+        if told >= TOLD_BEFORE_KILL || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        told >= TOLD_BEFORE_KILL,
+        "the device was told only {told} versions"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt
+        .block_on(Hub::builder().path(dir.path().join("hub.redb")).open())
+        .expect("reopen after kill -9");
+    let served = hub.get_twin("d1").unwrap().desired().version();
+    assert!(
+        served >= greatest,
+        "the device was told desired version {greatest}, the hub serves {served} after kill -9"
+    );
 }

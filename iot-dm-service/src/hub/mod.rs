@@ -22,33 +22,21 @@
 //! # Ok(()) }
 //! ```
 
-mod access;
-mod bulk;
-mod c2d;
-mod device;
+mod engine;
 mod error;
 mod events;
-mod methods;
-mod persist;
-mod query;
-mod queue;
-mod record;
 mod registry;
 mod sessions;
-mod state;
 mod twins;
-mod x509;
 
-pub use bulk::{
-    BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
-};
-pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
-pub use device::{generate_key, Authentication, Device, SymmetricKeys, Thumbprints};
 pub use error::HubError;
 pub use events::{Actor, HubEvent};
-pub use registry::{DeviceSpec, KeyKind, Page};
-pub use sessions::Telemetry;
-pub use x509::{thumbprints, CaCertificate, MAX_CAS};
+pub use registry::{
+    generate_key, thumbprints, Authentication, BulkError, BulkResult, CaCertificate, Device,
+    DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind, Page,
+    SymmetricKeys, Thumbprints, MAX_BULK, MAX_CAS,
+};
+pub use sessions::{CloudMessage, Telemetry, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +47,8 @@ use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
 use iot_dm_core::twin::TwinLimits;
 
 use crate::store::{Committer, MemoryStore, Store};
-use state::State;
+use engine::log::{self as persist, Sequencer};
+use engine::State;
 
 /// Where the hub keeps its data.
 #[derive(Debug, Clone)]
@@ -158,9 +147,9 @@ impl HubBuilder {
         };
         let started = std::time::Instant::now();
         let state = State::load(store.as_ref()).await?;
-        let sequencer = persist::Sequencer::default();
-        let cas = x509::CaRegistry::load(store.as_ref()).await?;
-        let policies = access::PolicyRegistry::load(store.as_ref(), self.clock.now()).await?;
+        let sequencer = Sequencer::default();
+        let cas = registry::CaRegistry::load(store.as_ref()).await?;
+        let policies = registry::load_policies(store.as_ref(), self.clock.now()).await?;
         let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
         tracing::info!(
             devices = state.devices.len(),
@@ -209,9 +198,9 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<HubEvent>,
     pub(crate) telemetry: broadcast::Sender<Arc<Telemetry>>,
     pub(crate) sessions: sessions::Sessions,
-    pub(crate) sequencer: persist::Sequencer,
-    pub(crate) cas: x509::CaRegistry,
-    pub(crate) policies: access::PolicyRegistry,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) cas: registry::CaRegistry,
+    pub(crate) policies: registry::PolicyRegistry,
 }
 
 /// The hub. See the [module docs](self).
@@ -256,7 +245,7 @@ impl Hub {
     pub fn registry_statistics(&self) -> crate::api::RegistryStatistics {
         let mut stats = crate::api::RegistryStatistics::default();
         for e in self.inner.state.devices.iter() {
-            let g = state::lock(e.value());
+            let g = engine::lock(e.value());
             if g.deleted {
                 continue;
             }

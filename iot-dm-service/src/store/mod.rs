@@ -72,7 +72,7 @@ pub mod conformance;
 mod memory;
 mod redb;
 
-pub use self::committer::{CommitAck, Committer, CommitterBuilder, CommitterStats};
+pub use self::committer::{CommitAck, Committer, CommitterBuilder, CommitterStats, OnDurable};
 pub use self::memory::MemoryStore;
 pub use self::redb::{RedbStore, RedbStoreBuilder};
 

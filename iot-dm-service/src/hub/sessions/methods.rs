@@ -7,13 +7,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use iot_dm_core::lifecycle::LifecycleState;
+use iot_dm_core::link::{Message, QoS};
 use iot_dm_core::method::{encode_payload, MethodRequest, MethodResponse};
-use iot_dm_core::wire::RequestId;
+use iot_dm_core::wire::{self, RequestId};
 
-use super::error::HubError;
-use super::sessions::SessionHandle;
-use super::state::locked;
-use super::Hub;
+use super::SessionHandle;
+use crate::hub::engine::locked;
+use crate::hub::error::HubError;
+use crate::hub::Hub;
 
 impl Hub {
     /// Invokes a direct method and returns the device's status and payload.
@@ -91,5 +92,19 @@ impl Hub {
                 });
             }
         }
+    }
+}
+
+impl Hub {
+    pub(crate) fn send_method_request(
+        &self,
+        h: &SessionHandle,
+        name: &str,
+        rid: &RequestId,
+        payload: Bytes,
+    ) -> bool {
+        let msg =
+            Message::new(wire::topic::method_request(name, rid), payload).with_qos(QoS::AtMostOnce);
+        h.outbound.try_send(msg).is_ok()
     }
 }

@@ -1,40 +1,41 @@
-//! The hub's shared access policies: kept durably in the store's meta table under
+//! The hub's shared access policies: kept durably in a [`MetaCollection`] under
 //! `policy/{name}` (as JSON, keys included), loaded at open, created on a hub's first open,
 //! and checked by [`Hub::authorize`] for every service API request.
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::wire::{SasToken, SymmetricKey};
 
-use super::error::HubError;
-use super::registry::KeyKind;
-use super::{generate_key, Hub};
+use super::device::generate_key;
+use super::devices::KeyKind;
 use crate::access::{
     validate_policy_name, AccessPolicy, Grant, Need, Rights, TokenBucket, BUILT_IN_POLICIES,
     DEFAULT_RATE_LIMIT, MAX_POLICIES,
 };
-use crate::store::{Op, Store, Table};
-
-const KEY_PREFIX: &str = "policy/";
+use crate::hub::engine::{MetaCollection, MetaRecord};
+use crate::hub::error::HubError;
+use crate::hub::Hub;
+use crate::store::Store;
 
 /// One policy with its parsed keys and its rate limiter.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct PolicyEntry {
     policy: AccessPolicy,
     primary: SymmetricKey,
     secondary: SymmetricKey,
     bucket: Option<Arc<TokenBucket>>,
 }
 
-impl Entry {
-    fn new(policy: AccessPolicy, now: Timestamp) -> Result<Entry, HubError> {
+impl PolicyEntry {
+    fn new(policy: AccessPolicy, now: Timestamp) -> Result<PolicyEntry, HubError> {
         let primary = parse_key("primaryKey", &policy.primary_key)?;
         let secondary = parse_key("secondaryKey", &policy.secondary_key)?;
         let bucket = policy
             .rate_limit
             .map(|limit| Arc::new(TokenBucket::new(limit, now)));
-        Ok(Entry {
+        Ok(PolicyEntry {
             policy,
             primary,
             secondary,
@@ -43,21 +44,32 @@ impl Entry {
     }
 }
 
-/// The policy set, sorted by name. Writers take `writer` so that the count and last-owner
-/// checks and the durable write happen as one step.
-#[derive(Debug, Default)]
-pub(crate) struct PolicyRegistry {
-    entries: RwLock<Vec<Entry>>,
-    writer: tokio::sync::Mutex<()>,
+impl MetaRecord for PolicyEntry {
+    const PREFIX: &'static str = "policy/";
+    const WHAT: &'static str = "access policy";
+
+    fn name(&self) -> &str {
+        &self.policy.key_name
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, HubError> {
+        serde_json::to_vec(&self.policy).map_err(|e| HubError::Internal {
+            message: format!("cannot encode access policy: {e}"),
+        })
+    }
+
+    fn decode(_: &str, bytes: &[u8]) -> Result<Self, HubError> {
+        let policy: AccessPolicy =
+            serde_json::from_slice(bytes).map_err(|e| HubError::Internal {
+                message: e.to_string(),
+            })?;
+        // a bucket starts full whenever it starts
+        PolicyEntry::new(policy, Timestamp::from_ticks(0))
+    }
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
+/// The policy set, sorted by name.
+pub(crate) type PolicyRegistry = MetaCollection<PolicyEntry>;
 
 /// A policy key: base64 of 16 to 64 bytes.
 fn parse_key(field: &str, key: &str) -> Result<SymmetricKey, HubError> {
@@ -77,88 +89,55 @@ fn no_such_policy(name: &str) -> HubError {
     HubError::invalid("keyName", format!("no access policy named {name:?}"))
 }
 
-fn encode(policy: &AccessPolicy) -> Result<Op, HubError> {
-    let value = serde_json::to_vec(policy).map_err(|e| HubError::Internal {
-        message: format!("cannot encode access policy: {e}"),
-    })?;
-    Ok(Op::Put {
-        table: Table::Meta,
-        key: format!("{KEY_PREFIX}{}", policy.key_name).into_bytes(),
-        value,
-    })
-}
-
-impl PolicyRegistry {
-    /// Loads the stored policies; a store with none gets the built-in policies (durably)
-    /// before this returns.
-    pub(crate) async fn load(
-        store: &dyn Store,
-        now: Timestamp,
-    ) -> Result<PolicyRegistry, HubError> {
+/// Loads the stored policies; a store with none gets the built-in policies (durably) before
+/// this returns.
+pub(crate) async fn load_policies(
+    store: &dyn Store,
+    now: Timestamp,
+) -> Result<PolicyRegistry, HubError> {
+    let policies = PolicyRegistry::load(store).await?;
+    if policies.read().is_empty() {
+        let mut ops = Vec::new();
         let mut entries = Vec::new();
-        let mut after: Vec<u8> = b"policy".to_vec();
-        'pages: loop {
-            let page = store.scan(Table::Meta, Some(&after), 256).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            for (key, value) in page {
-                let Some(name) = key.strip_prefix(KEY_PREFIX.as_bytes()) else {
-                    if key.as_slice() > KEY_PREFIX.as_bytes() {
-                        break 'pages;
-                    }
-                    continue;
-                };
-                let policy: AccessPolicy =
-                    serde_json::from_slice(&value).map_err(|e| HubError::Internal {
-                        message: format!(
-                            "stored access policy {} is unreadable: {e}",
-                            String::from_utf8_lossy(name)
-                        ),
-                    })?;
-                entries.push(Entry::new(policy, now)?);
-            }
+        for (name, rights) in BUILT_IN_POLICIES {
+            let policy = AccessPolicy {
+                key_name: name.to_string(),
+                primary_key: generate_key()?,
+                secondary_key: generate_key()?,
+                rights,
+                rate_limit: Some(DEFAULT_RATE_LIMIT),
+            };
+            let entry = PolicyEntry::new(policy, now)?;
+            ops.push(PolicyRegistry::put_op(&entry)?);
+            entries.push(entry);
         }
-        if entries.is_empty() {
-            let mut ops = Vec::new();
-            for (name, rights) in BUILT_IN_POLICIES {
-                let policy = AccessPolicy {
-                    key_name: name.to_string(),
-                    primary_key: generate_key()?,
-                    secondary_key: generate_key()?,
-                    rights,
-                    rate_limit: Some(DEFAULT_RATE_LIMIT),
-                };
-                ops.push(encode(&policy)?);
-                entries.push(Entry::new(policy, now)?);
-            }
-            store.commit(ops).await?;
-            tracing::info!(
-                policies = entries.len(),
-                "created the built-in access policies"
-            );
-        }
-        entries.sort_by(|a, b| a.policy.key_name.cmp(&b.policy.key_name));
-        Ok(PolicyRegistry {
-            entries: RwLock::new(entries),
-            writer: tokio::sync::Mutex::new(()),
-        })
+        store.commit(ops).await?;
+        tracing::info!(
+            policies = entries.len(),
+            "created the built-in access policies"
+        );
+        policies.insert_committed(entries);
     }
+    Ok(policies)
 }
 
 impl Hub {
     /// The shared access policies, sorted by name (keys included: this is for the owner).
     pub fn access_policies(&self) -> Vec<AccessPolicy> {
-        read(&self.inner.policies.entries)
-            .iter()
+        self.inner
+            .policies
+            .read()
+            .values()
             .map(|e| e.policy.clone())
             .collect()
     }
 
     /// One shared access policy.
     pub fn access_policy(&self, name: &str) -> Result<AccessPolicy, HubError> {
-        read(&self.inner.policies.entries)
-            .iter()
-            .find(|e| e.policy.key_name == name)
+        self.inner
+            .policies
+            .read()
+            .get(name)
             .map(|e| e.policy.clone())
             .ok_or_else(|| no_such_policy(name))
     }
@@ -201,39 +180,35 @@ impl Hub {
         if policy.secondary_key.is_empty() {
             policy.secondary_key = generate_key()?;
         }
-        let mut entry = Entry::new(policy, self.now())?;
-        let _writer = self.inner.policies.writer.lock().await;
-        {
-            let entries = read(&self.inner.policies.entries);
-            let existing = entries
-                .iter()
-                .find(|e| e.policy.key_name == entry.policy.key_name);
-            if existing.is_none() && entries.len() >= MAX_POLICIES {
-                return Err(HubError::invalid(
-                    "keyName",
-                    format!(
-                        "the hub already has {MAX_POLICIES} access policies, the most it holds"
-                    ),
-                ));
-            }
-            if let Some(old) = existing {
-                if old.policy.rights == Rights::ALL && entry.policy.rights != Rights::ALL {
-                    check_not_last_owner(&entries, &old.policy.key_name)?;
-                }
-                if old.policy.rate_limit == entry.policy.rate_limit {
-                    entry.bucket = old.bucket.clone();
-                }
-            }
-        }
-        self.inner
-            .committer
-            .submit(vec![encode(&entry.policy)?])
+        let mut entry = PolicyEntry::new(policy, self.now())?;
+        let stored = self
+            .inner
+            .policies
+            .put_with(
+                &self.inner.committer,
+                |entries| {
+                    let existing = entries.get(&entry.policy.key_name);
+                    if existing.is_none() && entries.len() >= MAX_POLICIES {
+                        return Err(HubError::invalid(
+                            "keyName",
+                            format!(
+                                "the hub already has {MAX_POLICIES} access policies, the most it holds"
+                            ),
+                        ));
+                    }
+                    if let Some(old) = existing {
+                        if old.policy.rights == Rights::ALL && entry.policy.rights != Rights::ALL {
+                            check_not_last_owner(entries, &old.policy.key_name)?;
+                        }
+                        if old.policy.rate_limit == entry.policy.rate_limit {
+                            entry.bucket = old.bucket.clone();
+                        }
+                    }
+                    Ok(entry)
+                },
+                |e| e.policy.clone(),
+            )
             .await?;
-        let stored = entry.policy.clone();
-        let mut entries = write(&self.inner.policies.entries);
-        entries.retain(|e| e.policy.key_name != stored.key_name);
-        let at = entries.partition_point(|e| e.policy.key_name.as_str() < stored.key_name.as_str());
-        entries.insert(at, entry);
         tracing::info!(policy = %stored.key_name, rights = %stored.rights, "access policy stored");
         Ok(stored)
     }
@@ -241,25 +216,16 @@ impl Hub {
     /// Deletes a shared access policy, durably; its tokens stop working at once. Refuses to
     /// delete the last policy with every right.
     pub async fn delete_access_policy(&self, name: &str) -> Result<(), HubError> {
-        let _writer = self.inner.policies.writer.lock().await;
-        {
-            let entries = read(&self.inner.policies.entries);
-            let entry = entries
-                .iter()
-                .find(|e| e.policy.key_name == name)
-                .ok_or_else(|| no_such_policy(name))?;
-            if entry.policy.rights == Rights::ALL {
-                check_not_last_owner(&entries, name)?;
-            }
-        }
         self.inner
-            .committer
-            .submit(vec![Op::Delete {
-                table: Table::Meta,
-                key: format!("{KEY_PREFIX}{name}").into_bytes(),
-            }])
+            .policies
+            .delete_with(&self.inner.committer, name, |entry, entries| {
+                let entry = entry.ok_or_else(|| no_such_policy(name))?;
+                if entry.policy.rights == Rights::ALL {
+                    check_not_last_owner(entries, name)?;
+                }
+                Ok(())
+            })
             .await?;
-        write(&self.inner.policies.entries).retain(|e| e.policy.key_name != name);
         tracing::info!(policy = %name, "access policy deleted");
         Ok(())
     }
@@ -323,10 +289,9 @@ impl Hub {
             .map_err(|e| unauthorized(e.to_string()))?;
         let now = self.now();
         let (grant, bucket) = {
-            let entries = read(&self.inner.policies.entries);
+            let entries = self.inner.policies.read();
             let entry = entries
-                .iter()
-                .find(|e| e.policy.key_name == name)
+                .get(name)
                 .ok_or_else(|| unauthorized(format!("no access policy named {name:?}")))?;
             token
                 .verify_signature(&entry.primary)
@@ -377,9 +342,12 @@ impl Hub {
 }
 
 /// Refuses when `name` is the only policy with every right.
-fn check_not_last_owner(entries: &[Entry], name: &str) -> Result<(), HubError> {
+fn check_not_last_owner(
+    entries: &BTreeMap<String, PolicyEntry>,
+    name: &str,
+) -> Result<(), HubError> {
     let others = entries
-        .iter()
+        .values()
         .filter(|e| e.policy.rights == Rights::ALL && e.policy.key_name != name)
         .count();
     if others == 0 {
@@ -393,5 +361,5 @@ fn check_not_last_owner(entries: &[Entry], name: &str) -> Result<(), HubError> {
 }
 
 #[cfg(test)]
-#[path = "access_tests.rs"]
+#[path = "policies_tests.rs"]
 mod tests;

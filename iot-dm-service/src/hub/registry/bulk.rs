@@ -17,10 +17,10 @@ use iot_dm_core::lifecycle::LifecycleState;
 use iot_dm_core::twin::{Capabilities, DeviceStatus, TwinPatch};
 
 use super::device::Authentication;
-use super::error::HubError;
-use super::registry::DeviceSpec;
-use super::state::lock;
-use super::Hub;
+use super::devices::DeviceSpec;
+use crate::hub::engine::lock;
+use crate::hub::error::HubError;
+use crate::hub::Hub;
 
 /// Most devices in one bulk call, as in IoT Hub.
 pub const MAX_BULK: usize = 100;
@@ -335,7 +335,11 @@ impl Hub {
         Ok(())
     }
 
-    fn export_line(&self, slot: &super::state::Slot, include_keys: bool) -> Option<ImportDevice> {
+    fn export_line(
+        &self,
+        slot: &crate::hub::engine::Slot,
+        include_keys: bool,
+    ) -> Option<ImportDevice> {
         let g = lock(slot);
         if g.deleted {
             return None;

@@ -5,7 +5,8 @@
 //!   its id in [`Table::Devices`]. Registry changes, tags, desired properties and C2D use it.
 //! - A **log** write stores only a reported-properties patch (device, patch, time, version)
 //!   under a sequence number in [`Table::Log`]. Devices report far more often than anything
-//!   else changes, and a 100-byte log entry costs a fraction of a 2 KB record.
+//!   else changes, and a log entry costs a fraction of a record (measured figures:
+//!   `benches/README.md`).
 //!
 //! Every write of either kind takes the next number of one sequence, and a record carries the
 //! number it was written with, so a record supersedes every log entry numbered before it. A
@@ -32,9 +33,10 @@ use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::TwinLimits;
 
-use super::error::HubError;
-use super::state::{lock, locked, put_op, State};
-use super::Inner;
+use super::entry::{lock, locked, put_op};
+use super::state::State;
+use crate::hub::error::HubError;
+use crate::hub::Inner;
 use crate::store::{Op, Store, Table};
 
 /// Log entries between checkpoints that trigger an early checkpoint.

@@ -10,10 +10,10 @@ use iot_dm_core::lifecycle::{DeviceLifecycle, LifecycleEvent, LifecycleState};
 use iot_dm_core::twin::{AuthenticationType, Capabilities, DeviceStatus, Twin, TwinPatch};
 
 use super::device::{generate_key, Authentication, Device};
-use super::error::HubError;
-use super::events::HubEvent;
-use super::state::{delete_op, lock, put_op, Entry};
-use super::Hub;
+use crate::hub::engine::{delete_op, lock, put_op, Entry};
+use crate::hub::error::HubError;
+use crate::hub::events::HubEvent;
+use crate::hub::Hub;
 
 /// What to create: a device id, and optionally credentials, status, capabilities and an
 /// initial twin.

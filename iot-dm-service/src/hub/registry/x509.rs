@@ -6,7 +6,6 @@
 //! Hub), that is valid now and allowed for client authentication, and whose subject common
 //! name (CN) is the device id. Registered CAs are stored durably and survive restarts.
 
-use std::sync::RwLock;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -14,14 +13,12 @@ use sha1::Digest as _;
 
 use iot_dm_core::identity::DeviceId;
 
-use super::error::HubError;
-use super::Hub;
-use crate::store::{Op, Store, Table};
+use crate::hub::engine::{MetaCollection, MetaRecord};
+use crate::hub::error::HubError;
+use crate::hub::Hub;
 
 /// Most CA certificates a hub registers.
 pub const MAX_CAS: usize = 25;
-
-const KEY_PREFIX: &str = "ca/";
 
 /// A registered CA certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,19 +31,51 @@ pub struct CaCertificate {
     pub pem: String,
 }
 
-/// The registered CAs, by name, with their DER.
-#[derive(Debug, Default)]
-pub(crate) struct CaRegistry {
-    cas: RwLock<Vec<(CaCertificate, Vec<u8>)>>,
+/// A registered CA with its DER.
+#[derive(Debug)]
+pub(crate) struct CaEntry {
+    ca: CaCertificate,
+    der: Vec<u8>,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
+impl CaEntry {
+    fn new(name: &str, pem: String) -> Result<CaEntry, HubError> {
+        let der = parse_pem(&pem)?;
+        let (_, sha256) = thumbprints(&der);
+        Ok(CaEntry {
+            ca: CaCertificate {
+                name: name.to_string(),
+                sha256_thumbprint: sha256,
+                pem,
+            },
+            der,
+        })
+    }
 }
 
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
+impl MetaRecord for CaEntry {
+    const PREFIX: &'static str = "ca/";
+    const WHAT: &'static str = "CA certificate";
+
+    fn name(&self) -> &str {
+        &self.ca.name
+    }
+
+    /// Stored as its PEM text.
+    fn encode(&self) -> Result<Vec<u8>, HubError> {
+        Ok(self.ca.pem.as_bytes().to_vec())
+    }
+
+    fn decode(name: &str, bytes: &[u8]) -> Result<Self, HubError> {
+        let pem = String::from_utf8(bytes.to_vec()).map_err(|_| HubError::Internal {
+            message: "not text".into(),
+        })?;
+        CaEntry::new(name, pem)
+    }
 }
+
+/// The registered CAs, by name.
+pub(crate) type CaRegistry = MetaCollection<CaEntry>;
 
 /// SHA-1 and SHA-256 thumbprints of a DER certificate, upper-case hex (IoT Hub's form).
 pub fn thumbprints(der: &[u8]) -> (String, String) {
@@ -147,40 +176,6 @@ pub(crate) fn subject_common_name(der: &[u8]) -> Option<String> {
     None
 }
 
-impl CaRegistry {
-    pub(crate) async fn load(store: &dyn Store) -> Result<CaRegistry, HubError> {
-        let registry = CaRegistry::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = store.scan(Table::Meta, after.as_deref(), 256).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (key, value) in page {
-                let Some(name) = std::str::from_utf8(&key)
-                    .ok()
-                    .and_then(|k| k.strip_prefix(KEY_PREFIX))
-                else {
-                    continue;
-                };
-                let pem = String::from_utf8(value).map_err(|_| HubError::Internal {
-                    message: format!("stored CA {name} is not text"),
-                })?;
-                let der = parse_pem(&pem)?;
-                let (_, sha256) = thumbprints(&der);
-                write(&registry.cas).push((
-                    CaCertificate {
-                        name: name.to_string(),
-                        sha256_thumbprint: sha256,
-                        pem,
-                    },
-                    der,
-                ));
-            }
-        }
-        Ok(registry)
-    }
-}
-
 impl Hub {
     /// Registers a CA certificate (PEM) under `name`; devices registered as
     /// `certificateAuthority` may then connect with certificates it issued (directly or through
@@ -201,64 +196,47 @@ impl Hub {
                 "1 to 128 ASCII letters, digits, '-', '_' or '.'",
             ));
         }
-        let der = parse_pem(pem)?;
-        let (_, sha256) = thumbprints(&der);
-        let ca = CaCertificate {
-            name: name.to_string(),
-            sha256_thumbprint: sha256,
-            pem: pem.to_string(),
-        };
-        {
-            let cas = read(&self.inner.cas.cas);
-            let replacing = cas.iter().any(|(c, _)| c.name == name);
-            if !replacing && cas.len() >= MAX_CAS {
-                return Err(HubError::invalid(
-                    "name",
-                    format!("the hub already has {MAX_CAS} CA certificates"),
-                ));
-            }
-        }
+        let entry = CaEntry::new(name, pem.to_string())?;
         self.inner
-            .committer
-            .submit(vec![Op::Put {
-                table: Table::Meta,
-                key: format!("{KEY_PREFIX}{name}").into_bytes(),
-                value: pem.as_bytes().to_vec(),
-            }])
-            .await?;
-        let mut cas = write(&self.inner.cas.cas);
-        cas.retain(|(c, _)| c.name != name);
-        cas.push((ca.clone(), der));
-        Ok(ca)
+            .cas
+            .put_with(
+                &self.inner.committer,
+                |cas| {
+                    if !cas.contains_key(name) && cas.len() >= MAX_CAS {
+                        return Err(HubError::invalid(
+                            "name",
+                            format!("the hub already has {MAX_CAS} CA certificates"),
+                        ));
+                    }
+                    Ok(entry)
+                },
+                |e| e.ca.clone(),
+            )
+            .await
     }
 
-    /// The registered CA certificates.
+    /// The registered CA certificates, sorted by name.
     pub fn ca_certificates(&self) -> Vec<CaCertificate> {
-        read(&self.inner.cas.cas)
-            .iter()
-            .map(|(c, _)| c.clone())
+        self.inner
+            .cas
+            .read()
+            .values()
+            .map(|e| e.ca.clone())
             .collect()
     }
 
     /// Removes a registered CA certificate; devices it vouched for can no longer connect.
     pub async fn remove_ca_certificate(&self, name: &str) -> Result<(), HubError> {
-        if !read(&self.inner.cas.cas)
-            .iter()
-            .any(|(c, _)| c.name == name)
-        {
-            return Err(HubError::invalid(
-                "name",
-                format!("no CA certificate named {name:?}"),
-            ));
-        }
         self.inner
-            .committer
-            .submit(vec![Op::Delete {
-                table: Table::Meta,
-                key: format!("{KEY_PREFIX}{name}").into_bytes(),
-            }])
+            .cas
+            .delete_with(&self.inner.committer, name, |ca, _| match ca {
+                Some(_) => Ok(()),
+                None => Err(HubError::invalid(
+                    "name",
+                    format!("no CA certificate named {name:?}"),
+                )),
+            })
             .await?;
-        write(&self.inner.cas.cas).retain(|(c, _)| c.name != name);
         Ok(())
     }
 
@@ -271,13 +249,13 @@ impl Hub {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or("no client certificate was presented")?;
-        let cas = read(&self.inner.cas.cas);
+        let cas = self.inner.cas.read();
         if cas.is_empty() {
             return Err("the hub has no registered CA certificate".into());
         }
         let ca_ders: Vec<CertificateDer<'_>> = cas
-            .iter()
-            .map(|(_, der)| CertificateDer::from(der.as_slice()))
+            .values()
+            .map(|e| CertificateDer::from(e.der.as_slice()))
             .collect();
         let anchors = ca_ders
             .iter()

@@ -17,9 +17,9 @@ use iot_dm_core::clock::Timestamp;
 use iot_dm_core::link::{Message, QoS};
 use iot_dm_core::wire::{self, PropertyBag, SystemProperty};
 
-use super::error::HubError;
-use super::state::lock;
-use super::Hub;
+use crate::hub::engine::lock;
+use crate::hub::error::HubError;
+use crate::hub::Hub;
 
 /// Most messages waiting per device.
 pub const MAX_PENDING: usize = 50;

@@ -84,6 +84,42 @@ struct Job {
     /// A close barrier: commit what came before, then release the store.
     close: bool,
     ack: oneshot::Sender<Result<(), StoreError>>,
+    then: Option<OnDurable>,
+}
+
+impl Job {
+    /// Runs the hook (on success only), then resolves the acknowledgement.
+    fn finish(self, result: Result<(), StoreError>) {
+        finish(self.ack, self.then, result);
+    }
+}
+
+fn finish(
+    ack: oneshot::Sender<Result<(), StoreError>>,
+    then: Option<OnDurable>,
+    result: Result<(), StoreError>,
+) {
+    if let (Some(then), Ok(())) = (then, &result) {
+        (then.0)();
+    }
+    // A submitter that stopped waiting is not an error: its ops are durable.
+    let _ = ack.send(result);
+}
+
+/// What [`Committer::submit_then`] runs once its submission is durable.
+pub struct OnDurable(Box<dyn FnOnce() + Send>);
+
+impl OnDurable {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        OnDurable(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for OnDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDurable")
+    }
 }
 
 /// Options for a [`Committer`].
@@ -181,14 +217,49 @@ impl Committer {
         if let Some(err) = self.poison_error() {
             return CommitAck::ready(Err(err));
         }
-        self.enqueue(ops, false)
+        self.enqueue(ops, false, None)
+    }
+
+    /// Like [`submit`](Self::submit), and runs `then` on the commit task once the submission
+    /// is durable, before its acknowledgement resolves.
+    ///
+    /// Hooks run in submission order, each after every earlier submission is durable, so what
+    /// they make visible (a notification, an event) leaves in the order the writes were
+    /// submitted and never before they are durable. A hook never runs when the commit fails or
+    /// the committer is poisoned or closed. It runs on the commit task: keep it short and
+    /// never block in it (queue work elsewhere with a non-blocking send).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use iot_dm_service::store::{Committer, MemoryStore, OnDurable, Op, Table};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), iot_dm_service::store::StoreError> {
+    /// let committer = Committer::new(MemoryStore::new());
+    /// let seen = Arc::new(AtomicBool::new(false));
+    /// let flag = seen.clone();
+    /// let ack = committer.submit_then(
+    ///     vec![Op::put(Table::Jobs, "job-1", "running")],
+    ///     OnDurable::new(move || flag.store(true, Ordering::SeqCst)),
+    /// );
+    /// ack.await?;
+    /// assert!(seen.load(Ordering::SeqCst));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn submit_then(&self, ops: Vec<Op>, then: OnDurable) -> CommitAck {
+        if let Some(err) = self.poison_error() {
+            return CommitAck::ready(Err(err));
+        }
+        self.enqueue(ops, false, Some(then))
     }
 
     /// Commits everything submitted before the call, then stops the commit task and releases
     /// the store (for a redb store: closes its file). Later submissions fail with
     /// [`StoreError::Closed`]. Resolves once the store is released.
     pub fn close(&self) -> CommitAck {
-        self.enqueue(Vec::new(), true)
+        self.enqueue(Vec::new(), true, None)
     }
 
     /// Whether [`close`](Self::close) has run.
@@ -196,7 +267,7 @@ impl Committer {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    fn enqueue(&self, ops: Vec<Op>, close: bool) -> CommitAck {
+    fn enqueue(&self, ops: Vec<Op>, close: bool, then: Option<OnDurable>) -> CommitAck {
         if let Some(err) = self.poison_error().filter(|_| !close) {
             return CommitAck::ready(Err(err));
         }
@@ -210,6 +281,7 @@ impl Committer {
             bytes,
             close,
             ack,
+            then,
         }) {
             Ok(()) => {
                 self.shared.submissions.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +450,7 @@ async fn run(
         let mut acks = Vec::with_capacity(jobs.len());
         for job in jobs {
             ops.extend(job.ops);
-            acks.push(job.ack);
+            acks.push((job.ack, job.then));
         }
 
         let result = if ops.is_empty() {
@@ -402,9 +474,8 @@ async fn run(
                     bytes = round_bytes,
                     "group commit"
                 );
-                for ack in acks {
-                    // A submitter that stopped waiting is not an error: its ops are durable.
-                    let _ = ack.send(Ok(()));
+                for (ack, then) in acks {
+                    finish(ack, then, Ok(()));
                 }
             }
             Err(err) => {
@@ -416,8 +487,8 @@ async fn run(
                     "group commit failed; the committer refuses all further writes"
                 );
                 let _ = shared.poison.set(err.clone());
-                for ack in acks {
-                    let _ = ack.send(Err(err.clone()));
+                for (ack, then) in acks {
+                    finish(ack, then, Err(err.clone()));
                 }
             }
         }
@@ -429,7 +500,7 @@ async fn run(
             // later submissions, queued before `closed` was set, are refused
             rx.close();
             while let Ok(job) = rx.try_recv() {
-                let _ = job.ack.send(Err(closed()));
+                job.finish(Err(closed()));
             }
             let _ = ack.send(Ok(()));
             tracing::debug!("committer closed");
@@ -439,7 +510,7 @@ async fn run(
 }
 
 fn reject(job: Job, cause: &StoreError) {
-    let _ = job.ack.send(Err(poisoned(cause)));
+    job.finish(Err(poisoned(cause)));
 }
 
 fn as_u64(n: usize) -> u64 {
@@ -447,159 +518,4 @@ fn as_u64(n: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::conformance::FailingStore;
-    use crate::store::{MemoryStore, Table};
-
-    #[tokio::test]
-    async fn rounds_respect_the_op_cap_and_keep_order() {
-        let store = MemoryStore::new();
-        let committer = Committer::builder().max_batch_ops(3).spawn(store.clone());
-        let acks: Vec<_> = (0u8..10)
-            .map(|i| {
-                committer.submit(vec![
-                    Op::put(Table::Log, [i], [i]),
-                    Op::put(Table::Meta, "last", [i]),
-                ])
-            })
-            .collect();
-        for ack in acks {
-            ack.await.unwrap();
-        }
-        let stats = committer.stats();
-        assert_eq!(
-            (stats.submissions, stats.ops, stats.bytes),
-            (10, 20, 10 * (2 + 5))
-        );
-        // Two ops per submission and a cap of three: one submission per round.
-        assert_eq!(stats.batches, 10);
-        assert_eq!(
-            store.get(Table::Meta, b"last").await.unwrap(),
-            Some(vec![9])
-        );
-        assert_eq!(store.len(Table::Log).await.unwrap(), 10);
-    }
-
-    #[tokio::test]
-    async fn a_submission_over_the_caps_is_committed_alone() {
-        let store = MemoryStore::new();
-        let committer = Committer::builder()
-            .max_batch_ops(2)
-            .max_batch_bytes(4)
-            .spawn(store.clone());
-        let big: Vec<_> = (0u8..5)
-            .map(|i| Op::put(Table::Jobs, [i], "value"))
-            .collect();
-        let small = committer.submit(vec![Op::put(Table::Jobs, "x", "")]);
-        let big = committer.submit(big);
-        small.await.unwrap();
-        big.await.unwrap();
-        assert_eq!(store.len(Table::Jobs).await.unwrap(), 6);
-        assert_eq!(committer.stats().batches, 2);
-    }
-
-    #[tokio::test]
-    async fn rounds_coalesce_queued_submissions() {
-        let store = MemoryStore::new();
-        let committer = Committer::new(store.clone());
-        // On a current-thread runtime the task cannot run before we await: all 100 queue up.
-        let acks: Vec<_> = (0u32..100)
-            .map(|i| committer.submit(vec![Op::put(Table::Log, i.to_be_bytes(), "")]))
-            .collect();
-        for ack in acks {
-            ack.await.unwrap();
-        }
-        let stats = committer.stats();
-        assert_eq!(stats.batches, 1, "{stats:?}");
-        assert!((stats.avg_batch_ops() - 100.0).abs() < f64::EPSILON);
-    }
-
-    #[tokio::test]
-    async fn flush_is_a_barrier_without_a_commit() {
-        let committer = Committer::new(MemoryStore::new());
-        committer.flush().await.unwrap();
-        assert_eq!(committer.stats().batches, 0);
-        assert_eq!(CommitterStats::default().avg_batch_ops(), 0.0);
-        let put = committer.submit(vec![Op::put(Table::Meta, "k", "v")]);
-        committer.flush().await.unwrap();
-        // The barrier resolved, so the earlier submission is durable and acknowledged too.
-        assert_eq!(
-            committer
-                .store()
-                .unwrap()
-                .get(Table::Meta, b"k")
-                .await
-                .unwrap(),
-            Some(b"v".to_vec())
-        );
-        put.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn poisoning_rejects_queued_and_later_submissions() {
-        let failing = FailingStore::new(MemoryStore::new());
-        let committer = Committer::new(failing.clone());
-        failing.fail_commits(true);
-        let doomed = committer.submit(vec![Op::put(Table::Log, "a", "")]);
-        assert!(doomed.await.unwrap_err().is_io());
-        assert!(committer.is_poisoned());
-        failing.fail_commits(false);
-        let err = committer
-            .submit(vec![Op::put(Table::Log, "b", "")])
-            .await
-            .unwrap_err();
-        assert!(err.is_poisoned(), "{err}");
-        assert!(err.poison_cause().is_some_and(StoreError::is_io));
-        assert_eq!(committer.stats().failed_batches, 1);
-        assert_eq!(failing.len(Table::Log).await.unwrap(), 0);
-    }
-
-    #[test]
-    fn a_closed_committer_fails_with_a_typed_error() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let committer = runtime.block_on(async { Committer::new(MemoryStore::new()) });
-        drop(runtime);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let err = runtime
-            .block_on(committer.submit(vec![Op::put(Table::Log, "k", "")]))
-            .unwrap_err();
-        assert!(err.is_closed(), "{err}");
-    }
-
-    #[tokio::test]
-    async fn an_ack_polled_after_completion_does_not_panic() {
-        let mut ack = CommitAck::ready(Ok(()));
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        assert!(matches!(
-            Pin::new(&mut ack).poll(&mut cx),
-            Poll::Ready(Ok(()))
-        ));
-        assert!(matches!(Pin::new(&mut ack).poll(&mut cx), Poll::Ready(Err(e)) if e.is_closed()));
-    }
-
-    #[tokio::test]
-    async fn close_commits_what_came_before_and_releases_the_store() {
-        let store = MemoryStore::new();
-        let committer = Committer::new(store.clone());
-        let first = committer.submit(vec![Op::put(Table::Meta, b"a".to_vec(), b"1".to_vec())]);
-        committer.close().await.unwrap();
-        first.await.unwrap();
-        assert_eq!(
-            store.get(Table::Meta, b"a").await.unwrap(),
-            Some(b"1".to_vec())
-        );
-        assert!(committer.is_closed());
-        assert!(committer.store().is_none(), "the task released the store");
-        let late = committer
-            .submit(vec![Op::put(Table::Meta, b"b".to_vec(), b"2".to_vec())])
-            .await;
-        assert!(late.unwrap_err().is_closed());
-        assert_eq!(store.get(Table::Meta, b"b").await.unwrap(), None);
-    }
-}
+mod tests;

@@ -28,9 +28,9 @@ use iot_dm_core::twin::{
     AuthenticationType, Capabilities, ConnectionState, DeferredDocs, DeviceStatus, ETag, Twin,
 };
 
-use super::c2d::{Queue, Queued};
-use super::device::{Authentication, Device, SymmetricKeys, Thumbprints};
-use super::state::Entry;
+use super::entry::Entry;
+use crate::hub::registry::{Authentication, Device, SymmetricKeys, Thumbprints};
+use crate::hub::sessions::c2d::{Queue, Queued};
 
 /// The first byte of a binary record (format 2).
 pub(crate) const BINARY_V2: u8 = 0x02;

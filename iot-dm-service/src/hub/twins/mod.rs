@@ -1,4 +1,5 @@
-//! Twin operations: read, service-side update and replace, device-side reported patches.
+//! Twin operations: read, service-side update and replace, device-side reported patches, and
+//! twin queries (`query.rs`).
 
 use std::sync::Arc;
 
@@ -6,11 +7,13 @@ use serde_json::Value;
 
 use iot_dm_core::twin::{Twin, TwinPatch};
 
-use super::error::HubError;
-use super::events::{Actor, HubEvent};
-use super::persist::LogEntry;
-use super::state::{lock, Ack, Entry};
-use super::Hub;
+mod query;
+
+use crate::hub::engine::{lock, Ack, Entry};
+use crate::hub::error::HubError;
+use crate::hub::events::{Actor, HubEvent};
+use crate::hub::Hub;
+use crate::store::OnDurable;
 
 /// What a desired-property change must tell the device: a merge patch or, after a replace, the
 /// whole desired document.
@@ -73,7 +76,9 @@ impl Hub {
         .await
     }
 
-    /// A service-side twin write by `actor` (the back end, a job or a configuration).
+    /// A service-side twin write by `actor` (the back end, a job or a configuration). The
+    /// desired notification to the device and the twin-change event leave once the write is
+    /// durable, in version order; neither leaves if the commit fails.
     pub(crate) async fn service_twin_write(
         &self,
         device_id: &str,
@@ -87,25 +92,28 @@ impl Hub {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
         let limits = &self.inner.limits;
-        let (twin, ack) = self.inner.write(&slot, |e: &mut Entry| {
+        let (twin, ack) = self.inner.write_then(&slot, |e: &mut Entry| {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
             let twin = Arc::make_mut(&mut e.twin);
-            let desired = f(twin, now, limits)?;
-            if let Some(body) = desired {
-                // queued to the session while the entry is locked: notifications leave in
-                // version order
-                let change = DesiredChange {
-                    version: twin.desired().version(),
-                    body,
-                };
-                self.notify_desired(&e.device.device_id, change);
-            }
-            Ok(e.twin.clone())
+            let desired = f(twin, now, limits)?.map(|body| DesiredChange {
+                version: twin.desired().version(),
+                body,
+            });
+            e.sync_twin();
+            let twin = e.twin.clone();
+            let hub = self.clone();
+            let visible = twin.clone();
+            let then = OnDurable::new(move || {
+                if let Some(change) = desired {
+                    hub.notify_desired(&visible.device_id, change);
+                }
+                hub.emit_twin_changed(&visible, actor);
+            });
+            Ok((twin, Some(then)))
         })?;
         ack.await?;
-        self.emit_twin_changed(&twin, actor);
         Ok((*twin).clone())
     }
 
@@ -117,24 +125,8 @@ impl Hub {
         patch: &Value,
     ) -> Result<(Arc<Twin>, Ack), HubError> {
         let slot = self.inner.state.slot(device_id)?;
-        let now = self.now();
-        let limits = &self.inner.limits;
-        self.inner.write_logged(&slot, |e| {
-            if !e.is_live() {
-                return Err(HubError::not_found(device_id));
-            }
-            let mut twin = (*e.twin).clone();
-            let version = twin.patch_reported(patch, now, limits)?;
-            twin.last_activity_time = Some(now);
-            let log = LogEntry {
-                device: std::borrow::Cow::Borrowed(device_id),
-                patch: std::borrow::Cow::Borrowed(patch),
-                ticks: now.ticks(),
-                version,
-            };
-            let value = log.encode()?;
-            Ok((twin, value))
-        })
+        self.inner
+            .write_reported(&slot, patch, self.now(), &self.inner.limits)
     }
 
     /// Merges a device's reported-properties patch as the device would through its session

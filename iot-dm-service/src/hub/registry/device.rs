@@ -12,7 +12,7 @@ use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::{DeviceLifecycle, LifecycleState};
 use iot_dm_core::twin::{AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag};
 
-use super::error::HubError;
+use crate::hub::error::HubError;
 
 /// A device's symmetric keys (base64).
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

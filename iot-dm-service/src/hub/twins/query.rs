@@ -8,9 +8,9 @@ use serde_json::Value;
 use iot_dm_core::query::{Condition, Page, PageRequest, Query, TwinKey};
 use iot_dm_core::twin::Twin;
 
-use super::error::HubError;
-use super::state::lock;
-use super::Hub;
+use crate::hub::engine::lock;
+use crate::hub::error::HubError;
+use crate::hub::Hub;
 
 /// Which twins a query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,93 @@
+//! The write paths: the only code that locks entries and submits their writes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use iot_dm_core::clock::Timestamp;
+use iot_dm_core::twin::{Twin, TwinLimits};
+
+use super::entry::{lock, put_op, Ack, Entry, Slot};
+use super::log::LogEntry;
+use crate::hub::error::HubError;
+use crate::store::{OnDurable, Op, Table};
+
+impl crate::hub::Inner {
+    /// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
+    /// its whole record is queued for the store, and the returned [`Ack`] resolves when it is
+    /// durable. On error nothing changed.
+    pub(crate) fn write<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<R, HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        self.write_then(slot, |e| f(e).map(|r| (r, None)))
+    }
+
+    /// Like [`write`](Self::write); `f` may also return what the write makes visible (a
+    /// notification to the device, an event), which runs once the write is durable, after
+    /// every earlier write's, and never when the commit fails.
+    pub(crate) fn write_then<R>(
+        &self,
+        slot: &Slot,
+        f: impl FnOnce(&mut Entry) -> Result<(R, Option<OnDurable>), HubError>,
+    ) -> Result<(R, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut copy = guard.clone();
+        let (r, then) = f(&mut copy)?;
+        copy.sync_twin();
+        copy.seq = self.sequencer.next();
+        let op = put_op(&copy)?;
+        let ack = match then {
+            Some(then) => self.committer.submit_then(vec![op], then),
+            None => self.committer.submit(vec![op]),
+        };
+        *guard = copy;
+        drop(guard);
+        Ok((r, Box::pin(ack)))
+    }
+
+    /// The hot path for a device's reported patch: merges `patch` into a copy of the twin
+    /// (no copy of the identity) and stores only a log entry for it instead of the whole
+    /// record. The device's `lastActivityTime` follows the twin's. Returns the new twin; the
+    /// [`Ack`] resolves once the log entry is durable.
+    pub(crate) fn write_reported(
+        &self,
+        slot: &Slot,
+        patch: &Value,
+        now: Timestamp,
+        limits: &TwinLimits,
+    ) -> Result<(Arc<Twin>, Ack), HubError> {
+        let mut guard = lock(slot);
+        if guard.deleted || !guard.is_live() {
+            return Err(HubError::not_found(guard.device.device_id.as_str()));
+        }
+        let mut twin = (*guard.twin).clone();
+        let version = twin.patch_reported(patch, now, limits)?;
+        twin.last_activity_time = Some(now);
+        let value = LogEntry {
+            device: Cow::Borrowed(guard.device.device_id.as_str()),
+            patch: Cow::Borrowed(patch),
+            ticks: now.ticks(),
+            version,
+        }
+        .encode()?;
+        let seq = self.sequencer.next_logged(&guard.device.device_id);
+        let op = Op::Put {
+            table: Table::Log,
+            key: seq.to_be_bytes().to_vec(),
+            value,
+        };
+        let ack = self.committer.submit(vec![op]);
+        guard.device.last_activity_time = twin.last_activity_time;
+        let twin = Arc::new(twin);
+        guard.twin = twin.clone();
+        guard.seq = seq;
+        drop(guard);
+        Ok((twin, Box::pin(ack)))
+    }
+}

@@ -1,0 +1,148 @@
+//! The hub's tests of durability: restart, log replay, checkpoints racing writers, shutdown.
+
+use super::*;
+
+#[tokio::test]
+async fn restart_reloads_everything_acknowledged() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let hub = Hub::builder().store(store.clone()).open().await.unwrap();
+    let d = device(&hub, "d1").await;
+    hub.plan_device(DeviceSpec::new("p".parse().unwrap()))
+        .await
+        .unwrap();
+    hub.patch_reported("d1", &json!({"x": 1})).await.unwrap();
+    let p: TwinPatch = serde_json::from_value(json!({"tags": {"t": 1}})).unwrap();
+    hub.update_twin("d1", &p, None).await.unwrap();
+    let before = hub.get_twin("d1").unwrap();
+    drop(hub);
+    let hub = Hub::builder().store(store).open().await.unwrap();
+    assert_eq!(
+        hub.get_device("d1").unwrap().authentication,
+        d.authentication
+    );
+    let after = hub.get_twin("d1").unwrap();
+    assert_eq!(after.to_json(), {
+        let mut b = before.to_json();
+        b["connectionState"] = json!("Disconnected");
+        b
+    });
+    assert_eq!(hub.get_device("p").unwrap().state().as_str(), "planned");
+}
+
+#[tokio::test]
+async fn reported_patches_replay_from_the_log() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let open = || {
+        Hub::builder()
+            .store(store.clone())
+            .checkpoint_interval(Duration::from_secs(3600))
+            .open()
+    };
+    let hub = open().await.unwrap();
+    device(&hub, "a").await;
+    device(&hub, "b").await;
+    for i in 0..50 {
+        hub.patch_reported("a", &json!({"n": i})).await.unwrap();
+    }
+    let log_len = store.len(crate::store::Table::Log).await.unwrap();
+    assert_eq!(log_len, 50, "patches go to the log, not the record");
+    let before = hub.get_twin("a").unwrap();
+    drop(hub);
+
+    // no checkpoint ran: the record is old, the log brings it up to date
+    let hub = open().await.unwrap();
+    let after = hub.get_twin("a").unwrap();
+    assert_eq!(after.reported(), before.reported());
+    assert_eq!(after.version(), before.version());
+
+    // a checkpoint folds the log into records
+    assert_eq!(hub.checkpoint().await.unwrap(), 1);
+    assert_eq!(store.len(crate::store::Table::Log).await.unwrap(), 0);
+    hub.patch_reported("a", &json!({"after": true}))
+        .await
+        .unwrap();
+    // a record write after logged patches supersedes them
+    hub.patch_reported("b", &json!({"x": 1})).await.unwrap();
+    let p: TwinPatch = serde_json::from_value(json!({"tags": {"t": 1}})).unwrap();
+    hub.update_twin("b", &p, None).await.unwrap();
+    hub.patch_reported("b", &json!({"y": 2})).await.unwrap();
+    // logged patches of a deleted device must not reach a new device with the same id
+    hub.patch_reported("a", &json!({"old": 1})).await.unwrap();
+    hub.delete_device("a", None).await.unwrap();
+    device(&hub, "a").await;
+    let (a, b) = (hub.get_twin("a").unwrap(), hub.get_twin("b").unwrap());
+    drop(hub);
+    let hub = open().await.unwrap();
+    assert_eq!(hub.get_twin("a").unwrap().reported(), a.reported());
+    assert!(hub.get_twin("a").unwrap().reported().doc().is_empty());
+    let b2 = hub.get_twin("b").unwrap();
+    assert_eq!(b2.reported(), b.reported());
+    assert_eq!(b2.tags(), b.tags());
+    assert_eq!(b2.reported().doc().to_value(), json!({"x": 1, "y": 2}));
+}
+
+#[tokio::test]
+async fn a_write_racing_a_checkpoint_is_not_lost() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let open = || {
+        Hub::builder()
+            .store(store.clone())
+            .checkpoint_interval(Duration::from_secs(3600))
+            .open()
+    };
+    let hub = open().await.unwrap();
+    device(&hub, "a").await;
+    device(&hub, "b").await;
+    hub.patch_reported("a", &json!({"n": 1})).await.unwrap();
+    // the checkpoint has taken its watermark and its dirty set ...
+    let plan = persist::plan_checkpoint(&hub.inner);
+    // ... when b reports and a reports again
+    hub.patch_reported("b", &json!({"late": true}))
+        .await
+        .unwrap();
+    hub.patch_reported("a", &json!({"n": 2})).await.unwrap();
+    persist::finish_checkpoint(&hub.inner, plan).await.unwrap();
+    drop(hub);
+    let hub = open().await.unwrap();
+    assert_eq!(
+        hub.get_twin("b").unwrap().reported().doc().to_value(),
+        json!({"late": true})
+    );
+    assert_eq!(
+        hub.get_twin("a").unwrap().reported().doc().to_value(),
+        json!({"n": 2})
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_and_releases_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
+    let hub = Hub::builder()
+        .path(&path)
+        .clock(Arc::new(clock))
+        .host_name("hub.example")
+        .open()
+        .await
+        .unwrap();
+    let d = device(&hub, "d1").await;
+    let token = token_for(&d, None, 3600);
+    let mut dev = Raw::connect(&hub, &d).await;
+    hub.patch_reported("d1", &json!({"x": 1})).await.unwrap();
+    let keep = hub.clone();
+    hub.shutdown().await.unwrap();
+    assert!(dev.closed().await);
+    assert!(matches!(
+        keep.patch_reported("d1", &json!({"x": 2})).await,
+        Err(HubError::Closed)
+    ));
+    assert!(keep.connect(request(&d, token)).await.is_err());
+    // the file is free at once, with the other handle still alive
+    let again = Hub::builder().path(&path).open().await.unwrap();
+    assert_eq!(
+        again.get_twin("d1").unwrap().reported().doc().to_value(),
+        json!({"x": 1})
+    );
+    again.shutdown().await.unwrap();
+}
