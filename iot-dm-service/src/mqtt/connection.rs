@@ -493,8 +493,8 @@ mod size_tests {
 
     /// What an idle connection holds for its lifetime is the serve task and the boxed pump
     /// future: keep both small (the handshake state is boxed and freed after CONNECT, and
-    /// the socket read is a poll function, not an async state machine). Measured: 176 and
-    /// 1,040 bytes.
+    /// the socket read is a poll function, not an async state machine). The sizes last seen
+    /// are in `benches/README.md`.
     #[tokio::test]
     async fn per_connection_futures_stay_small() {
         let hub = crate::Hub::builder().in_memory().open().await.unwrap();

@@ -55,10 +55,10 @@
 //!
 //! `cargo bench --bench rest` at the workspace root measures the endpoint on loopback through
 //! [`ServiceClient`](crate::client::ServiceClient) (keep-alive TLS connections) with an
-//! in-memory hub. On a 2-vCPU virtual machine shared with other work, one run gave: a twin read
-//! round trip 0.33 ms and a twin update 0.35 ms one at a time; 12,800 twin reads/s with 16 in
-//! flight (the embedded hub answers the same read in 0.6 µs). The built-in policies' default
-//! rate limit (2,000 requests/s each) is below that: give a busy back end a policy of its own.
+//! in-memory hub: twin reads and updates one at a time, reads with 16 in flight, and the same
+//! read on the embedded hub (measured figures: `benches/README.md`). One client can make more
+//! requests per second than the built-in policies' default rate limit (2,000 requests/s each)
+//! allows: give a busy back end a policy of its own.
 //!
 //! # Example
 //!
