@@ -322,7 +322,7 @@ async fn malformed_and_misshapen_bodies() {
 async fn oversize_bodies_get_413() {
     let s = Served::start().await;
     create(&s, "d1").await;
-    let big = json!({ "tags": { "blob": "x".repeat(rest::MAX_BODY) } }).to_string();
+    let big = json!({ "tags": { "blob": "x".repeat(rest::MAX_REQUEST_BODY) } }).to_string();
     let token = s.token("iothubowner");
     let a = s
         .raw(
@@ -342,7 +342,13 @@ async fn oversize_bodies_get_413() {
     assert_eq!(a.status, 200, "{a:?}");
 
     // a chunked body (no Content-Length) is cut off at the limit too
-    let status = chunked_request(&s, &format!("/twins/d1?{API}"), &token, rest::MAX_BODY + 1).await;
+    let status = chunked_request(
+        &s,
+        &format!("/twins/d1?{API}"),
+        &token,
+        rest::MAX_REQUEST_BODY + 1,
+    )
+    .await;
     assert_eq!(status, 413);
     // and one under the limit goes through
     let status = chunked_request(&s, &format!("/twins/d1?{API}"), &token, 1000).await;

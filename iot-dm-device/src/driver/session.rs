@@ -46,7 +46,7 @@ struct Inflight {
     deadline: Instant,
 }
 
-pub(super) struct Session {
+pub(super) struct ClientSession {
     epoch: u64,
     /// The send half, when no send is in progress.
     tx: Option<Box<dyn LinkTx<DeviceFrame>>>,
@@ -61,7 +61,7 @@ pub(super) struct Session {
     resync_backoff: Backoff,
 }
 
-impl Session {
+impl ClientSession {
     /// User operations sent and not settled.
     fn unsettled(&self) -> usize {
         self.inflight
@@ -122,7 +122,7 @@ impl Driver {
             session_present,
         } = link;
         tracing::info!(epoch = self.epoch, session_present, "session up");
-        let mut s = Session {
+        let mut s = ClientSession {
             epoch: self.epoch,
             tx: Some(tx),
             rx,
@@ -145,7 +145,7 @@ impl Driver {
         end
     }
 
-    async fn session_loop(&mut self, s: &mut Session) -> SessionEnd {
+    async fn session_loop(&mut self, s: &mut ClientSession) -> SessionEnd {
         loop {
             self.pump(s);
             let close_deadline = self.closing.as_ref().map(|c| c.deadline);
@@ -191,7 +191,7 @@ impl Driver {
 
     /// Starts sending the next frame if no send is in progress: control frames first, then
     /// queued operations in issue order (skipping withdrawn ones).
-    fn pump(&mut self, s: &mut Session) {
+    fn pump(&mut self, s: &mut ClientSession) {
         if s.sending.is_some() {
             return;
         }
@@ -252,7 +252,7 @@ impl Driver {
         }
     }
 
-    fn on_message(&mut self, s: &mut Session, m: Message) {
+    fn on_message(&mut self, s: &mut ClientSession, m: Message) {
         self.dispatch(s, &m);
         // At-least-once messages are acknowledged once handled (handed to their consumer).
         if let Some(id) = m.ack_id {
@@ -260,7 +260,7 @@ impl Driver {
         }
     }
 
-    fn dispatch(&mut self, s: &mut Session, m: &Message) {
+    fn dispatch(&mut self, s: &mut ClientSession, m: &Message) {
         let parsed = match HubTopic::parse(&m.topic) {
             Ok(t) => t,
             Err(e) => {
@@ -334,7 +334,7 @@ impl Driver {
         }
     }
 
-    fn on_resync_answer(&mut self, s: &mut Session, status: u16, body: &[u8]) {
+    fn on_resync_answer(&mut self, s: &mut ClientSession, status: u16, body: &[u8]) {
         let twin = if (200..300).contains(&status) {
             parse_twin(body)
         } else {
@@ -355,13 +355,13 @@ impl Driver {
         }
     }
 
-    fn retry_resync(&mut self, s: &mut Session, why: &str) {
+    fn retry_resync(&mut self, s: &mut ClientSession, why: &str) {
         let delay = s.resync_backoff.next_delay();
         tracing::warn!(error = why, ?delay, "twin resync failed; retrying");
         s.resync_retry = Some(Instant::now() + delay);
     }
 
-    fn on_method_reply(&mut self, s: &mut Session, reply: MethodReply) {
+    fn on_method_reply(&mut self, s: &mut ClientSession, reply: MethodReply) {
         if reply.epoch == s.epoch {
             s.control
                 .push_back(method_answer(&reply.rid, &reply.response));
@@ -371,7 +371,7 @@ impl Driver {
     }
 
     /// Fails twin requests past their deadline, and starts a due resync retry.
-    fn expire(&mut self, s: &mut Session) {
+    fn expire(&mut self, s: &mut ClientSession) {
         let now = Instant::now();
         let expired: Vec<RequestId> = s
             .inflight

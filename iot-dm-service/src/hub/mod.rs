@@ -36,7 +36,7 @@ pub use registry::{
     DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind, Page,
     SymmetricKeys, Thumbprints, MAX_BULK, MAX_CAS,
 };
-pub use sessions::{CloudMessage, Telemetry, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
+pub use sessions::{CloudMessage, Telemetry, DEFAULT_TTL, MAX_C2D_BODY, MAX_PENDING, MAX_TTL};
 
 use std::path::PathBuf;
 use std::sync::Arc;

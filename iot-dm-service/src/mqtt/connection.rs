@@ -24,7 +24,7 @@ use super::ws;
 const CONNECT_CHUNK: usize = 512;
 
 /// An authenticated connection, ready to pump.
-pub(crate) struct Session {
+pub(crate) struct Authenticated {
     pub(crate) peer: SocketAddr,
     pub(crate) device: DeviceId,
     pub(crate) module: Option<ModuleId>,
@@ -158,7 +158,7 @@ async fn open(
     peer: SocketAddr,
     kind: Listener,
     shared: &Shared,
-) -> Result<(Transport, Session), OpenError> {
+) -> Result<(Transport, Authenticated), OpenError> {
     let (mut transport, certs) = establish(tcp, kind, shared).await?;
     let mut buf = BytesMut::new();
     let connect = loop {
@@ -224,7 +224,7 @@ async fn open(
     let idle_limit = Some(idle_limit(connect.keep_alive));
     Ok((
         transport,
-        Session {
+        Authenticated {
             peer,
             device,
             module,
@@ -513,7 +513,7 @@ mod size_tests {
 
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (tcp, peer) = listener.accept().await.unwrap();
-        let session = super::Session {
+        let session = super::Authenticated {
             peer,
             device: "d".parse().unwrap(),
             module: None,

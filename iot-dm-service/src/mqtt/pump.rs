@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use iot_dm_core::link::{DeviceFrame, Message, QoS};
 use iot_dm_core::wire::{self, DeviceTopic, Subscription};
 
-use super::connection::Session;
+use super::connection::Authenticated;
 use super::inflight::Inflight;
 use super::server::Shared;
 use super::transport::Transport;
@@ -81,7 +81,7 @@ impl std::fmt::Display for Close {
 
 struct Pump {
     io: Transport,
-    s: Session,
+    s: Authenticated,
     inflight: Inflight,
     out: BytesMut,
     /// Bytes the codec says the next packet still needs.
@@ -92,7 +92,7 @@ struct Pump {
 /// Runs an authenticated connection to its end.
 pub(crate) async fn run(
     io: Transport,
-    session: Session,
+    session: Authenticated,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {

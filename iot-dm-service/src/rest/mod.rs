@@ -12,7 +12,7 @@
 //!   wrongly signed: `401003 IotHubUnauthorizedAccess`. Valid but without the right the route
 //!   needs: `403000`. Over the policy's rate limit: `429001 ThrottlingException` with
 //!   `Retry-After`.
-//! * Bodies over [`MAX_BODY`] get `413001 MessageTooLarge`; text that is not JSON gets
+//! * Bodies over [`MAX_REQUEST_BODY`] get `413001 MessageTooLarge`; text that is not JSON gets
 //!   `400012 DeserializationError` with serde's line and column; JSON of the wrong shape gets
 //!   `400004` naming the field.
 //! * Every response has a unique `x-ms-request-id`; JSON bodies are
@@ -93,7 +93,7 @@ pub use router::{routes, RouteInfo};
 pub use server::{RestServer, RestServerBuilder};
 
 /// Largest request body: 256 KiB (direct-method payloads are further limited to 128 KiB).
-pub const MAX_BODY: usize = 256 * 1024;
+pub const MAX_REQUEST_BODY: usize = 256 * 1024;
 
 /// The default most open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::error::RestError;
 use super::router::{table, Router};
 use super::service::Service;
-use super::{DEFAULT_MAX_CONNECTIONS, MAX_BODY};
+use super::{DEFAULT_MAX_CONNECTIONS, MAX_REQUEST_BODY};
 use crate::listen::{bind, Acceptor};
 use crate::tls::TlsSource;
 use crate::{tls, Hub};
@@ -75,7 +75,7 @@ impl RestServerBuilder {
         self
     }
 
-    /// Largest request body ([`MAX_BODY`] by default); larger bodies get 413.
+    /// Largest request body ([`MAX_REQUEST_BODY`] by default); larger bodies get 413.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
@@ -249,7 +249,7 @@ impl RestServer {
             hub,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: TlsSource::None,
-            max_body: MAX_BODY,
+            max_body: MAX_REQUEST_BODY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),

@@ -2,7 +2,7 @@
 //!
 //! As in IoT Hub: at most [`MAX_PENDING`] messages wait per device (more is refused with
 //! `403004`), a message lives [`DEFAULT_TTL`] unless its sender says otherwise (at most
-//! [`MAX_TTL`]), and its body is at most [`MAX_BODY`] bytes. A queued message goes to the
+//! [`MAX_TTL`]), and its body is at most [`MAX_C2D_BODY`] bytes. A queued message goes to the
 //! device whenever it has a session subscribed to `devices/{id}/messages/devicebound/#`, and
 //! stays queued until the device acknowledges it (an MQTT PUBACK); a session that ends
 //! without acknowledging gets it again on the next one. Expired messages are dropped.
@@ -24,7 +24,7 @@ use crate::hub::Hub;
 /// Most messages waiting per device.
 pub const MAX_PENDING: usize = 50;
 /// Largest message body.
-pub const MAX_BODY: usize = 64 * 1024;
+pub const MAX_C2D_BODY: usize = 64 * 1024;
 /// Time to live when the sender gives none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Longest time to live.
@@ -170,10 +170,10 @@ impl Hub {
         device_id: &str,
         message: CloudMessage,
     ) -> Result<String, HubError> {
-        if message.body.len() > MAX_BODY {
+        if message.body.len() > MAX_C2D_BODY {
             return Err(HubError::invalid(
                 "body",
-                format!("{} bytes, the limit is {MAX_BODY}", message.body.len()),
+                format!("{} bytes, the limit is {MAX_C2D_BODY}", message.body.len()),
             ));
         }
         let ttl = message.ttl.unwrap_or(DEFAULT_TTL);

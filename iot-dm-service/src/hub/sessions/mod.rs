@@ -25,7 +25,7 @@ mod methods;
 mod session;
 mod telemetry;
 
-pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_BODY, MAX_PENDING, MAX_TTL};
+pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_C2D_BODY, MAX_PENDING, MAX_TTL};
 pub use telemetry::Telemetry;
 
 use std::collections::HashMap;

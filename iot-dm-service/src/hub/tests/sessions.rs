@@ -337,7 +337,7 @@ async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
         .unwrap_err();
     assert_eq!(err.code(), 403_004);
     assert!(hub
-        .send_c2d("d1", CloudMessage::new(vec![0u8; MAX_BODY + 1]))
+        .send_c2d("d1", CloudMessage::new(vec![0u8; MAX_C2D_BODY + 1]))
         .await
         .is_err());
     // expired messages are dropped
