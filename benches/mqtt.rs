@@ -39,8 +39,8 @@ use iot_dm_core::method::MethodRequest;
 use iot_dm_core::wire::{self, SasToken, SymmetricKey};
 use iot_dm_service::hub::DeviceSpec;
 use iot_dm_service::mqtt::dev_certs::DevCerts;
-use iot_dm_service::mqtt::{Listener, MqttServer};
-use iot_dm_service::Hub;
+use iot_dm_service::mqtt::{Listener, MqttServer, MqttServerBuilder};
+use iot_dm_service::{Hub, HubServer};
 
 use client::{BoxError, Client};
 
@@ -52,9 +52,15 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 struct Setup {
     hub: Hub,
-    server: MqttServer,
+    server: Served,
     certs: DevCerts,
     devices: Vec<(String, String)>,
+}
+
+/// The listeners: the hub served, or an MQTT endpoint over [`memory::StubEndpoint`].
+enum Served {
+    Hub(HubServer),
+    Stub(MqttServer),
 }
 
 impl Setup {
@@ -69,19 +75,19 @@ impl Setup {
             .expect("hub");
         let certs = DevCerts::generate().expect("certificates");
         let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let builder = if stub {
-            MqttServer::builder(memory::StubEndpoint)
-        } else {
-            MqttServer::builder(hub.clone())
+        let listeners = |b: MqttServerBuilder| {
+            b.listen(Listener::Tcp, any)
+                .listen(Listener::Tls, any)
+                .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
+                .max_connections(max_connections)
         };
-        let server = builder
-            .listen(Listener::Tcp, any)
-            .listen(Listener::Tls, any)
-            .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
-            .max_connections(max_connections)
-            .start()
-            .await
-            .expect("server");
+        let server = if stub {
+            let builder = listeners(MqttServer::builder(memory::StubEndpoint));
+            Served::Stub(builder.start().await.expect("server"))
+        } else {
+            let builder = HubServer::builder(hub.clone()).mqtt_with(listeners);
+            Served::Hub(builder.start().await.expect("server"))
+        };
         let expiry = Timestamp::from_unix_secs(SystemClock.now().unix_secs() + 24 * 3600);
         let mut list = Vec::with_capacity(devices);
         for i in 0..devices {
@@ -106,8 +112,24 @@ impl Setup {
         }
     }
 
+    /// The MQTT endpoint, of the hub or of the stub.
+    fn mqtt(&self) -> &MqttServer {
+        match &self.server {
+            Served::Hub(s) => s.mqtt().expect("the MQTT endpoint"),
+            Served::Stub(s) => s,
+        }
+    }
+
     fn addr(&self, kind: Listener) -> SocketAddr {
-        self.server.local_addr(kind).expect("listener")
+        self.mqtt().local_addr(kind).expect("listener")
+    }
+
+    /// Stops the listeners (and the hub, when it is served).
+    async fn shutdown(self) {
+        match self.server {
+            Served::Hub(s) => s.shutdown().await.expect("shutdown"),
+            Served::Stub(s) => s.shutdown().await,
+        }
     }
 }
 
@@ -300,7 +322,7 @@ fn bench_patches(c: &mut Criterion, rts: &Rts, kind: Listener) {
     group.finish();
     report_cpu(&format!("mqtt/{name}"), "patch", cpu, ops);
     drop(clients);
-    rts.hub.block_on(setup.server.shutdown());
+    rts.hub.block_on(setup.shutdown());
 }
 
 /// The same load through in-process links: the hub's own ceiling, without MQTT.
@@ -460,7 +482,7 @@ fn bench_method(c: &mut Criterion, rts: &Rts) {
         samples[samples.len() - 1].as_secs_f64() * 1e3,
     );
     responder.abort();
-    rts.hub.block_on(setup.server.shutdown());
+    rts.hub.block_on(setup.shutdown());
 }
 
 fn bench_connect(c: &mut Criterion, rts: &Rts) {

@@ -19,8 +19,8 @@ use iot_dm::service::access::{AccessPolicy, Rights};
 use iot_dm::service::api::ServiceApi;
 use iot_dm::service::client::ServiceClient;
 use iot_dm::service::hub::{DeviceSpec, Hub};
-use iot_dm::service::rest::RestServer;
 use iot_dm::service::tls::dev_certs::DevCerts;
+use iot_dm::service::HubServer;
 
 const CONCURRENCY: u64 = 16;
 
@@ -44,7 +44,8 @@ fn main() {
             .await
             .unwrap();
         let certs = DevCerts::generate().unwrap();
-        let server = RestServer::builder(hub.clone())
+        let server = HubServer::builder(hub.clone())
+            .rest_listen("127.0.0.1:0".parse().unwrap())
             .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
             .start()
             .await
@@ -52,7 +53,7 @@ fn main() {
         let client = ServiceClient::builder(&hub.service_connection_string("bench").unwrap())
             .unwrap()
             .ca_pem(certs.ca_pem())
-            .port(server.local_addr().port())
+            .port(server.rest_addr().unwrap().port())
             .max_idle_connections(CONCURRENCY as usize)
             .build()
             .unwrap();
@@ -119,6 +120,6 @@ fn main() {
         b.iter(|| rt.block_on(ServiceApi::get_twin(&hub, "d7")).unwrap())
     });
     g.finish();
-    rt.block_on(server.shutdown());
+    rt.block_on(server.shutdown()).unwrap();
     c.final_summary();
 }

@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 
 use iot_dm::service::hub::{DeviceSpec, Hub};
 use iot_dm::service::mqtt::dev_certs::DevCerts;
-use iot_dm::service::mqtt::{Listener, MqttServer};
+use iot_dm::service::mqtt::Listener;
+use iot_dm::service::HubServer;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -54,11 +55,11 @@ async fn main() -> Result<()> {
         .host_name("localhost")
         .open()
         .await?;
-    let mut builder = MqttServer::builder(hub.clone())
-        .listen(Listener::Tls, listen)
-        .tls_config(certs.server_config()?);
+    let mut builder = HubServer::builder(hub.clone())
+        .mqtt_listen(Listener::Tls, listen)
+        .tls_pem(certs.server_cert_pem(), certs.server_key_pem());
     if let Some(addr) = wss {
-        builder = builder.listen(Listener::Wss, addr);
+        builder = builder.mqtt_listen(Listener::Wss, addr);
     }
     let server = builder.start().await?;
 
@@ -77,7 +78,7 @@ async fn main() -> Result<()> {
         hub.device_count(),
         data.join("hub.redb").display()
     );
-    for (kind, addr) in server.local_addrs() {
+    for (kind, addr) in server.mqtt_addrs() {
         println!("listening: {} on {addr}", kind.as_str());
     }
     println!("devices trust: {}", ca_path.display());
@@ -86,7 +87,6 @@ async fn main() -> Result<()> {
     println!("Ctrl-C to stop");
 
     tokio::signal::ctrl_c().await?;
-    server.shutdown().await;
-    hub.shutdown().await?;
+    server.shutdown().await?;
     Ok(())
 }

@@ -18,9 +18,8 @@ use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport};
 use iot_dm::service::api::ServiceApi;
 use iot_dm::service::client::ServiceClient;
 use iot_dm::service::hub::{Authentication, DeviceSpec, Hub, ImportDevice, ImportMode, KeyKind};
-use iot_dm::service::rest::RestServer;
 use iot_dm::service::tls::dev_certs::DevCerts;
-use iot_dm::service::HubError;
+use iot_dm::service::{HubError, HubServer};
 
 const HOST: &str = "localhost";
 
@@ -414,7 +413,8 @@ async fn hub_and_service_client_behave_alike() {
     // remote, over HTTPS
     let remote = Hub::builder().host_name(HOST).open().await.unwrap();
     let certs = DevCerts::generate().unwrap();
-    let server = RestServer::builder(remote.clone())
+    let server = HubServer::builder(remote.clone())
+        .rest_listen("127.0.0.1:0".parse().unwrap())
         .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
         .start()
         .await
@@ -422,7 +422,7 @@ async fn hub_and_service_client_behave_alike() {
     let client = ServiceClient::builder(&remote.service_connection_string("iothubowner").unwrap())
         .unwrap()
         .ca_pem(certs.ca_pem())
-        .port(server.local_addr().port())
+        .port(server.rest_addr().unwrap().port())
         .build()
         .unwrap();
     let over_https = scenario(&client, &remote).await;
@@ -433,5 +433,5 @@ async fn hub_and_service_client_behave_alike() {
     }
     // the client reused its connections
     assert!(client.idle_connections() >= 1);
-    server.shutdown().await;
+    server.shutdown().await.unwrap();
 }

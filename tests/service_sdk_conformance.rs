@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use iot_dm::service::rest::RestServer;
 use sdk_hub::SdkHub;
 
 const REST_ADDR: &str = "127.0.0.1:443";
@@ -89,17 +88,11 @@ fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
 async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
     let SdkHub {
         _dir,
-        certs,
         ca_path,
         hub,
-        mqtt,
-    } = SdkHub::start().await;
-    let rest = RestServer::builder(hub.clone())
-        .listen(REST_ADDR.parse().unwrap())
-        .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
-        .start()
-        .await
-        .expect("bind 127.0.0.1:443");
+        server,
+        ..
+    } = SdkHub::start_with_rest(REST_ADDR).await;
 
     let owner = hub.service_connection_string("iothubowner").unwrap();
     let read_only = hub.service_connection_string("registryRead").unwrap();
@@ -177,9 +170,7 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
         "{sdk}: exactly the query devices remain"
     );
 
-    rest.shutdown().await;
-    mqtt.shutdown().await;
-    hub.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 /// Both SDKs, one after the other, each against a fresh hub (they share ports 443 and 8883).

@@ -141,7 +141,7 @@ fn hub_main(mode: &str) {
             .expect("load generator output");
         assert!(line.starts_with("ready"), "load generator: {line}");
         wait_until("all devices connected", Duration::from_secs(60), || {
-            setup.server.connections() == n && (stub || setup.hub.connected_devices() == n)
+            setup.mqtt().connections() == n && (stub || setup.hub.connected_devices() == n)
         });
         std::thread::sleep(Duration::from_millis(1000));
         let after = rss_kib();

@@ -23,8 +23,9 @@ use iot_dm_device::{
 };
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
 use iot_dm_service::mqtt::dev_certs::{DevCerts, DeviceCertificate};
-use iot_dm_service::mqtt::{Listener, MqttServer};
+use iot_dm_service::mqtt::Listener;
 use iot_dm_service::Hub;
+use iot_dm_service::HubServer;
 
 const HOST: &str = "localhost";
 const KEY: &str = "aW90LWRtIGtub3duLWFuc3dlciB0ZXN0IGtleSAzMmI=";
@@ -54,7 +55,7 @@ fn id(s: &str) -> DeviceId {
 /// A hub behind its MQTT endpoint (TLS and WebSocket over TLS).
 struct Running {
     hub: Hub,
-    server: MqttServer,
+    server: HubServer,
 }
 
 impl Running {
@@ -65,13 +66,12 @@ impl Running {
     }
 
     fn port(&self, kind: Listener) -> u16 {
-        self.server.local_addr(kind).unwrap().port()
+        self.server.mqtt_addr(kind).unwrap().port()
     }
 
     /// Stops the endpoint, then the hub (which releases its store).
     async fn stop(self) {
-        within("the endpoint to stop", self.server.shutdown()).await;
-        within("the hub to stop", self.hub.shutdown())
+        within("the endpoint and the hub to stop", self.server.shutdown())
             .await
             .unwrap();
     }
@@ -86,12 +86,12 @@ async fn open_hub(store: Option<&Path>) -> Hub {
     within("the hub to open", b.open()).await.unwrap()
 }
 
-async fn serve(hub: &Hub, certs: &DevCerts, tls_port: u16) -> MqttServer {
+async fn serve(hub: &Hub, certs: &DevCerts, tls_port: u16) -> HubServer {
     let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    MqttServer::builder(hub.clone())
-        .listen(Listener::Tls, tls)
-        .listen(Listener::Wss, any)
+    HubServer::builder(hub.clone())
+        .mqtt_listen(Listener::Tls, tls)
+        .mqtt_listen(Listener::Wss, any)
         .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
         .start()
         .await
@@ -335,8 +335,7 @@ async fn hub_restart_mid_session_reconnects_resyncs_and_keeps_order() {
     );
 
     within("close", client.close()).await;
-    server.shutdown().await;
-    reopened.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }
 
 fn sas_request(device: &str, key: &str) -> ConnectRequest {

@@ -11,6 +11,7 @@
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 //! | [`mqtt`] | the MQTT 3.1.1 device endpoint (TCP, TLS, WebSocket) the official Azure IoT device SDKs connect to |
 //! | [`rest`] | the service REST API over HTTPS (IoT Hub's routes plus our lifecycle and administration routes) |
+//! | [`server`] | [`server::HubServer`]: a hub served over its MQTT endpoint and its REST API from one configuration, shut down in order |
 //! | [`tls`] | TLS shared by the endpoints and the client: rustls configurations from PEM, thumbprints, development certificates |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -22,7 +23,9 @@ pub mod hub;
 mod listen;
 pub mod mqtt;
 pub mod rest;
+pub mod server;
 pub mod store;
 pub mod tls;
 
 pub use hub::{Hub, HubBuilder, HubError};
+pub use server::{HubServer, HubServerBuilder, HubServerError};

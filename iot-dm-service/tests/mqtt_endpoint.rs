@@ -32,7 +32,7 @@ async fn sas_over_tls_connects() {
     let dev = f.device("tls-dev").await;
     assert_eq!(f.hub.connected_devices(), 1);
     dev.client.disconnect().await.unwrap();
-    f.server.shutdown().await;
+    f.server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -71,7 +71,7 @@ async fn wrong_key_disabled_and_unknown_devices_get_connack_5() {
     ));
     // username naming another device than the client id
     let (mut raw, ack) = {
-        let mut raw = Raw::open(f.server.local_addr(Listener::Tcp).unwrap()).await;
+        let mut raw = Raw::open(f.addr(Listener::Tcp)).await;
         let mut c = Connect::new("known");
         c.set_login(
             format!("{HOST}/other/?api-version=2021-04-12"),
@@ -169,16 +169,7 @@ async fn direct_method_is_answered() {
         serde_json::from_slice::<Value>(&req.payload).unwrap(),
         json!({"delay": 1})
     );
-    let rid = req.topic.rsplit("$rid=").next().unwrap().to_string();
-    dev.client
-        .publish(
-            format!("$iothub/methods/res/200/?$rid={rid}"),
-            QoS::AtMostOnce,
-            false,
-            json!({"ok": true}).to_string(),
-        )
-        .await
-        .unwrap();
+    dev.answer_method(&req, 200, json!({"ok": true})).await;
     let response = timeout(WAIT, call).await.unwrap().unwrap().unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.payload, json!({"ok": true}));
@@ -242,7 +233,7 @@ async fn c2d_arrives_at_qos1_and_puback_completes_it() {
 async fn qos2_publish_closes_the_connection() {
     let f = fixture().await;
     let tok = f.sas_device("qos2-dev").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut raw, ack) = Raw::connect(addr, "qos2-dev", &tok, 60, None).await;
     assert_eq!(ack.code, ConnectReturnCode::Success);
     let mut p = RawPublish::new(
@@ -260,7 +251,7 @@ async fn malformed_packet_closes_only_that_connection() {
     let f = fixture().await;
     let a = f.sas_device("mal-a").await;
     let b = f.sas_device("mal-b").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut ra, _) = Raw::connect(addr, "mal-a", &a, 60, None).await;
     let (mut rb, _) = Raw::connect(addr, "mal-b", &b, 60, None).await;
     // reserved packet type 0
@@ -290,7 +281,7 @@ async fn subscription_to_another_devices_topic_fails_in_suback() {
         ]
     );
     // the connection is still fine
-    let raw_addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let raw_addr = f.addr(Listener::Tcp);
     let tok = f.sas_device("sub-raw").await;
     let (mut raw, _) = Raw::connect(raw_addr, "sub-raw", &tok, 60, None).await;
     raw.send(Packet::Subscribe(Subscribe::new(
@@ -313,7 +304,7 @@ async fn subscription_to_another_devices_topic_fails_in_suback() {
 async fn second_connection_drops_the_first() {
     let f = fixture().await;
     let tok = f.sas_device("twice").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut first, a) = Raw::connect(addr, "twice", &tok, 60, None).await;
     assert_eq!(a.code, ConnectReturnCode::Success);
     let (mut second, b) = Raw::connect(addr, "twice", &tok, 60, None).await;
@@ -342,7 +333,7 @@ async fn disabling_the_device_closes_the_socket() {
 async fn keep_alive_timeout_closes_an_idle_connection() {
     let f = fixture().await;
     let tok = f.sas_device("idle").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut raw, _) = Raw::connect(addr, "idle", &tok, 1, None).await;
     let start = tokio::time::Instant::now();
     // traffic resets the timer: ping at 1 s, so nothing closes before 2.5 s
@@ -360,7 +351,7 @@ async fn will_is_forwarded_on_an_ungraceful_close_only() {
     let f = fixture().await;
     let mut telemetry = f.hub.telemetry();
     let tok = f.sas_device("willy").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let will = || {
         LastWill::new(
             "devices/willy/messages/events/",
@@ -511,12 +502,12 @@ async fn websocket_connects_over_tls_and_plain() {
 
 #[tokio::test]
 async fn connections_past_the_limit_are_refused() {
-    let f = fixture_with(|b| b.max_connections(1)).await;
+    let f = fixture_with(|b| b.mqtt_max_connections(1)).await;
     let tok = f.sas_device("only-one").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut first, a) = Raw::connect(addr, "only-one", &tok, 60, None).await;
     assert_eq!(a.code, ConnectReturnCode::Success);
-    assert_eq!(f.server.connections(), 1);
+    assert_eq!(f.connections(), 1);
     let mut second = Raw::open(addr).await;
     let mut c = Connect::new("only-one");
     c.set_login(format!("{HOST}/only-one/"), tok.as_str());
@@ -531,7 +522,7 @@ async fn connections_past_the_limit_are_refused() {
     drop(first);
     // once it is gone, a new connection gets in
     timeout(WAIT, async {
-        while f.server.connections() != 0 {
+        while f.connections() != 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -545,9 +536,9 @@ async fn connections_past_the_limit_are_refused() {
 async fn shutdown_closes_connections() {
     let f = fixture().await;
     let tok = f.sas_device("shut").await;
-    let addr = f.server.local_addr(Listener::Tcp).unwrap();
+    let addr = f.addr(Listener::Tcp);
     let (mut raw, _) = Raw::connect(addr, "shut", &tok, 60, None).await;
-    timeout(WAIT, f.server.shutdown()).await.unwrap();
+    timeout(WAIT, f.server.shutdown()).await.unwrap().unwrap();
     raw.closed().await;
     // the listener is gone
     assert!(TcpStream::connect(addr).await.is_err());
@@ -557,7 +548,7 @@ async fn shutdown_closes_connections() {
 async fn packets_sent_together_with_connect_are_answered() {
     let f = fixture().await;
     let tok = f.sas_device("eager").await;
-    let mut raw = Raw::open(f.server.local_addr(Listener::Tcp).unwrap()).await;
+    let mut raw = Raw::open(f.addr(Listener::Tcp)).await;
     let mut c = Connect::new("eager");
     c.set_login(
         format!("{HOST}/eager/?api-version=2021-04-12"),

@@ -1,6 +1,6 @@
 //! The hub the official-SDK conformance tests run against: a redb hub in a temporary
 //! directory with development certificates (the CA also written as `ca.pem` for the SDKs),
-//! serving MQTT over TLS on the port the SDKs use.
+//! serving MQTT over TLS on the port the SDKs use, and for the service SDKs the REST API.
 
 // each test uses what it needs of this
 #![allow(dead_code)]
@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 
 use iot_dm::service::hub::Hub;
-use iot_dm::service::mqtt::{Listener, MqttServer};
+use iot_dm::service::mqtt::Listener;
 use iot_dm::service::tls::dev_certs::DevCerts;
+use iot_dm::service::HubServer;
 
 /// The host name in the certificates and connection strings.
 pub const HOST: &str = "localhost";
@@ -26,13 +27,23 @@ pub struct SdkHub {
     pub ca_path: PathBuf,
     /// The hub.
     pub hub: Hub,
-    /// Its MQTT endpoint.
-    pub mqtt: MqttServer,
+    /// Its endpoints; shutting it down shuts the hub down too.
+    pub server: HubServer,
 }
 
 impl SdkHub {
     /// Opens the hub and starts its MQTT endpoint on [`MQTT_ADDR`].
     pub async fn start() -> SdkHub {
+        SdkHub::serve(None).await
+    }
+
+    /// Opens the hub and starts its MQTT endpoint on [`MQTT_ADDR`] and its REST API (HTTPS,
+    /// same certificate) on `rest`.
+    pub async fn start_with_rest(rest: &str) -> SdkHub {
+        SdkHub::serve(Some(rest)).await
+    }
+
+    async fn serve(rest: Option<&str>) -> SdkHub {
         let dir = tempfile::tempdir().unwrap();
         let certs = DevCerts::load_or_create(dir.path().join("certs")).unwrap();
         let ca_path = dir.path().join("ca.pem");
@@ -43,18 +54,22 @@ impl SdkHub {
             .open()
             .await
             .unwrap();
-        let mqtt = MqttServer::builder(hub.clone())
-            .listen(Listener::Tls, MQTT_ADDR.parse().unwrap())
-            .tls_config(certs.server_config().unwrap())
+        let mut builder = HubServer::builder(hub.clone())
+            .mqtt_listen(Listener::Tls, MQTT_ADDR.parse().unwrap())
+            .tls_pem(certs.server_cert_pem(), certs.server_key_pem());
+        if let Some(addr) = rest {
+            builder = builder.rest_listen(addr.parse().unwrap());
+        }
+        let server = builder
             .start()
             .await
-            .expect("bind 127.0.0.1:8883");
+            .unwrap_or_else(|e| panic!("the conformance hub did not start: {e}"));
         SdkHub {
             _dir: dir,
             certs,
             ca_path,
             hub,
-            mqtt,
+            server,
         }
     }
 }

@@ -148,6 +148,11 @@ impl MqttServerBuilder {
         self
     }
 
+    /// Whether a listener was added.
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.listeners.is_empty()
+    }
+
     /// Binds every listener and starts accepting.
     pub async fn start(self) -> Result<MqttServer, MqttError> {
         if self.listeners.is_empty() {
@@ -188,6 +193,7 @@ impl MqttServerBuilder {
             last_refusal_log: std::sync::Mutex::new(None),
         });
         let (shutdown, _) = watch::channel(false);
+        let (accepting, _) = watch::channel(false);
         let mut addrs = Vec::with_capacity(bound.len());
         let mut tasks = Vec::with_capacity(bound.len());
         for (kind, local, listener) in bound {
@@ -198,6 +204,7 @@ impl MqttServerBuilder {
                 kind,
                 local,
                 shared.clone(),
+                accepting.subscribe(),
                 shutdown.subscribe(),
             )));
         }
@@ -205,6 +212,7 @@ impl MqttServerBuilder {
             addrs,
             shared,
             shutdown,
+            accepting,
             tasks,
         })
     }
@@ -275,10 +283,11 @@ async fn accept_loop(
     kind: Listener,
     local: SocketAddr,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut stop_accepting: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut acceptor = Acceptor::new(listener, kind.as_str(), local);
-    while let Some((tcp, peer)) = acceptor.next(&mut shutdown).await {
+    while let Some((tcp, peer)) = acceptor.next(&mut stop_accepting).await {
         let Some(permit) = shared.try_acquire() else {
             shared.refused(kind, peer);
             drop(tcp);
@@ -299,7 +308,10 @@ async fn accept_loop(
 pub struct MqttServer {
     addrs: Vec<(Listener, SocketAddr)>,
     shared: Arc<Shared>,
+    /// Closes every connection (and stops the accept loops).
     shutdown: watch::Sender<bool>,
+    /// Stops the accept loops only.
+    accepting: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -342,9 +354,17 @@ impl MqttServer {
         self.shared.active.load(Ordering::Acquire)
     }
 
+    /// Stops accepting new connections and closes the listeners; open connections carry on
+    /// until [`Self::shutdown`]. A [`HubServer`](crate::server::HubServer) calls this first, so
+    /// that no device connects while requests of the REST endpoint still finish.
+    pub fn stop_accepting(&self) {
+        self.accepting.send_replace(true);
+    }
+
     /// Stops accepting, closes every connection (their hub sessions end; Wills are not
     /// forwarded) and waits up to five seconds for them to finish.
     pub async fn shutdown(mut self) {
+        self.accepting.send_replace(true);
         self.shutdown.send_replace(true);
         for task in self.tasks.drain(..) {
             let _ = task.await;
@@ -359,6 +379,7 @@ impl MqttServer {
 
 impl Drop for MqttServer {
     fn drop(&mut self) {
+        self.accepting.send_replace(true);
         self.shutdown.send_replace(true);
     }
 }
@@ -422,6 +443,53 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains(&addr.to_string()), "{e}");
         a.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stop_accepting_closes_the_listener_and_keeps_connections() {
+        let hub = crate::Hub::builder().in_memory().open().await.unwrap();
+        let server = MqttServer::builder(hub)
+            .listen(Listener::Tcp, "127.0.0.1:0".parse().unwrap())
+            .start()
+            .await
+            .unwrap();
+        let addr = server.local_addr(Listener::Tcp).unwrap();
+        // a socket still waiting for its CONNECT counts as a connection
+        let mut open = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let one_open = || async {
+            while server.connections() != 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), one_open())
+            .await
+            .unwrap();
+        server.stop_accepting();
+        let refused = async {
+            while tokio::net::TcpStream::connect(addr).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), refused)
+            .await
+            .unwrap();
+        // sockets accepted while the loop was stopping close at EOF; the first one stays open
+        tokio::time::timeout(Duration::from_secs(5), one_open())
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::io::AsyncReadExt::read(&mut open, &mut byte);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), read)
+                .await
+                .is_err(),
+            "the open connection was not closed"
+        );
+        server.shutdown().await;
+        let mut byte = [0u8; 1];
+        let read = tokio::io::AsyncReadExt::read(&mut open, &mut byte);
+        let closed = tokio::time::timeout(Duration::from_secs(5), read).await;
+        assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! Shared fixtures for the MQTT endpoint tests: a hub with every listener on loopback, a
-//! rumqttc device whose event loop runs in a task, and a raw-packet client.
+//! Shared fixtures for the MQTT endpoint tests: a hub served with every MQTT listener on
+//! loopback, a rumqttc device whose event loop runs in a task, and a raw-packet client.
 
-#![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions, unwrap
+// test helpers, not only #[test] functions, unwrap; each test file uses what it needs
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,15 +22,15 @@ use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
 use iot_dm_core::wire::{self, SasToken, SymmetricKey};
 use iot_dm_service::hub::DeviceSpec;
 use iot_dm_service::mqtt::dev_certs::DevCerts;
-use iot_dm_service::mqtt::{Listener, MqttServer, MqttServerBuilder};
-use iot_dm_service::Hub;
+use iot_dm_service::mqtt::{Listener, MqttServer};
+use iot_dm_service::{Hub, HubServer, HubServerBuilder};
 
 pub const HOST: &str = "localhost";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Fixture {
     pub hub: Hub,
-    pub server: MqttServer,
+    pub server: HubServer,
     pub certs: DevCerts,
 }
 
@@ -37,7 +38,7 @@ pub async fn fixture() -> Fixture {
     fixture_with(|b| b).await
 }
 
-pub async fn fixture_with(tune: impl FnOnce(MqttServerBuilder) -> MqttServerBuilder) -> Fixture {
+pub async fn fixture_with(tune: impl FnOnce(HubServerBuilder) -> HubServerBuilder) -> Fixture {
     let hub = Hub::builder()
         .in_memory()
         .host_name(HOST)
@@ -46,19 +47,28 @@ pub async fn fixture_with(tune: impl FnOnce(MqttServerBuilder) -> MqttServerBuil
         .unwrap();
     let certs = DevCerts::generate().unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let builder = MqttServer::builder(hub.clone())
-        .listen(Listener::Tcp, any)
-        .listen(Listener::Tls, any)
-        .listen(Listener::Ws, any)
-        .listen(Listener::Wss, any)
+    let builder = HubServer::builder(hub.clone())
+        .mqtt_listen(Listener::Tcp, any)
+        .mqtt_listen(Listener::Tls, any)
+        .mqtt_listen(Listener::Ws, any)
+        .mqtt_listen(Listener::Wss, any)
         .tls_pem(certs.server_cert_pem(), certs.server_key_pem());
     let server = tune(builder).start().await.unwrap();
     Fixture { hub, server, certs }
 }
 
 impl Fixture {
+    pub fn addr(&self, kind: Listener) -> SocketAddr {
+        self.server.mqtt_addr(kind).unwrap()
+    }
+
     pub fn port(&self, kind: Listener) -> u16 {
-        self.server.local_addr(kind).unwrap().port()
+        self.addr(kind).port()
+    }
+
+    /// Open MQTT connections.
+    pub fn connections(&self) -> usize {
+        self.server.mqtt().map_or(0, MqttServer::connections)
     }
 
     /// Creates a SAS device and returns a valid token for it.
@@ -191,6 +201,20 @@ impl Dev {
             Incoming::SubAck(a) => a.return_codes,
             _ => unreachable!(),
         }
+    }
+
+    /// Answers the direct-method request that arrived as `request` with `status` and `payload`.
+    pub async fn answer_method(&self, request: &Publish, status: u16, payload: serde_json::Value) {
+        let rid = request.topic.rsplit("$rid=").next().unwrap();
+        self.client
+            .publish(
+                format!("$iothub/methods/res/{status}/?$rid={rid}"),
+                QoS::AtMostOnce,
+                false,
+                payload.to_string(),
+            )
+            .await
+            .unwrap();
     }
 
     /// Waits until the connection ends (an error from the event loop).

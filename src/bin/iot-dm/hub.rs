@@ -5,9 +5,8 @@ use std::path::Path;
 
 use iot_dm::service::access::Rights;
 use iot_dm::service::mqtt::dev_certs::DevCerts;
-use iot_dm::service::mqtt::{Listener, MqttServer};
-use iot_dm::service::rest::RestServer;
-use iot_dm::service::Hub;
+use iot_dm::service::mqtt::Listener;
+use iot_dm::service::{Hub, HubServer, HubServerError};
 
 use crate::cli::HubArgs;
 use crate::error::{CliError, CliResult};
@@ -28,33 +27,28 @@ pub async fn run(args: &HubArgs, out: &mut Out<'_>) -> CliResult {
     let ca_path = certs_dir.join("ca.pem");
     std::fs::write(&ca_path, certs.ca_pem())
         .map_err(|e| CliError::io(format!("writing {}", ca_path.display()), e))?;
-    let server_config = certs
-        .server_config()
-        .map_err(|e| CliError::Partial(format!("TLS configuration: {e}")))?;
 
     let hub = Hub::builder()
         .path(data.join("hub.redb"))
         .host_name(&args.host)
         .open()
         .await?;
-    let mqtt = MqttServer::builder(hub.clone())
-        .listen(Listener::Tls, args.mqtt)
-        .tls_config(server_config.clone())
-        .start()
-        .await
-        .map_err(|e| CliError::Partial(format!("MQTT endpoint on {}: {e}", args.mqtt)))?;
-    let rest = RestServer::builder(hub.clone())
-        .listen(args.rest)
+    let server = HubServer::builder(hub.clone())
+        .mqtt_listen(Listener::Tls, args.mqtt)
+        .rest_listen(args.rest)
         .tls_pem(certs.server_cert_pem(), certs.server_key_pem())
         .start()
         .await
-        .map_err(|e| CliError::Partial(format!("REST API on {}: {e}", args.rest)))?;
+        .map_err(|e| CliError::Partial(e.to_string()))?;
 
     let owner = owner_policy(&hub)?;
     let cs = hub.service_connection_string(&owner)?;
-    let rest_url = format!("https://{}", rest.local_addr());
-    let mqtt_addrs: Vec<String> = mqtt
-        .local_addrs()
+    let rest_addr = server
+        .rest_addr()
+        .ok_or_else(|| CliError::Partial("the REST API is not running".into()))?;
+    let rest_url = format!("https://{rest_addr}");
+    let mqtt_addrs: Vec<String> = server
+        .mqtt_addrs()
         .iter()
         .map(|(_, a)| a.to_string())
         .collect();
@@ -101,9 +95,10 @@ pub async fn run(args: &HubArgs, out: &mut Out<'_>) -> CliResult {
     out.flush()?;
 
     wait_for_stop().await;
-    rest.shutdown().await;
-    mqtt.shutdown().await;
-    hub.shutdown().await?;
+    server.shutdown().await.map_err(|e| match e {
+        HubServerError::Hub(e) => CliError::Hub(e),
+        e => CliError::Partial(e.to_string()),
+    })?;
     out.line("hub stopped")
 }
 
