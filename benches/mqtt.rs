@@ -38,8 +38,8 @@ use iot_dm_core::link::{ConnectRequest, Credentials, DeviceFrame, Endpoint, Link
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::wire::{self, SasToken, SymmetricKey};
 use iot_dm_service::hub::DeviceSpec;
-use iot_dm_service::mqtt::dev_certs::DevCerts;
 use iot_dm_service::mqtt::{Listener, MqttServer, MqttServerBuilder};
+use iot_dm_service::tls::dev_certs::DevCerts;
 use iot_dm_service::{Hub, HubServer};
 
 use client::{BoxError, Client};

@@ -17,8 +17,8 @@
 use std::net::SocketAddr;
 
 use iot_dm::service::hub::{DeviceSpec, Hub};
-use iot_dm::service::mqtt::dev_certs::DevCerts;
 use iot_dm::service::mqtt::Listener;
+use iot_dm::service::tls::dev_certs::DevCerts;
 use iot_dm::service::HubServer;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

@@ -215,7 +215,7 @@ fn load_main(mode: &str) {
         std::fs::read_to_string(std::env::var(DEVICES).expect("devices")).expect("devices");
     let tls = (mode == "tls").then(|| {
         let ca = std::fs::read(std::env::var(CA).expect("ca")).expect("ca");
-        iot_dm_service::mqtt::tls::client_config(&ca, None).expect("client config")
+        iot_dm_service::tls::client_config(&ca, None).expect("client config")
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -22,8 +22,8 @@ use iot_dm_device::{
     ConnectionState, DeviceClient, DeviceCredentials, PropertyBag, Transport, TwinState,
 };
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
-use iot_dm_service::mqtt::dev_certs::{DevCerts, DeviceCertificate};
 use iot_dm_service::mqtt::Listener;
+use iot_dm_service::tls::dev_certs::{DevCerts, DeviceCertificate};
 use iot_dm_service::Hub;
 use iot_dm_service::HubServer;
 

@@ -21,8 +21,8 @@ use tokio::time::timeout;
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::twin::TwinPatch;
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
-use iot_dm_service::mqtt::dev_certs::{DevCerts, DeviceCertificate};
 use iot_dm_service::mqtt::Listener;
+use iot_dm_service::tls::dev_certs::{DevCerts, DeviceCertificate};
 
 use mqtt_support::{fixture, fixture_with, token, Dev, Raw, HOST, WAIT};
 

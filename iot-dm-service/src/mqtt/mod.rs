@@ -59,7 +59,7 @@
 //! # Compatibility
 //!
 //! Checked by hand against the official SDKs pointed at a development certificate
-//! ([`dev_certs`]): Python `azure-iot-device` 2.14.0 and Node `azure-iot-device` 1.18.4 with
+//! ([`dev_certs`](crate::tls::dev_certs)): Python `azure-iot-device` 2.14.0 and Node `azure-iot-device` 1.18.4 with
 //! `azure-iot-device-mqtt` 1.16.4 connect with SAS tokens over TLS and over WebSocket, read
 //! the twin, report properties, receive desired patches, answer direct methods, send
 //! telemetry with properties and receive (and complete) cloud-to-device messages; Python also
@@ -79,7 +79,8 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use iot_dm_service::mqtt::{dev_certs::DevCerts, Listener, MqttServer};
+//! use iot_dm_service::mqtt::{Listener, MqttServer};
+//! use iot_dm_service::tls::dev_certs::DevCerts;
 //! use iot_dm_service::Hub;
 //!
 //! let hub = Hub::builder().in_memory().open().await?;
@@ -105,10 +106,6 @@ mod server;
 mod transport;
 mod ws;
 
-/// The shared TLS helpers, under their former path (see [`crate::tls`]).
-pub use crate::tls;
-/// Development certificates, under their former path (see [`crate::tls::dev_certs`]).
-pub use crate::tls::dev_certs;
 pub use error::MqttError;
 pub use server::{Listener, MqttServer, MqttServerBuilder};
 

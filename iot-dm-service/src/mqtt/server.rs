@@ -16,10 +16,10 @@ use tokio_rustls::TlsAcceptor;
 use iot_dm_core::link::Endpoint;
 
 use crate::listen::{bind, Acceptor};
-use crate::tls::TlsSource;
+use crate::tls::{self, TlsSource};
 
 use super::{
-    connection, tls, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    connection, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PACKET_SIZE,
 };
 

@@ -21,8 +21,8 @@ use tokio::time::timeout;
 use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
 use iot_dm_core::wire::{self, SasToken, SymmetricKey};
 use iot_dm_service::hub::DeviceSpec;
-use iot_dm_service::mqtt::dev_certs::DevCerts;
 use iot_dm_service::mqtt::{Listener, MqttServer};
+use iot_dm_service::tls::dev_certs::DevCerts;
 use iot_dm_service::{Hub, HubServer, HubServerBuilder};
 
 pub const HOST: &str = "localhost";

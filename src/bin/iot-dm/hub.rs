@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use iot_dm::service::access::Rights;
-use iot_dm::service::mqtt::dev_certs::DevCerts;
 use iot_dm::service::mqtt::Listener;
+use iot_dm::service::tls::dev_certs::DevCerts;
 use iot_dm::service::{Hub, HubServer, HubServerError};
 
 use crate::cli::HubArgs;

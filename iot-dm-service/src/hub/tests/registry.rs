@@ -269,7 +269,7 @@ async fn export_then_import_round_trips() {
 async fn ca_certificates_are_validated_and_persist() {
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
     let hub = Hub::builder().store(store.clone()).open().await.unwrap();
-    let certs = crate::mqtt::dev_certs::DevCerts::generate().unwrap();
+    let certs = crate::tls::dev_certs::DevCerts::generate().unwrap();
     assert!(hub
         .add_ca_certificate("bad name", certs.ca_pem())
         .await
