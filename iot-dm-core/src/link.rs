@@ -25,6 +25,8 @@ use bytes::Bytes;
 use crate::identity::{DeviceId, ModuleId};
 
 mod channel;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use channel::{
     bounded, channel, channel_with, HubSide, Receiver, SendError, Sender, TrySendError,
