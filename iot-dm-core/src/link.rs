@@ -8,7 +8,8 @@
 //! A hub offers an [`Endpoint`]: given a [`ConnectRequest`] it authenticates the device and
 //! returns a [`Link`], or refuses with a [`ConnectRefused`] reason. The device client's transports
 //! produce the same [`Link`]: the in-memory transport by calling an in-process hub's endpoint, the
-//! MQTT transport by speaking MQTT. This module holds only traits and data; it runs nothing.
+//! MQTT transport by speaking MQTT. This module holds traits, data and [`channel`], the
+//! in-process link over bounded queues; it does no I/O.
 //!
 //! ```
 //! use iot_dm_core::link::{Message, QoS};
@@ -22,6 +23,14 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::identity::{DeviceId, ModuleId};
+
+mod channel;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use channel::{
+    bounded, channel, channel_with, HubSide, Receiver, SendError, Sender, TrySendError,
+};
 
 /// Delivery guarantee of a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -35,29 +35,15 @@ pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
 /// ```
 /// # use std::sync::Arc;
 /// # use iot_dm_core::link::*;
-/// # use tokio::sync::mpsc;
-/// # struct Tx(mpsc::Sender<DeviceFrame>);
-/// # struct Rx(mpsc::Receiver<Message>);
-/// # #[async_trait::async_trait]
-/// # impl LinkTx<DeviceFrame> for Tx {
-/// #     async fn send(&mut self, f: DeviceFrame) -> Result<(), LinkClosed> {
-/// #         self.0.send(f).await.map_err(|_| LinkClosed)
-/// #     }
-/// # }
-/// # #[async_trait::async_trait]
-/// # impl LinkRx<Message> for Rx {
-/// #     async fn recv(&mut self) -> Option<Message> { self.0.recv().await }
-/// # }
 /// # // A tiny hub: one twin, answers GET and reported PATCH.
 /// # struct TinyHub;
 /// # #[async_trait::async_trait]
 /// # impl Endpoint for TinyHub {
 /// #     async fn connect(&self, _: ConnectRequest) -> Result<Link, ConnectRefused> {
-/// #         let (dtx, mut drx) = mpsc::channel::<DeviceFrame>(8);
-/// #         let (htx, hrx) = mpsc::channel(8);
+/// #         let (link, mut hub) = channel(8);
 /// #         tokio::spawn(async move {
 /// #             let mut reported = 1;
-/// #             while let Some(frame) = drx.recv().await {
+/// #             while let Some(frame) = hub.frames.recv().await {
 /// #                 let DeviceFrame::Publish(m) = frame else { continue };
 /// #                 let rid = m.topic.split("$rid=").nth(1).unwrap_or_default().to_string();
 /// #                 let answer = if m.topic.starts_with("$iothub/twin/GET/") {
@@ -69,10 +55,10 @@ pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
 /// #                 } else {
 /// #                     continue;
 /// #                 };
-/// #                 if htx.send(answer).await.is_err() { break }
+/// #                 if hub.messages.send(answer).await.is_err() { break }
 /// #             }
 /// #         });
-/// #         Ok(Link { tx: Box::new(Tx(dtx)), rx: Box::new(Rx(hrx)), session_present: false })
+/// #         Ok(link)
 /// #     }
 /// # }
 /// use iot_dm_core::method::MethodResponse;

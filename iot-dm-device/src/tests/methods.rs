@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::fake_hub::FakeHub;
 use super::*;
 use crate::{MethodResponse, METHOD_NOT_IMPLEMENTED};
 
 #[tokio::test(start_paused = true)]
 async fn method_round_trip() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     client.on_method("reboot", |call| async move {
         assert_eq!(call.name, "reboot");
@@ -23,7 +22,7 @@ async fn method_round_trip() {
     });
     eventually("subscribed", || !hub.subscriptions().is_empty()).await;
     assert_eq!(
-        hub.invoke("reboot", r#"{"delay":5}"#).await,
+        hub.invoke("reboot", json!({"delay": 5})).await,
         (200, json!({"delay": 5}))
     );
     // an empty body is a null payload, and a null answer is sent as `null`
@@ -33,17 +32,17 @@ async fn method_round_trip() {
             payload: call.payload,
         }
     });
-    assert_eq!(hub.invoke("ping", "").await, (204, json!(null)));
+    assert_eq!(hub.invoke_raw("ping", "").await, (204, json!(null)));
     assert!(client.remove_method("ping"));
-    assert_eq!(hub.invoke("ping", "").await.0, METHOD_NOT_IMPLEMENTED);
+    assert_eq!(hub.invoke_raw("ping", "").await.0, METHOD_NOT_IMPLEMENTED);
 }
 
 #[tokio::test(start_paused = true)]
 async fn unknown_methods_and_the_default_handler() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     eventually("subscribed", || !hub.subscriptions().is_empty()).await;
-    let (status, body) = hub.invoke("selfDestruct", "{}").await;
+    let (status, body) = hub.invoke("selfDestruct", json!({})).await;
     assert_eq!(status, 501);
     assert_eq!(
         body,
@@ -68,16 +67,16 @@ async fn unknown_methods_and_the_default_handler() {
         }
     });
     assert_eq!(
-        hub.invoke("selfDestruct", "{}").await,
+        hub.invoke("selfDestruct", json!({})).await,
         (404, json!({"unknown": "selfDestruct"}))
     );
-    assert_eq!(hub.invoke("known", "{}").await, (200, json!("known")));
+    assert_eq!(hub.invoke("known", json!({})).await, (200, json!("known")));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn failing_handlers_and_bad_payloads() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     client.on_method("boom", |_| async { panic!("handler bug") });
     client.on_method("echo", |call| async move {
@@ -87,19 +86,19 @@ async fn failing_handlers_and_bad_payloads() {
         }
     });
     eventually("subscribed", || !hub.subscriptions().is_empty()).await;
-    let (status, body) = hub.invoke("boom", "{}").await;
+    let (status, body) = hub.invoke("boom", json!({})).await;
     assert_eq!(status, 500);
     assert!(body["message"].as_str().unwrap().contains("boom"), "{body}");
-    let (status, body) = hub.invoke("echo", "{not json").await;
+    let (status, body) = hub.invoke_raw("echo", "{not json").await;
     assert_eq!(status, 400);
     assert!(body["message"].is_string(), "{body}");
     // the client keeps serving
-    assert_eq!(hub.invoke("echo", "[1]").await, (200, json!([1])));
+    assert_eq!(hub.invoke("echo", json!([1])).await, (200, json!([1])));
 }
 
 #[tokio::test(start_paused = true)]
 async fn slow_handlers_do_not_block_the_session() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     client.on_method("slow", |_| async {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -111,7 +110,7 @@ async fn slow_handlers_do_not_block_the_session() {
     eventually("subscribed", || !hub.subscriptions().is_empty()).await;
     let invoke = {
         let hub = hub.clone();
-        tokio::spawn(async move { hub.invoke("slow", "null").await })
+        tokio::spawn(async move { hub.invoke("slow", json!(null)).await })
     };
     // twin traffic flows while the handler sleeps
     let started = tokio::time::Instant::now();

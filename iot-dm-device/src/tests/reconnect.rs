@@ -5,9 +5,9 @@ use std::time::Duration;
 use iot_dm_core::link::ConnectRefused;
 use serde_json::json;
 
-use super::fake_hub::{FakeHub, DESIRED_FILTER};
 use super::*;
 use crate::{CloseReason, DisconnectReason};
+use iot_dm_core::wire::topic::DESIRED_PATCH_FILTER as DESIRED_FILTER;
 
 fn unavailable() -> Option<ConnectRefused> {
     Some(ConnectRefused::ServerUnavailable {
@@ -17,7 +17,7 @@ fn unavailable() -> Option<ConnectRefused> {
 
 #[tokio::test(start_paused = true)]
 async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert_eq!(within(desired.recv()).await.unwrap().version, 1);
@@ -60,7 +60,7 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
 
 #[tokio::test(start_paused = true)]
 async fn reconnect_without_a_change_delivers_nothing() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert_eq!(within(desired.recv()).await.unwrap().version, 1);
@@ -78,7 +78,7 @@ async fn reconnect_without_a_change_delivers_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn offline_queue_keeps_issue_order_and_its_bound() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = builder(&hub).queue_capacity(3).connect().await.unwrap();
     hub.refuse(unavailable());
     hub.drop_link();
@@ -116,7 +116,7 @@ async fn offline_queue_keeps_issue_order_and_its_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn unanswered_patch_is_sent_again_after_reconnect() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     eventually("resynced", || {
         hub.publishes(1, "$iothub/twin/GET/").len() == 1
@@ -140,7 +140,7 @@ async fn unanswered_patch_is_sent_again_after_reconnect() {
 
 #[tokio::test(start_paused = true)]
 async fn a_withdrawn_operation_is_not_sent() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     hub.refuse(unavailable());
     hub.drop_link();
@@ -163,7 +163,7 @@ async fn a_withdrawn_operation_is_not_sent() {
 
 #[tokio::test(start_paused = true)]
 async fn refused_reconnect_closes_the_client() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert!(within(desired.recv()).await.unwrap().full);
@@ -189,7 +189,7 @@ async fn refused_reconnect_closes_the_client() {
 
 #[tokio::test(start_paused = true)]
 async fn close_flushes_then_ends_everything() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     let pending = {
@@ -221,7 +221,7 @@ async fn close_flushes_then_ends_everything() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_every_handle_closes_the_session() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     let clone = client.clone();
@@ -235,7 +235,7 @@ async fn dropping_every_handle_closes_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn sas_token_is_renewed_before_it_expires() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let clock = clock();
     let client = builder_with_clock(&hub, clock.clone())
         .sas_ttl(Duration::from_secs(100))

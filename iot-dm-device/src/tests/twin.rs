@@ -5,11 +5,14 @@ use std::time::Duration;
 use iot_dm_core::link::{ConnectRefused, DeviceFrame, QoS};
 use serde_json::json;
 
-use super::fake_hub::{FakeHub, DESIRED_FILTER, METHOD_FILTER};
 use super::*;
 use crate::{DesiredPatch, DeviceCredentials, Error, Operation, PropertyBag};
 use iot_dm_core::identity::DeviceId;
+use iot_dm_core::wire::topic::{
+    DESIRED_PATCH_FILTER as DESIRED_FILTER, METHOD_REQUEST_FILTER as METHOD_FILTER,
+};
 use iot_dm_core::wire::SystemProperty;
+use iot_dm_service::hub::CloudMessage;
 
 fn patch(version: u64, patch: serde_json::Value, full: bool) -> DesiredPatch {
     DesiredPatch {
@@ -21,11 +24,11 @@ fn patch(version: u64, patch: serde_json::Value, full: bool) -> DesiredPatch {
 
 #[tokio::test(start_paused = true)]
 async fn connect_subscribes_then_gets_the_twin() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     assert!(client.connection_state().borrow().is_connected());
-    eventually("subscribe and resync GET", || hub.received().len() >= 2).await;
-    let received = hub.received();
+    eventually("subscribe and resync GET", || hub.frames().len() >= 2).await;
+    let received = hub.frames();
     match &received[0].frame {
         DeviceFrame::Subscribe(filters) => {
             assert!(filters.iter().any(|f| f == DESIRED_FILTER));
@@ -52,7 +55,7 @@ async fn connect_subscribes_then_gets_the_twin() {
 
 #[tokio::test(start_paused = true)]
 async fn first_connect_refused_is_reported_not_retried() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     hub.refuse(Some(ConnectRefused::NotAuthorized {
         reason: "bad signature".into(),
     }));
@@ -64,14 +67,14 @@ async fn first_connect_refused_is_reported_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wrong_key_is_refused() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let creds = DeviceCredentials::symmetric_key(
         HOST,
         DeviceId::new(DEVICE).unwrap(),
         "d3Jvbmcga2V5IGZvciB0aGlzIGRldmljZQ==",
     )
     .unwrap();
-    let err = DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))
+    let err = DeviceClient::builder(creds, InMemoryTransport::new(hub.link.clone()))
         .connect()
         .await
         .unwrap_err();
@@ -81,22 +84,36 @@ async fn a_wrong_key_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn cloud_messages_are_delivered_then_acknowledged() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut c2d = client.cloud_messages();
     eventually("subscribed", || !hub.subscriptions().is_empty()).await;
-    hub.push_c2d("%24.mid=m1&color=red", "hello", 7).await;
+    let message = CloudMessage::new("hello")
+        .message_id("m1")
+        .property("color", "red");
+    hub.hub.send_c2d(DEVICE, message).await.unwrap();
     let m = within(c2d.recv()).await.unwrap();
     assert_eq!(&m.payload[..], b"hello");
     assert_eq!(m.properties.message_id(), Some("m1"));
     assert_eq!(m.properties.get("color"), Some(Some("red")));
     assert_eq!(m.input, None);
-    eventually("acknowledged", || hub.acks() == [7]).await;
+    let delivered = hub.delivered(1, "devices/dev-1/messages/devicebound/");
+    assert_eq!(delivered.len(), 1);
+    let ack_id = delivered[0].ack_id.expect("delivered at least once");
+    eventually("acknowledged", || hub.acks() == [ack_id]).await;
+    eventually("gone from the hub's queue", || {
+        hub.hub
+            .get_device(DEVICE)
+            .unwrap()
+            .cloud_to_device_message_count
+            == 0
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn get_twin_and_update_reported() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     hub.set_desired(json!({"fan": 2})).await;
     let client = connect(&hub).await;
     let twin = within(client.get_twin()).await.unwrap();
@@ -130,7 +147,7 @@ async fn get_twin_and_update_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn hub_errors_come_back_typed() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let err = within(client.update_reported(json!({"bad key": 1})))
         .await
@@ -156,7 +173,7 @@ async fn hub_errors_come_back_typed() {
 
 #[tokio::test(start_paused = true)]
 async fn reported_patch_must_be_an_object() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let err = within(client.update_reported(json!([1, 2])))
         .await
@@ -170,8 +187,14 @@ async fn reported_patch_must_be_an_object() {
 
 #[tokio::test(start_paused = true)]
 async fn twin_requests_time_out() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
+    // the subscriptions reach the hub before it goes silent (a silent endpoint swallows every
+    // frame)
+    eventually("subscribed and resynced", || {
+        hub.publishes(1, "$iothub/twin/GET/").len() == 1
+    })
+    .await;
     hub.set_silent(true);
     let started = tokio::time::Instant::now();
     let err = within(client.get_twin()).await.unwrap_err();
@@ -188,7 +211,7 @@ async fn twin_requests_time_out() {
 
 #[tokio::test(start_paused = true)]
 async fn desired_updates_in_order_without_duplicates() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert_eq!(
@@ -198,8 +221,8 @@ async fn desired_updates_in_order_without_duplicates() {
     assert_eq!(hub.set_desired(json!({"a": 1})).await, 2);
     // a repeat and a stale notification are dropped
     let topic = |v: u64| format!("$iothub/twin/PATCH/properties/desired/?$version={v}");
-    hub.push(&topic(2), r#"{"a":1,"$version":2}"#).await;
-    hub.push(&topic(1), r#"{"old":true,"$version":1}"#).await;
+    hub.push(&topic(2), r#"{"a":1,"$version":2}"#);
+    hub.push(&topic(1), r#"{"old":true,"$version":1}"#);
     hub.set_desired(json!({"b": {"c": 3}})).await;
     hub.set_desired(json!({"a": null})).await;
     assert_eq!(
@@ -226,12 +249,12 @@ async fn desired_updates_in_order_without_duplicates() {
 
 #[tokio::test(start_paused = true)]
 async fn a_version_gap_resyncs_the_whole_document() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert_eq!(within(desired.recv()).await.unwrap().version, 1);
     // version 2 never reaches the device; version 3 does
-    hub.set_desired_with(json!({"x": 1}), false).await;
+    hub.set_desired_unseen(json!({"x": 1})).await;
     hub.set_desired(json!({"y": 2})).await;
     assert_eq!(
         within(desired.recv()).await.unwrap(),
@@ -248,16 +271,15 @@ async fn a_version_gap_resyncs_the_whole_document() {
 
 #[tokio::test(start_paused = true)]
 async fn unreadable_desired_notification_resyncs() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut desired = client.desired_updates();
     assert_eq!(within(desired.recv()).await.unwrap().version, 1);
-    hub.set_desired_with(json!({"x": 1}), false).await;
+    hub.set_desired_unseen(json!({"x": 1})).await;
     hub.push(
         "$iothub/twin/PATCH/properties/desired/?$version=2",
         "{not json",
-    )
-    .await;
+    );
     assert_eq!(
         within(desired.recv()).await.unwrap(),
         patch(2, json!({"x": 1}), true)
@@ -266,7 +288,7 @@ async fn unreadable_desired_notification_resyncs() {
 
 #[tokio::test(start_paused = true)]
 async fn telemetry_goes_out_at_least_once_with_its_properties() {
-    let hub = FakeHub::new(DEVICE);
+    let hub = TestHub::new().await;
     let client = connect(&hub).await;
     let mut props = PropertyBag::new();
     props.set_system(SystemProperty::ContentType, "application/json");
