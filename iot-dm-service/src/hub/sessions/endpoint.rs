@@ -6,37 +6,16 @@ use std::sync::Arc;
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
-use iot_dm_core::link::{
-    ConnectRefused, ConnectRequest, DeviceFrame, Endpoint, Link, LinkClosed, LinkRx, LinkTx,
-    Message,
-};
+use iot_dm_core::link::{self, ConnectRefused, ConnectRequest, Endpoint, Link, Message};
 use iot_dm_core::twin::ConnectionState;
 use iot_dm_core::wire;
 
-use super::channel::{self, Receiver, Sender};
 use super::session::SessionTask;
 use super::{SessionHandle, INBOUND_CAPACITY, OUTBOUND_CAPACITY};
 use crate::hub::engine::{lock, locked};
 use crate::hub::events::HubEvent;
 use crate::hub::twins::DesiredChange;
 use crate::hub::Hub;
-
-struct ChanTx(Sender<DeviceFrame>);
-struct ChanRx(Receiver<Message>);
-
-#[async_trait::async_trait]
-impl LinkTx<DeviceFrame> for ChanTx {
-    async fn send(&mut self, item: DeviceFrame) -> Result<(), LinkClosed> {
-        self.0.send(item).await.map_err(|_| LinkClosed)
-    }
-}
-
-#[async_trait::async_trait]
-impl LinkRx<Message> for ChanRx {
-    async fn recv(&mut self) -> Option<Message> {
-        self.0.recv().await
-    }
-}
 
 impl Hub {
     /// Closes a device's live session, if any.
@@ -93,12 +72,11 @@ impl Hub {
     }
 
     fn open_session(&self, req: ConnectRequest, expiry: Option<Timestamp>) -> Link {
-        let (frame_tx, frame_rx) = channel::bounded(INBOUND_CAPACITY);
-        let (out_tx, out_rx) = channel::bounded(OUTBOUND_CAPACITY);
+        let (mut link, side) = link::channel_with(INBOUND_CAPACITY, OUTBOUND_CAPACITY);
         let sessions = &self.inner.sessions;
         let handle = SessionHandle {
             conn_id: sessions.next_conn.fetch_add(1, Ordering::Relaxed),
-            outbound: out_tx,
+            outbound: side.messages,
             shared: Arc::default(),
         };
         let id = req.device_id.clone();
@@ -131,15 +109,12 @@ impl Hub {
             handle,
             keep: !req.clean_session,
         };
-        tokio::spawn(task.run(frame_rx, expiry));
+        tokio::spawn(task.run(side.frames, expiry));
         if pump {
             self.pump_c2d(id_str.as_str());
         }
-        Link {
-            tx: Box::new(ChanTx(frame_tx)),
-            rx: Box::new(ChanRx(out_rx)),
-            session_present: kept.is_some(),
-        }
+        link.session_present = kept.is_some();
+        link
     }
 }
 

@@ -12,14 +12,12 @@
 //! | `endpoint.rs` | the [`Endpoint`](iot_dm_core::link::Endpoint) impl: opening, replacing and closing sessions, desired notifications |
 //! | `auth.rs` | device authentication: SAS tokens, X.509 thumbprints and CA chains |
 //! | `session.rs` | the per-device session task |
-//! | `channel.rs` | the bounded queues between a connection and its session |
 //! | `methods.rs` | direct methods |
 //! | `c2d.rs` | cloud-to-device messages |
 //! | `telemetry.rs` | device-to-cloud messages |
 
 mod auth;
 pub(super) mod c2d;
-mod channel;
 mod endpoint;
 mod methods;
 mod session;
@@ -41,7 +39,7 @@ use iot_dm_core::wire::IdForm;
 
 use crate::hub::engine::locked;
 use crate::hub::error::HubError;
-use channel::Sender;
+use iot_dm_core::link::Sender;
 
 /// Messages a session may have queued towards a slow device before the hub drops it.
 const OUTBOUND_CAPACITY: usize = 1024;

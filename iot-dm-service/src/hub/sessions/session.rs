@@ -15,12 +15,12 @@ use iot_dm_core::method::MethodResponse;
 use iot_dm_core::twin::{ConnectionState, Twin};
 use iot_dm_core::wire::{self, DeviceTopic, RequestId, Subscription};
 
-use super::channel::Receiver;
 use super::SessionHandle;
 use crate::hub::engine::{locked, Ack};
 use crate::hub::error::HubError;
 use crate::hub::events::{Actor, HubEvent};
 use crate::hub::Hub;
+use iot_dm_core::link::Receiver;
 
 fn error_body(e: &HubError) -> Bytes {
     Bytes::from(
