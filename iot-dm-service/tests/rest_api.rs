@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::wire::ServiceConnectionString;
 use iot_dm_service::access::{AccessPolicy, RateLimit, Rights};
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::DeviceSpec;
 use iot_dm_service::rest;
 use rest_support::{Served, API, HOST};
@@ -500,7 +501,7 @@ async fn a_small_rate_limit_gets_429_with_retry_after() {
         .await;
     assert_eq!(a.status, 200);
     // the client maps it back
-    let e = iot_dm_service::api::ServiceApi::registry_statistics(&s.client("slow"))
+    let e = iot_dm_service::api::RegistryApi::registry_statistics(&s.client("slow"))
         .await
         .unwrap_err();
     assert!(e.is_throttled(), "{e:?}");
@@ -555,12 +556,12 @@ async fn plain_tcp_and_shutdown() {
     .unwrap()
     .build()
     .unwrap();
-    let stats = iot_dm_service::api::ServiceApi::registry_statistics(&client)
+    let stats = iot_dm_service::api::RegistryApi::registry_statistics(&client)
         .await
         .unwrap();
     assert_eq!(stats.total_device_count, 0);
     server.shutdown().await;
-    let e = iot_dm_service::api::ServiceApi::registry_statistics(&client)
+    let e = iot_dm_service::api::RegistryApi::registry_statistics(&client)
         .await
         .unwrap_err();
     assert!(e.is_transport(), "{e:?}");
