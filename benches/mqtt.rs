@@ -24,6 +24,7 @@ mod memory;
 #[path = "common/rss.rs"]
 mod rss;
 
+use iot_dm::service::api::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use iot_dm::core::twin::TwinPatch;
 use iot_dm::service::access::{AccessPolicy, Rights};
-use iot_dm::service::api::ServiceApi;
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::client::ServiceClient;
 use iot_dm::service::hub::{DeviceSpec, Hub};
 use iot_dm::service::tls::dev_certs::DevCerts;
@@ -117,7 +117,7 @@ fn main() {
     let mut g = c.benchmark_group("embedded");
     g.throughput(Throughput::Elements(1));
     g.bench_function("get_twin", |b| {
-        b.iter(|| rt.block_on(ServiceApi::get_twin(&hub, "d7")).unwrap())
+        b.iter(|| rt.block_on(TwinApi::get_twin(&hub, "d7")).unwrap())
     });
     g.finish();
     rt.block_on(server.shutdown()).unwrap();

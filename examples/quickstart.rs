@@ -19,6 +19,7 @@ use iot_dm::core::patterns::{
 use iot_dm::core::query::Condition;
 use iot_dm::core::twin::TwinPatch;
 use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport};
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::hub::{DeviceSpec, Hub};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

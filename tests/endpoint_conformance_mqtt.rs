@@ -11,8 +11,8 @@ use conformance_support::{hub, HubFixture};
 use iot_dm_core::link::{ConnectRefused, ConnectRequest, Endpoint, Link};
 use iot_dm_device::mqtt::MqttTransport;
 use iot_dm_device::{Transport, TransportError};
-use iot_dm_service::tls::dev_certs::DevCerts;
 use iot_dm_service::mqtt::{Listener, MqttServer};
+use iot_dm_service::tls::dev_certs::DevCerts;
 
 /// The name the development server certificate is issued for.
 const HOST: &str = "localhost";

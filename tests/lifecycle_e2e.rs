@@ -16,6 +16,7 @@ use iot_dm::core::identity::DeviceId;
 use iot_dm::core::method::{MethodRequest, MethodResponse};
 use iot_dm::core::twin::TwinPatch;
 use iot_dm::device::{ConnectionState, DeviceClient, DeviceCredentials, InMemoryTransport};
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::hub::{generate_key, Device, DeviceSpec, Hub};
 
 const HOST: &str = "hub.test";

@@ -24,6 +24,7 @@ use tokio::process::Command;
 
 use iot_dm::core::method::MethodRequest;
 use iot_dm::core::twin::TwinPatch;
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::hub::{generate_key, CloudMessage, Device, DeviceSpec};
 use sdk_hub::{SdkHub, HOST};
 

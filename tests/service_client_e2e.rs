@@ -2,7 +2,8 @@
 //! a `ServiceClient` talking HTTPS to a served hub: both runs must observe the same things
 //! (statuses, versions, ETags, query rows, error codes), which is what makes the two
 //! implementations interchangeable. A real device client (in-memory transport) answers the
-//! direct methods.
+//! direct methods. Every area trait is exercised: registry, twins, queries, direct methods,
+//! cloud-to-device messages, shared access policies and CA certificates.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,9 +16,12 @@ use iot_dm::core::method::{MethodRequest, MethodResponse};
 use iot_dm::core::query::PageRequest;
 use iot_dm::core::twin::TwinPatch;
 use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport};
+use iot_dm::service::access::{AccessPolicy, Rights};
 use iot_dm::service::api::ServiceApi;
 use iot_dm::service::client::ServiceClient;
-use iot_dm::service::hub::{Authentication, DeviceSpec, Hub, ImportDevice, ImportMode, KeyKind};
+use iot_dm::service::hub::{
+    Authentication, CloudMessage, DeviceSpec, Hub, ImportDevice, ImportMode, KeyKind,
+};
 use iot_dm::service::tls::dev_certs::DevCerts;
 use iot_dm::service::{HubError, HubServer};
 
@@ -60,8 +64,9 @@ async fn device_client(hub: &Hub, id: &str, key: &str) -> DeviceClient {
         .unwrap()
 }
 
-/// The scenario. `devices_hub` is the hub the API manages (devices connect to it directly).
-async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub) -> Vec<String> {
+/// The scenario. `devices_hub` is the hub the API manages (devices connect to it directly);
+/// `ca_pem` is a CA certificate to register.
+async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<String> {
     let mut log = Vec::new();
     macro_rules! note {
         ($($t:tt)*) => { log.push(format!($($t)*)) };
@@ -384,6 +389,156 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub) -> Vec<String> {
     );
     device.close().await;
 
+    // cloud-to-device messages, to a device that is not connected
+    let id = api
+        .send_c2d(
+            "d2",
+            CloudMessage::new("reboot")
+                .property("priority", "high")
+                .message_id("m-1")
+                .ttl(Duration::from_millis(1500)),
+        )
+        .await
+        .unwrap();
+    note!("c2d: {id}");
+    let id = api
+        .send_c2d("d2", CloudMessage::new(vec![0u8, 255]))
+        .await
+        .unwrap();
+    note!("c2d generated id: {}", !id.is_empty());
+    note!(
+        "c2d pending: {}",
+        api.get_device("d2")
+            .await
+            .unwrap()
+            .cloud_to_device_message_count
+    );
+    note!(
+        "c2d ghost: {}",
+        err(api
+            .send_c2d("ghost", CloudMessage::new("x"))
+            .await
+            .unwrap_err())
+    );
+    note!(
+        "c2d ttl 0: {}",
+        field(
+            api.send_c2d("d2", CloudMessage::new("x").ttl(Duration::ZERO))
+                .await
+                .unwrap_err()
+        )
+    );
+    note!(
+        "c2d too large: {}",
+        field(
+            api.send_c2d("d2", CloudMessage::new(vec![7u8; 64 * 1024 + 1]))
+                .await
+                .unwrap_err()
+        )
+    );
+    note!("purge: {}", api.purge_c2d("d2").await.unwrap());
+    note!("purge again: {}", api.purge_c2d("d2").await.unwrap());
+    note!(
+        "c2d pending after purge: {}",
+        api.get_device("d2")
+            .await
+            .unwrap()
+            .cloud_to_device_message_count
+    );
+    note!(
+        "purge ghost: {}",
+        err(api.purge_c2d("ghost").await.unwrap_err())
+    );
+
+    // shared access policies
+    let names = |ps: Vec<AccessPolicy>| ps.into_iter().map(|p| p.key_name).collect::<Vec<_>>();
+    note!(
+        "policies: {:?}",
+        names(api.access_policies().await.unwrap())
+    );
+    let stored = api
+        .put_access_policy(AccessPolicy::new("dash", Rights::REGISTRY_READ))
+        .await
+        .unwrap();
+    note!(
+        "put dash: {} keys generated={}",
+        stored.rights,
+        !stored.primary_key.is_empty() && !stored.secondary_key.is_empty()
+    );
+    note!(
+        "get dash: same={}",
+        api.access_policy("dash").await.unwrap() == stored
+    );
+    let cs = api.service_connection_string("dash").await.unwrap();
+    note!(
+        "connection string: {}",
+        cs == format!(
+            "HostName={HOST};SharedAccessKeyName=dash;SharedAccessKey={}",
+            stored.primary_key
+        )
+    );
+    let swapped = api
+        .regenerate_policy_key("dash", KeyKind::Swap)
+        .await
+        .unwrap();
+    note!(
+        "swap policy keys: {}",
+        swapped.primary_key == stored.secondary_key && swapped.secondary_key == stored.primary_key
+    );
+    note!(
+        "no rights: {}",
+        field(
+            api.put_access_policy(AccessPolicy::new("none", Rights::NONE))
+                .await
+                .unwrap_err()
+        )
+    );
+    api.delete_access_policy("dash").await.unwrap();
+    note!(
+        "get deleted policy: {}",
+        field(api.access_policy("dash").await.unwrap_err())
+    );
+    note!(
+        "delete last owner: {}",
+        field(api.delete_access_policy("iothubowner").await.unwrap_err())
+    );
+
+    // CA certificates
+    let ca = api.add_ca_certificate("fleet-ca", ca_pem).await.unwrap();
+    note!(
+        "add CA: {} thumbprint={} pem kept={}",
+        ca.name,
+        ca.sha256_thumbprint.len(),
+        ca.pem == ca_pem
+    );
+    let listed = api.ca_certificates().await.unwrap();
+    note!(
+        "CAs: {:?} same={}",
+        listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        listed == vec![ca.clone()]
+    );
+    note!(
+        "bad CA: {}",
+        field(
+            api.add_ca_certificate("bad", "not a pem")
+                .await
+                .unwrap_err()
+        )
+    );
+    note!(
+        "bad CA name: {}",
+        field(api.add_ca_certificate("a b", ca_pem).await.unwrap_err())
+    );
+    api.remove_ca_certificate("fleet-ca").await.unwrap();
+    note!(
+        "CAs after remove: {}",
+        api.ca_certificates().await.unwrap().len()
+    );
+    note!(
+        "remove again: {}",
+        field(api.remove_ca_certificate("fleet-ca").await.unwrap_err())
+    );
+
     // statistics and deletes
     let stats = api.registry_statistics().await.unwrap();
     note!("stats: {stats:?}");
@@ -407,8 +562,9 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub) -> Vec<String> {
 #[tokio::test]
 async fn hub_and_service_client_behave_alike() {
     // embedded
+    let ca = DevCerts::generate().unwrap();
     let local = Hub::builder().host_name(HOST).open().await.unwrap();
-    let embedded = scenario(&local, &local).await;
+    let embedded = scenario(&local, &local, ca.ca_pem()).await;
 
     // remote, over HTTPS
     let remote = Hub::builder().host_name(HOST).open().await.unwrap();
@@ -425,7 +581,7 @@ async fn hub_and_service_client_behave_alike() {
         .port(server.rest_addr().unwrap().port())
         .build()
         .unwrap();
-    let over_https = scenario(&client, &remote).await;
+    let over_https = scenario(&client, &remote, ca.ca_pem()).await;
 
     assert_eq!(embedded.len(), over_https.len());
     for (a, b) in embedded.iter().zip(&over_https) {

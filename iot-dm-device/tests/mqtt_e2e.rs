@@ -21,6 +21,7 @@ use iot_dm_device::mqtt::MqttTransport;
 use iot_dm_device::{
     ConnectionState, DeviceClient, DeviceCredentials, PropertyBag, Transport, TwinState,
 };
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
 use iot_dm_service::mqtt::Listener;
 use iot_dm_service::tls::dev_certs::{DevCerts, DeviceCertificate};

@@ -5,7 +5,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
-//! | [`api`] | [`api::ServiceApi`], the back-end operations, implemented by the embedded hub and by the remote client |
+//! | [`api`] | the back-end operations, one trait per area and their union [`api::ServiceApi`], implemented by the embedded hub and by the remote client |
 //! | [`client`] | [`client::ServiceClient`], the back-end API of a remote hub over HTTPS, from a service connection string |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |

@@ -22,6 +22,7 @@ use iot_dm_core::clock::Timestamp;
 use iot_dm_core::link::{ConnectRequest, Credentials, DeviceFrame, Endpoint, Message};
 use iot_dm_core::twin::TwinPatch;
 use iot_dm_core::wire::{self, RequestId, SasToken, SymmetricKey};
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::{DeviceSpec, Hub};
 
 const CHILD_ENV: &str = "IOT_DM_CRASH_CHILD_DIR";

@@ -14,12 +14,12 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use iot_dm_core::method::MethodRequest;
-use iot_dm_service::api::ServiceApi;
 use iot_dm_service::client::ServiceClient;
 use iot_dm_service::mqtt::{Listener, MqttError};
 use iot_dm_service::rest::RestError;
 use iot_dm_service::{Hub, HubServer, HubServerError};
 
+use iot_dm_service::api::prelude::*;
 use mqtt_support::{fixture_with, Fixture, WAIT};
 
 fn any() -> SocketAddr {

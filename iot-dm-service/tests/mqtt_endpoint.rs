@@ -20,6 +20,7 @@ use tokio::time::timeout;
 
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::twin::TwinPatch;
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
 use iot_dm_service::mqtt::Listener;
 use iot_dm_service::tls::dev_certs::{DevCerts, DeviceCertificate};

@@ -15,8 +15,10 @@ use serde_json::{json, Value};
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::wire::ServiceConnectionString;
 use iot_dm_service::access::{AccessPolicy, RateLimit, Rights};
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::DeviceSpec;
 use iot_dm_service::rest;
+use iot_dm_service::tls::dev_certs::DevCerts;
 use rest_support::{Served, API, HOST};
 
 const POLICIES: [&str; 5] = [
@@ -63,7 +65,8 @@ async fn prepare(s: &Served, method: &Method, pattern: &str, n: usize) -> Case {
         ("GET", "/devices")
         | ("GET", "/statistics/devices")
         | ("GET", "/statistics/service")
-        | ("GET", "/policies") => case(None, &[200]),
+        | ("GET", "/policies")
+        | ("GET", "/certificates") => case(None, &[200]),
         ("POST", "/devices") => case(Some(json!([{ "id": id, "importMode": "create" }])), &[200]),
         ("POST", "/devices/{id}/plan") => case(Some(json!({ "tags": { "a": 1 } })), &[200]),
         ("POST", "/devices/{id}/provision") => {
@@ -133,6 +136,33 @@ async fn prepare(s: &Served, method: &Method, pattern: &str, n: usize) -> Case {
                 },
             )
         }
+        ("GET", "/policies/{name}") => {
+            s.hub
+                .put_access_policy(AccessPolicy::new(format!("p{n}"), Rights::REGISTRY_READ))
+                .await
+                .unwrap();
+            case(None, &[200])
+        }
+        ("POST", "/devices/{id}/commands") => {
+            create(s, &id).await;
+            case(Some(json!({ "body": "aGk=" })), &[200])
+        }
+        ("DELETE", "/devices/{id}/commands") => {
+            create(s, &id).await;
+            case(None, &[200])
+        }
+        ("PUT", "/certificates/{name}") => {
+            let certs = DevCerts::generate().unwrap();
+            case(Some(json!({ "certificate": certs.ca_pem() })), &[200])
+        }
+        ("DELETE", "/certificates/{name}") => {
+            let certs = DevCerts::generate().unwrap();
+            s.hub
+                .add_ca_certificate(&format!("p{n}"), certs.ca_pem())
+                .await
+                .unwrap();
+            case(None, &[204])
+        }
         (m, p) => panic!("route {m} {p} has no case in the authorization matrix: add one"),
     }
 }
@@ -154,7 +184,7 @@ async fn authorization_matrix_every_policy_against_every_route() {
     let mut request_ids = HashSet::new();
     let mut n = 0;
     let routes = rest::routes();
-    assert_eq!(routes.len(), 25, "the contract has 25 routes");
+    assert_eq!(routes.len(), 31, "the contract has 31 routes");
     for route in &routes {
         // 401: no token, a token signed with another key, an expired token
         let expired = s.token_until(
@@ -506,7 +536,7 @@ async fn a_small_rate_limit_gets_429_with_retry_after() {
         .await;
     assert_eq!(a.status, 200);
     // the client maps it back
-    let e = iot_dm_service::api::ServiceApi::registry_statistics(&s.client("slow"))
+    let e = iot_dm_service::api::RegistryApi::registry_statistics(&s.client("slow"))
         .await
         .unwrap_err();
     assert!(e.is_throttled(), "{e:?}");
@@ -561,12 +591,12 @@ async fn plain_tcp_and_shutdown() {
     .unwrap()
     .build()
     .unwrap();
-    let stats = iot_dm_service::api::ServiceApi::registry_statistics(&client)
+    let stats = iot_dm_service::api::RegistryApi::registry_statistics(&client)
         .await
         .unwrap();
     assert_eq!(stats.total_device_count, 0);
     server.shutdown().await;
-    let e = iot_dm_service::api::ServiceApi::registry_statistics(&client)
+    let e = iot_dm_service::api::RegistryApi::registry_statistics(&client)
         .await
         .unwrap_err();
     assert!(e.is_transport(), "{e:?}");

@@ -7,7 +7,7 @@ mod rest_support;
 
 use std::time::Duration;
 
-use iot_dm_service::api::ServiceApi;
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::client::ServiceClient;
 use iot_dm_service::hub::DeviceSpec;
 use iot_dm_service::rest::RestServer;
@@ -201,10 +201,20 @@ async fn the_owner_manages_access_policies_remotely() {
         per_second: 50,
         burst: 100,
     });
-    let stored = owner.put_access_policy(&dashboards).await.unwrap();
+    let stored = owner.put_access_policy(dashboards.clone()).await.unwrap();
     assert!(!stored.primary_key.is_empty() && stored.primary_key != stored.secondary_key);
     assert_eq!(stored.rate_limit, dashboards.rate_limit);
     assert_eq!(s.hub.access_policy("dashboards").unwrap(), stored);
+    assert_eq!(owner.access_policy("dashboards").await.unwrap(), stored);
+    assert_eq!(
+        owner.service_connection_string("dashboards").await.unwrap(),
+        s.hub.service_connection_string("dashboards").unwrap()
+    );
+    assert!(owner
+        .access_policy("nope")
+        .await
+        .unwrap_err()
+        .is_invalid_input());
     let reader = s.client("dashboards");
     reader.registry_statistics().await.unwrap();
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::{
     ConnectionState, DeviceClient, DeviceClientBuilder, DeviceCredentials, InMemoryTransport,
 };
+use iot_dm_service::api::prelude::*;
 
 pub(crate) const DEVICE: &str = "dev-1";
 pub(crate) const HOST: &str = "hub.test";

@@ -1,7 +1,8 @@
 //! [`ServiceClient`]: the back-end API of a remote hub (this crate's [REST
 //! server](crate::rest) or Azure IoT Hub) over HTTPS, built from a service connection string.
-//! It implements [`ServiceApi`](crate::api::ServiceApi), so code written against the trait
-//! runs unchanged against an embedded [`Hub`](crate::Hub) or a remote one.
+//! It implements every area trait of [`api`](crate::api), one file per area, so code written
+//! against [`ServiceApi`](crate::api::ServiceApi) runs unchanged against an embedded
+//! [`Hub`](crate::Hub) or a remote one.
 //!
 //! * HTTPS with rustls (ring). By default the server certificate is checked against the
 //!   Mozilla root set compiled in from the `webpki-roots` crate (what Azure IoT Hub's
@@ -19,7 +20,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use iot_dm_service::api::ServiceApi;
+//! use iot_dm_service::api::prelude::*;
 //! use iot_dm_service::client::ServiceClient;
 //! use iot_dm_service::hub::DeviceSpec;
 //! use iot_dm_service::rest::RestServer;
@@ -45,10 +46,16 @@
 //! # Ok(()) }
 //! ```
 
-mod api;
+mod certificates;
+mod codec;
 mod errors;
+mod messages;
+mod methods;
 mod policies;
 mod pool;
+mod query;
+mod registry;
+mod twins;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use iot_dm_service::api::prelude::*;
 //! use iot_dm_service::hub::{Hub, DeviceSpec};
 //! use serde_json::json;
 //!
@@ -34,8 +35,9 @@ pub use events::{Actor, HubEvent};
 pub use registry::{
     generate_key, thumbprints, Authentication, BulkError, BulkResult, CaCertificate, Device,
     DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind, Page,
-    SymmetricKeys, Thumbprints, MAX_BULK, MAX_CAS,
+    RegistryStatistics, ServiceStatistics, SymmetricKeys, Thumbprints, MAX_BULK, MAX_CAS,
 };
+pub(crate) use sessions::MessageBody;
 pub use sessions::{CloudMessage, Telemetry, DEFAULT_TTL, MAX_C2D_BODY, MAX_PENDING, MAX_TTL};
 
 use std::path::PathBuf;
@@ -238,25 +240,6 @@ impl Hub {
     /// Number of device identities (planned, provisioned and retired).
     pub fn device_count(&self) -> usize {
         self.inner.state.devices.len()
-    }
-
-    /// Device counts of the registry: every identity, the enabled ones, and the rest (planned,
-    /// disabled and retired devices cannot connect, so they count as disabled).
-    pub fn registry_statistics(&self) -> crate::api::RegistryStatistics {
-        let mut stats = crate::api::RegistryStatistics::default();
-        for e in self.inner.state.devices.iter() {
-            let g = engine::lock(e.value());
-            if g.deleted {
-                continue;
-            }
-            stats.total_device_count += 1;
-            if g.device.status == iot_dm_core::twin::DeviceStatus::Enabled {
-                stats.enabled_device_count += 1;
-            } else {
-                stats.disabled_device_count += 1;
-            }
-        }
-        stats
     }
 
     /// Shuts the hub down: refuses new sessions, closes the live ones, folds the log into

@@ -76,9 +76,11 @@ pub(crate) fn table() -> Vec<Route> {
         handlers::devices::routes(),
         handlers::lifecycle::routes(),
         handlers::twins::routes(),
+        handlers::messages::routes(),
         handlers::query::routes(),
         handlers::statistics::routes(),
         handlers::policies::routes(),
+        handlers::certificates::routes(),
     ]
     .into_iter()
     .flatten()

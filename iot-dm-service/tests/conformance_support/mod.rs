@@ -10,6 +10,7 @@ use iot_dm_core::link::testkit::{BoxError, Fixture, TwinView};
 use iot_dm_core::link::Endpoint;
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::twin::TwinPatch;
+use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::{Authentication, DeviceSpec, Hub};
 
 /// A hub in memory answering to `host`.

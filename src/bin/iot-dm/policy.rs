@@ -1,6 +1,7 @@
 //! `iot-dm policy ...`: the hub's shared access policies, for the owner.
 
 use iot_dm::service::access::{AccessPolicy, RateLimit, Rights};
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::client::ServiceClient;
 
 use crate::cli::{PolicyCreateArgs, Which};
@@ -53,7 +54,7 @@ pub async fn create(
         .map_err(|e| CliError::usage(format!("--rights: {e}")))?;
     let mut policy = AccessPolicy::new(args.name.clone(), rights);
     policy.rate_limit = rate_limit(args)?;
-    let stored = client.put_access_policy(&policy).await?;
+    let stored = client.put_access_policy(policy).await?;
     print_policy(client, out, &stored)
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use iot_dm::core::wire::ServiceConnectionString;
-use iot_dm::service::api::ServiceApi;
+use iot_dm::service::api::prelude::*;
 use iot_dm::service::client::ServiceClient;
 
 use crate::cli;

@@ -17,7 +17,8 @@ use iot_dm_core::lifecycle::LifecycleState;
 use iot_dm_core::twin::{Capabilities, DeviceStatus, TwinPatch};
 
 use super::device::Authentication;
-use super::devices::DeviceSpec;
+use super::spec::DeviceSpec;
+use crate::api::{RegistryApi, TwinApi};
 use crate::hub::engine::lock;
 use crate::hub::error::HubError;
 use crate::hub::Hub;
@@ -158,7 +159,10 @@ pub struct ImportReport {
 impl Hub {
     /// Applies up to [`MAX_BULK`] creates, updates and deletes, each on its own (one failing
     /// does not stop the others), concurrently. A device may appear once per call.
-    pub async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError> {
+    pub(crate) async fn apply_bulk(
+        &self,
+        devices: Vec<ImportDevice>,
+    ) -> Result<BulkResult, HubError> {
         if devices.len() > MAX_BULK {
             return Err(HubError::TooManyDevices {
                 count: devices.len(),
@@ -447,7 +451,7 @@ impl Hub {
         let lines: Vec<u64> = chunk.iter().map(|(l, _)| *l).collect();
         let devices: Vec<ImportDevice> = chunk.drain(..).map(|(_, d)| d).collect();
         let ids: Vec<String> = devices.iter().map(|d| d.id.to_string()).collect();
-        let result = self.bulk(devices).await?;
+        let result = self.apply_bulk(devices).await?;
         report.succeeded += (ids.len() - result.errors.len()) as u64;
         for e in result.errors {
             let line = ids

@@ -3,108 +3,21 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::{DeviceLifecycle, LifecycleEvent, LifecycleState};
-use iot_dm_core::twin::{AuthenticationType, Capabilities, DeviceStatus, Twin, TwinPatch};
+use iot_dm_core::twin::{AuthenticationType, DeviceStatus, Twin, TwinPatch};
 
+use async_trait::async_trait;
+
+use super::bulk::{BulkResult, ImportDevice};
 use super::device::{generate_key, Authentication, Device};
+use super::spec::{DeviceSpec, KeyKind, Page};
+use super::statistics::{RegistryStatistics, ServiceStatistics};
+use crate::api::RegistryApi;
 use crate::hub::engine::{delete_op, lock, put_op, Entry};
 use crate::hub::error::HubError;
 use crate::hub::events::HubEvent;
 use crate::hub::Hub;
-
-/// What to create: a device id, and optionally credentials, status, capabilities and an
-/// initial twin.
-///
-/// ```
-/// use iot_dm_service::hub::{Authentication, DeviceSpec};
-/// use serde_json::json;
-/// let spec = DeviceSpec::new("gw-7".parse()?)
-///     .authentication(Authentication::self_signed("ab".repeat(20), None))
-///     .tags(json!({"site": "north"}))
-///     .disabled("awaiting installation");
-/// # Ok::<(), iot_dm_core::identity::IdError>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct DeviceSpec {
-    pub(crate) device_id: DeviceId,
-    pub(crate) authentication: Option<Authentication>,
-    pub(crate) disabled_reason: Option<String>,
-    pub(crate) capabilities: Capabilities,
-    pub(crate) tags: Option<Value>,
-    pub(crate) desired: Option<Value>,
-}
-
-impl DeviceSpec {
-    /// A device with generated symmetric keys, enabled.
-    pub fn new(device_id: DeviceId) -> DeviceSpec {
-        DeviceSpec {
-            device_id,
-            authentication: None,
-            disabled_reason: None,
-            capabilities: Capabilities::default(),
-            tags: None,
-            desired: None,
-        }
-    }
-
-    /// The credentials (generated symmetric keys when not given, or when given without keys).
-    pub fn authentication(mut self, auth: Authentication) -> Self {
-        self.authentication = Some(auth);
-        self
-    }
-
-    /// Creates the device disabled, with a reason.
-    pub fn disabled(mut self, reason: impl Into<String>) -> Self {
-        self.disabled_reason = Some(reason.into());
-        self
-    }
-
-    /// Capabilities.
-    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
-        self.capabilities = capabilities;
-        self
-    }
-
-    /// Initial tags.
-    pub fn tags(mut self, tags: Value) -> Self {
-        self.tags = Some(tags);
-        self
-    }
-
-    /// Initial desired properties.
-    pub fn desired(mut self, desired: Value) -> Self {
-        self.desired = Some(desired);
-        self
-    }
-
-    /// The device id.
-    pub fn device_id(&self) -> &DeviceId {
-        &self.device_id
-    }
-}
-
-/// Which symmetric key to regenerate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// A new primary key.
-    Primary,
-    /// A new secondary key.
-    Secondary,
-    /// Swap primary and secondary.
-    Swap,
-}
-
-/// One page of a listing, with the token for the next page.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass this to get the next page; `None` on the last page.
-    pub continuation: Option<String>,
-}
 
 fn parse_id(id: &str) -> Result<DeviceId, HubError> {
     DeviceId::new(id).map_err(|e| HubError::invalid("deviceId", e.to_string()))
@@ -221,44 +134,6 @@ impl Hub {
         self.insert_entry(entry).await
     }
 
-    /// Plans a device: its twin (tags, desired properties) exists and can be targeted by
-    /// queries, jobs and configurations, but it has no credentials and cannot connect until it
-    /// is [provisioned](Hub::provision_device).
-    pub async fn plan_device(&self, spec: DeviceSpec) -> Result<Twin, HubError> {
-        let lifecycle = DeviceLifecycle::new(self.now());
-        let entry = self.new_entry(spec, lifecycle, Authentication::none())?;
-        let twin = entry.twin.clone();
-        self.insert_slot(entry).await?;
-        Ok((*twin).clone())
-    }
-
-    /// Issues credentials to a planned device (generated symmetric keys when `auth` is `None`)
-    /// and enables it.
-    pub async fn provision_device(
-        &self,
-        device_id: &str,
-        auth: Option<Authentication>,
-    ) -> Result<Device, HubError> {
-        let auth = match auth {
-            Some(a) => a.complete()?,
-            None => Authentication::generated_sas()?,
-        };
-        if auth.kind == AuthenticationType::None {
-            return Err(HubError::invalid(
-                "authentication.type",
-                "provisioning issues credentials",
-            ));
-        }
-        self.lifecycle_write(
-            device_id,
-            LifecycleEvent::Provision { enabled: true },
-            move |e| {
-                e.device.authentication = auth;
-            },
-        )
-        .await
-    }
-
     /// Applies a lifecycle event and `effect` in one durable write.
     async fn lifecycle_write(
         &self,
@@ -298,8 +173,142 @@ impl Hub {
         Ok(device)
     }
 
+    /// The device identity.
+    pub fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
+        let slot = self.inner.state.slot(device_id)?;
+        let guard = lock(&slot);
+        if guard.deleted {
+            return Err(HubError::not_found(device_id));
+        }
+        Ok(guard.device.clone())
+    }
+
+    /// Lists identities in device-id order, `limit` (1 to 1000) at a time, starting after the
+    /// `continuation` of the previous page.
+    pub fn list_devices(
+        &self,
+        continuation: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Device>, HubError> {
+        if !(1..=1000).contains(&limit) {
+            return Err(HubError::invalid(
+                "top",
+                format!("{limit} is outside 1..=1000"),
+            ));
+        }
+        let mut items = Vec::with_capacity(limit.min(64));
+        let range = match continuation {
+            Some(after) => {
+                let after = parse_id(after)?;
+                self.inner
+                    .state
+                    .devices
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .take(limit + 1)
+                    .map(|e| e.value().clone())
+                    .collect::<Vec<_>>()
+            }
+            None => self
+                .inner
+                .state
+                .devices
+                .iter()
+                .take(limit + 1)
+                .map(|e| e.value().clone())
+                .collect(),
+        };
+        let more = range.len() > limit;
+        for slot in range.into_iter().take(limit) {
+            let g = lock(&slot);
+            if !g.deleted {
+                items.push(g.device.clone());
+            }
+        }
+        let continuation = if more {
+            items.last().map(|d| d.device_id.to_string())
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            continuation,
+        })
+    }
+}
+
+/// The registry of the embedded hub. `create_device` stays an inherent method too (it is used
+/// throughout the crate without the trait in scope); `get_device`, `list_devices` and the
+/// statistics are synchronous inherent methods for in-process callers.
+#[async_trait]
+impl RegistryApi for Hub {
+    async fn create_device(&self, spec: DeviceSpec) -> Result<Device, HubError> {
+        Hub::create_device(self, spec).await
+    }
+
+    async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
+        Hub::get_device(self, device_id)
+    }
+
+    async fn list_devices(
+        &self,
+        continuation: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Device>, HubError> {
+        Hub::list_devices(self, continuation, limit)
+    }
+
+    async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError> {
+        self.apply_bulk(devices).await
+    }
+
+    async fn registry_statistics(&self) -> Result<RegistryStatistics, HubError> {
+        Ok(Hub::registry_statistics(self))
+    }
+
+    async fn service_statistics(&self) -> Result<ServiceStatistics, HubError> {
+        Ok(Hub::service_statistics(self))
+    }
+
+    /// Plans a device: its twin (tags, desired properties) exists and can be targeted by
+    /// queries, jobs and configurations, but it has no credentials and cannot connect until it
+    /// is [provisioned](RegistryApi::provision_device).
+    async fn plan_device(&self, spec: DeviceSpec) -> Result<Twin, HubError> {
+        let lifecycle = DeviceLifecycle::new(self.now());
+        let entry = self.new_entry(spec, lifecycle, Authentication::none())?;
+        let twin = entry.twin.clone();
+        self.insert_slot(entry).await?;
+        Ok((*twin).clone())
+    }
+
+    /// Issues credentials to a planned device (generated symmetric keys when `auth` is `None`)
+    /// and enables it.
+    async fn provision_device(
+        &self,
+        device_id: &str,
+        auth: Option<Authentication>,
+    ) -> Result<Device, HubError> {
+        let auth = match auth {
+            Some(a) => a.complete()?,
+            None => Authentication::generated_sas()?,
+        };
+        if auth.kind == AuthenticationType::None {
+            return Err(HubError::invalid(
+                "authentication.type",
+                "provisioning issues credentials",
+            ));
+        }
+        self.lifecycle_write(
+            device_id,
+            LifecycleEvent::Provision { enabled: true },
+            move |e| {
+                e.device.authentication = auth;
+            },
+        )
+        .await
+    }
+
     /// Lets a disabled device connect again. Enabling an enabled device changes nothing.
-    pub async fn enable_device(&self, device_id: &str) -> Result<Device, HubError> {
+    async fn enable_device(&self, device_id: &str) -> Result<Device, HubError> {
         let current = self.get_device(device_id)?;
         if current.state() == LifecycleState::Enabled {
             return Ok(current);
@@ -310,7 +319,7 @@ impl Hub {
 
     /// Refuses a device's connections and closes its live session. Disabling a disabled device
     /// only updates the reason.
-    pub async fn disable_device(&self, device_id: &str, reason: &str) -> Result<Device, HubError> {
+    async fn disable_device(&self, device_id: &str, reason: &str) -> Result<Device, HubError> {
         let current = self.get_device(device_id)?;
         if current.state() == LifecycleState::Disabled {
             if current.status_reason.as_deref() == Some(reason) {
@@ -331,7 +340,7 @@ impl Hub {
 
     /// Retires a device: its credentials are revoked, its live session closed, and its twin
     /// moves to the archive (see [`Hub::get_archived_twin`] and [`Hub::query_archive`]).
-    pub async fn retire_device(&self, device_id: &str) -> Result<Device, HubError> {
+    async fn retire_device(&self, device_id: &str) -> Result<Device, HubError> {
         self.lifecycle_write(device_id, LifecycleEvent::Retire, |e| {
             e.device.authentication = Authentication::none();
         })
@@ -341,7 +350,7 @@ impl Hub {
     /// A new identity takes over a retired device's twin (tags and desired properties carry
     /// over; reported properties start empty, since they describe the old hardware). The
     /// retired record stays in the archive and records its successor.
-    pub async fn replace_device(
+    async fn replace_device(
         &self,
         retired_id: &str,
         successor: DeviceSpec,
@@ -383,11 +392,7 @@ impl Hub {
 
     /// Deletes a device and its twin (also from the archive), closing its live session.
     /// `if_match` is the identity's ETag or `*`.
-    pub async fn delete_device(
-        &self,
-        device_id: &str,
-        if_match: Option<&str>,
-    ) -> Result<(), HubError> {
+    async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<(), HubError> {
         let slot = self.inner.state.slot(device_id)?;
         let (id, ack, from) = {
             let mut guard = lock(&slot);
@@ -418,20 +423,10 @@ impl Hub {
         Ok(())
     }
 
-    /// The device identity.
-    pub fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
-        let slot = self.inner.state.slot(device_id)?;
-        let guard = lock(&slot);
-        if guard.deleted {
-            return Err(HubError::not_found(device_id));
-        }
-        Ok(guard.device.clone())
-    }
-
     /// Updates what a back end may change on an identity: credentials, status (through the
     /// lifecycle: enable or disable), status reason and capabilities, as IoT Hub's
     /// `PUT /devices/{id}` does. `if_match` is the identity's ETag or `*`.
-    pub async fn update_device(
+    async fn update_device(
         &self,
         update: Device,
         if_match: Option<&str>,
@@ -486,11 +481,7 @@ impl Hub {
 
     /// Regenerates a symmetric key (or swaps the two) and closes the live session, so the
     /// device must reconnect with a valid key.
-    pub async fn regenerate_key(
-        &self,
-        device_id: &str,
-        which: KeyKind,
-    ) -> Result<Device, HubError> {
+    async fn regenerate_key(&self, device_id: &str, which: KeyKind) -> Result<Device, HubError> {
         let fresh = generate_key()?;
         let slot = self.inner.state.slot(device_id)?;
         let (device, ack) = self.inner.write(&slot, |e| {
@@ -515,57 +506,5 @@ impl Hub {
             device_id: device.device_id.clone(),
         });
         Ok(device)
-    }
-
-    /// Lists identities in device-id order, `limit` (1 to 1000) at a time, starting after the
-    /// `continuation` of the previous page.
-    pub fn list_devices(
-        &self,
-        continuation: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Device>, HubError> {
-        if !(1..=1000).contains(&limit) {
-            return Err(HubError::invalid(
-                "top",
-                format!("{limit} is outside 1..=1000"),
-            ));
-        }
-        let mut items = Vec::with_capacity(limit.min(64));
-        let range = match continuation {
-            Some(after) => {
-                let after = parse_id(after)?;
-                self.inner
-                    .state
-                    .devices
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    .take(limit + 1)
-                    .map(|e| e.value().clone())
-                    .collect::<Vec<_>>()
-            }
-            None => self
-                .inner
-                .state
-                .devices
-                .iter()
-                .take(limit + 1)
-                .map(|e| e.value().clone())
-                .collect(),
-        };
-        let more = range.len() > limit;
-        for slot in range.into_iter().take(limit) {
-            let g = lock(&slot);
-            if !g.deleted {
-                items.push(g.device.clone());
-            }
-        }
-        let continuation = if more {
-            items.last().map(|d| d.device_id.to_string())
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            continuation,
-        })
     }
 }

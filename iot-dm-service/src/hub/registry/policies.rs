@@ -8,12 +8,15 @@ use std::sync::Arc;
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::wire::{SasToken, SymmetricKey};
 
+use async_trait::async_trait;
+
 use super::device::generate_key;
-use super::devices::KeyKind;
+use super::spec::KeyKind;
 use crate::access::{
     validate_policy_name, AccessPolicy, Grant, Need, Rights, TokenBucket, BUILT_IN_POLICIES,
     DEFAULT_RATE_LIMIT, MAX_POLICIES,
 };
+use crate::api::AccessApi;
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
 use crate::hub::Hub;
@@ -142,109 +145,6 @@ impl Hub {
             .ok_or_else(|| no_such_policy(name))
     }
 
-    /// Creates or replaces a shared access policy, durably, and returns it as stored. Empty
-    /// keys are generated. Refused: a bad name, no rights, a key that is not base64 of 16 to
-    /// 64 bytes, a rate limit of 0, a 17th policy ([`MAX_POLICIES`]), and taking the last
-    /// policy with every right away from [`Rights::ALL`] (that would lock the owner out).
-    ///
-    /// The change takes effect at once: tokens signed with a replaced key stop working. A
-    /// policy replaced with the same rate limit keeps its limiter's state.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use iot_dm_service::access::{AccessPolicy, Rights};
-    /// use iot_dm_service::Hub;
-    /// let hub = Hub::builder().host_name("hub.example").open().await?;
-    /// let stored = hub.put_access_policy(AccessPolicy::new("dashboard", Rights::REGISTRY_READ)).await?;
-    /// assert!(!stored.primary_key.is_empty());
-    /// let cs = hub.service_connection_string("dashboard")?;
-    /// assert!(cs.starts_with("HostName=hub.example;SharedAccessKeyName=dashboard;SharedAccessKey="));
-    /// # Ok(()) }
-    /// ```
-    pub async fn put_access_policy(&self, policy: AccessPolicy) -> Result<AccessPolicy, HubError> {
-        let mut policy = policy;
-        validate_policy_name(&policy.key_name)?;
-        if policy.rights.is_empty() {
-            return Err(HubError::invalid(
-                "rights",
-                "a policy needs at least one of RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect",
-            ));
-        }
-        if let Some(limit) = &policy.rate_limit {
-            limit.validate()?;
-        }
-        if policy.primary_key.is_empty() {
-            policy.primary_key = generate_key()?;
-        }
-        if policy.secondary_key.is_empty() {
-            policy.secondary_key = generate_key()?;
-        }
-        let mut entry = PolicyEntry::new(policy, self.now())?;
-        let stored = self
-            .inner
-            .policies
-            .put_with(
-                &self.inner.committer,
-                |entries| {
-                    let existing = entries.get(&entry.policy.key_name);
-                    if existing.is_none() && entries.len() >= MAX_POLICIES {
-                        return Err(HubError::invalid(
-                            "keyName",
-                            format!(
-                                "the hub already has {MAX_POLICIES} access policies, the most it holds"
-                            ),
-                        ));
-                    }
-                    if let Some(old) = existing {
-                        if old.policy.rights == Rights::ALL && entry.policy.rights != Rights::ALL {
-                            check_not_last_owner(entries, &old.policy.key_name)?;
-                        }
-                        if old.policy.rate_limit == entry.policy.rate_limit {
-                            entry.bucket = old.bucket.clone();
-                        }
-                    }
-                    Ok(entry)
-                },
-                |e| e.policy.clone(),
-            )
-            .await?;
-        tracing::info!(policy = %stored.key_name, rights = %stored.rights, "access policy stored");
-        Ok(stored)
-    }
-
-    /// Deletes a shared access policy, durably; its tokens stop working at once. Refuses to
-    /// delete the last policy with every right.
-    pub async fn delete_access_policy(&self, name: &str) -> Result<(), HubError> {
-        self.inner
-            .policies
-            .delete_with(&self.inner.committer, name, |entry, entries| {
-                let entry = entry.ok_or_else(|| no_such_policy(name))?;
-                if entry.policy.rights == Rights::ALL {
-                    check_not_last_owner(entries, name)?;
-                }
-                Ok(())
-            })
-            .await?;
-        tracing::info!(policy = %name, "access policy deleted");
-        Ok(())
-    }
-
-    /// Regenerates the primary or secondary key of a policy, or swaps the two.
-    pub async fn regenerate_policy_key(
-        &self,
-        name: &str,
-        which: KeyKind,
-    ) -> Result<AccessPolicy, HubError> {
-        let mut policy = self.access_policy(name)?;
-        match which {
-            KeyKind::Primary => policy.primary_key = generate_key()?,
-            KeyKind::Secondary => policy.secondary_key = generate_key()?,
-            KeyKind::Swap => std::mem::swap(&mut policy.primary_key, &mut policy.secondary_key),
-        }
-        self.put_access_policy(policy).await
-    }
-
     /// Checks the `Authorization` header of a service request and returns who it is.
     ///
     /// The value must be a `SharedAccessSignature` token with `skn` naming a policy, a
@@ -338,6 +238,127 @@ impl Hub {
             "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
             self.inner.host_name, policy.key_name, policy.primary_key
         ))
+    }
+}
+
+/// The policies of the embedded hub. Reading them (and the connection string) stays
+/// synchronous for in-process callers; the trait's methods call those.
+#[async_trait]
+impl AccessApi for Hub {
+    async fn access_policies(&self) -> Result<Vec<AccessPolicy>, HubError> {
+        Ok(Hub::access_policies(self))
+    }
+
+    async fn access_policy(&self, name: &str) -> Result<AccessPolicy, HubError> {
+        Hub::access_policy(self, name)
+    }
+
+    /// Creates or replaces a shared access policy, durably, and returns it as stored. Empty
+    /// keys are generated. Refused: a bad name, no rights, a key that is not base64 of 16 to
+    /// 64 bytes, a rate limit of 0, a 17th policy ([`MAX_POLICIES`]), and taking the last
+    /// policy with every right away from [`Rights::ALL`] (that would lock the owner out).
+    ///
+    /// The change takes effect at once: tokens signed with a replaced key stop working. A
+    /// policy replaced with the same rate limit keeps its limiter's state.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use iot_dm_service::access::{AccessPolicy, Rights};
+    /// use iot_dm_service::api::prelude::*;
+    /// use iot_dm_service::Hub;
+    /// let hub = Hub::builder().host_name("hub.example").open().await?;
+    /// let stored = hub.put_access_policy(AccessPolicy::new("dashboard", Rights::REGISTRY_READ)).await?;
+    /// assert!(!stored.primary_key.is_empty());
+    /// let cs = hub.service_connection_string("dashboard")?;
+    /// assert!(cs.starts_with("HostName=hub.example;SharedAccessKeyName=dashboard;SharedAccessKey="));
+    /// # Ok(()) }
+    /// ```
+    async fn put_access_policy(&self, policy: AccessPolicy) -> Result<AccessPolicy, HubError> {
+        let mut policy = policy;
+        validate_policy_name(&policy.key_name)?;
+        if policy.rights.is_empty() {
+            return Err(HubError::invalid(
+                "rights",
+                "a policy needs at least one of RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect",
+            ));
+        }
+        if let Some(limit) = &policy.rate_limit {
+            limit.validate()?;
+        }
+        if policy.primary_key.is_empty() {
+            policy.primary_key = generate_key()?;
+        }
+        if policy.secondary_key.is_empty() {
+            policy.secondary_key = generate_key()?;
+        }
+        let mut entry = PolicyEntry::new(policy, self.now())?;
+        let stored = self
+            .inner
+            .policies
+            .put_with(
+                &self.inner.committer,
+                |entries| {
+                    let existing = entries.get(&entry.policy.key_name);
+                    if existing.is_none() && entries.len() >= MAX_POLICIES {
+                        return Err(HubError::invalid(
+                            "keyName",
+                            format!(
+                                "the hub already has {MAX_POLICIES} access policies, the most it holds"
+                            ),
+                        ));
+                    }
+                    if let Some(old) = existing {
+                        if old.policy.rights == Rights::ALL && entry.policy.rights != Rights::ALL {
+                            check_not_last_owner(entries, &old.policy.key_name)?;
+                        }
+                        if old.policy.rate_limit == entry.policy.rate_limit {
+                            entry.bucket = old.bucket.clone();
+                        }
+                    }
+                    Ok(entry)
+                },
+                |e| e.policy.clone(),
+            )
+            .await?;
+        tracing::info!(policy = %stored.key_name, rights = %stored.rights, "access policy stored");
+        Ok(stored)
+    }
+
+    /// Deletes a shared access policy, durably; its tokens stop working at once. Refuses to
+    /// delete the last policy with every right.
+    async fn delete_access_policy(&self, name: &str) -> Result<(), HubError> {
+        self.inner
+            .policies
+            .delete_with(&self.inner.committer, name, |entry, entries| {
+                let entry = entry.ok_or_else(|| no_such_policy(name))?;
+                if entry.policy.rights == Rights::ALL {
+                    check_not_last_owner(entries, name)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(policy = %name, "access policy deleted");
+        Ok(())
+    }
+
+    /// Regenerates the primary or secondary key of a policy, or swaps the two.
+    async fn regenerate_policy_key(
+        &self,
+        name: &str,
+        which: KeyKind,
+    ) -> Result<AccessPolicy, HubError> {
+        let mut policy = self.access_policy(name)?;
+        match which {
+            KeyKind::Primary => policy.primary_key = generate_key()?,
+            KeyKind::Secondary => policy.secondary_key = generate_key()?,
+            KeyKind::Swap => std::mem::swap(&mut policy.primary_key, &mut policy.secondary_key),
+        }
+        self.put_access_policy(policy).await
+    }
+
+    async fn service_connection_string(&self, policy: &str) -> Result<String, HubError> {
+        Hub::service_connection_string(self, policy)
     }
 }
 

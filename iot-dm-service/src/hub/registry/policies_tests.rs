@@ -8,6 +8,7 @@ use iot_dm_core::wire::{SasToken, SymmetricKey};
 
 use super::*;
 use crate::access::{RateLimit, Role};
+use crate::api::prelude::*;
 
 const T0: i64 = 1_700_000_000;
 const HOST: &str = "hub.example";

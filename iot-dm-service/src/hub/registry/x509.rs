@@ -8,11 +8,14 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rustls_pki_types::{CertificateDer, UnixTime};
+use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
 use iot_dm_core::identity::DeviceId;
 
+use crate::api::CertificateApi;
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
 use crate::hub::Hub;
@@ -21,7 +24,8 @@ use crate::hub::Hub;
 pub const MAX_CAS: usize = 25;
 
 /// A registered CA certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CaCertificate {
     /// The name it was registered under.
     pub name: String,
@@ -177,44 +181,6 @@ pub(crate) fn subject_common_name(der: &[u8]) -> Option<String> {
 }
 
 impl Hub {
-    /// Registers a CA certificate (PEM) under `name`; devices registered as
-    /// `certificateAuthority` may then connect with certificates it issued (directly or through
-    /// intermediates the device sends). Replaces a CA of the same name.
-    pub async fn add_ca_certificate(
-        &self,
-        name: &str,
-        pem: &str,
-    ) -> Result<CaCertificate, HubError> {
-        if name.is_empty()
-            || name.len() > 128
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(HubError::invalid(
-                "name",
-                "1 to 128 ASCII letters, digits, '-', '_' or '.'",
-            ));
-        }
-        let entry = CaEntry::new(name, pem.to_string())?;
-        self.inner
-            .cas
-            .put_with(
-                &self.inner.committer,
-                |cas| {
-                    if !cas.contains_key(name) && cas.len() >= MAX_CAS {
-                        return Err(HubError::invalid(
-                            "name",
-                            format!("the hub already has {MAX_CAS} CA certificates"),
-                        ));
-                    }
-                    Ok(entry)
-                },
-                |e| e.ca.clone(),
-            )
-            .await
-    }
-
     /// The registered CA certificates, sorted by name.
     pub fn ca_certificates(&self) -> Vec<CaCertificate> {
         self.inner
@@ -223,21 +189,6 @@ impl Hub {
             .values()
             .map(|e| e.ca.clone())
             .collect()
-    }
-
-    /// Removes a registered CA certificate; devices it vouched for can no longer connect.
-    pub async fn remove_ca_certificate(&self, name: &str) -> Result<(), HubError> {
-        self.inner
-            .cas
-            .delete_with(&self.inner.committer, name, |ca, _| match ca {
-                Some(_) => Ok(()),
-                None => Err(HubError::invalid(
-                    "name",
-                    format!("no CA certificate named {name:?}"),
-                )),
-            })
-            .await?;
-        Ok(())
     }
 
     /// Checks a client certificate chain (device certificate first) for a CA-signed device.
@@ -290,6 +241,64 @@ impl Hub {
             )),
             None => Err("the certificate has no subject common name".into()),
         }
+    }
+}
+
+/// The CA certificates of the embedded hub; the list stays a synchronous inherent method for
+/// in-process callers.
+#[async_trait]
+impl CertificateApi for Hub {
+    /// Registers a CA certificate (PEM) under `name`; devices registered as
+    /// `certificateAuthority` may then connect with certificates it issued (directly or through
+    /// intermediates the device sends). Replaces a CA of the same name.
+    async fn add_ca_certificate(&self, name: &str, pem: &str) -> Result<CaCertificate, HubError> {
+        if name.is_empty()
+            || name.len() > 128
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(HubError::invalid(
+                "name",
+                "1 to 128 ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let entry = CaEntry::new(name, pem.to_string())?;
+        self.inner
+            .cas
+            .put_with(
+                &self.inner.committer,
+                |cas| {
+                    if !cas.contains_key(name) && cas.len() >= MAX_CAS {
+                        return Err(HubError::invalid(
+                            "name",
+                            format!("the hub already has {MAX_CAS} CA certificates"),
+                        ));
+                    }
+                    Ok(entry)
+                },
+                |e| e.ca.clone(),
+            )
+            .await
+    }
+
+    async fn ca_certificates(&self) -> Result<Vec<CaCertificate>, HubError> {
+        Ok(Hub::ca_certificates(self))
+    }
+
+    /// Removes a registered CA certificate; devices it vouched for can no longer connect.
+    async fn remove_ca_certificate(&self, name: &str) -> Result<(), HubError> {
+        self.inner
+            .cas
+            .delete_with(&self.inner.committer, name, |ca, _| match ca {
+                Some(_) => Ok(()),
+                None => Err(HubError::invalid(
+                    "name",
+                    format!("no CA certificate named {name:?}"),
+                )),
+            })
+            .await?;
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ use iot_dm_core::clock::Timestamp;
 use iot_dm_core::link::{Message, QoS};
 use iot_dm_core::wire::{self, PropertyBag, SystemProperty};
 
+use crate::api::MessageApi;
 use crate::hub::engine::lock;
 use crate::hub::error::HubError;
 use crate::hub::Hub;
@@ -77,6 +79,44 @@ impl CloudMessage {
     /// The body.
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+}
+
+/// A message as the REST API carries it (`POST /devices/{id}/commands`): the body in base64,
+/// application properties as `[name, value]` pairs in order, the message id, and the time to
+/// live in whole seconds (a fraction rounds up, so a valid time to live stays valid).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageBody {
+    #[serde(with = "body_b64")]
+    body: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    properties: Vec<(String, Option<String>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl_seconds: Option<u64>,
+}
+
+impl From<&CloudMessage> for MessageBody {
+    fn from(m: &CloudMessage) -> MessageBody {
+        MessageBody {
+            body: m.body.to_vec(),
+            properties: m.properties.clone(),
+            message_id: m.message_id.clone(),
+            ttl_seconds: m.ttl.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0)),
+        }
+    }
+}
+
+impl From<MessageBody> for CloudMessage {
+    fn from(b: MessageBody) -> CloudMessage {
+        CloudMessage {
+            body: Bytes::from(b.body),
+            properties: b.properties,
+            message_id: b.message_id,
+            ttl: b.ttl_seconds.map(Duration::from_secs),
+        }
     }
 }
 
@@ -278,9 +318,18 @@ impl Hub {
         ack.await?;
         Ok(())
     }
+}
+
+/// Cloud-to-device messages of the embedded hub. `send_c2d` stays an inherent method too (the
+/// hub's own tests and embedders call it without the trait in scope).
+#[async_trait]
+impl MessageApi for Hub {
+    async fn send_c2d(&self, device_id: &str, message: CloudMessage) -> Result<String, HubError> {
+        Hub::send_c2d(self, device_id, message).await
+    }
 
     /// Drops every queued message for a device (IoT Hub's purge); returns how many.
-    pub async fn purge_c2d(&self, device_id: &str) -> Result<usize, HubError> {
+    async fn purge_c2d(&self, device_id: &str) -> Result<usize, HubError> {
         let slot = self.inner.state.slot(device_id)?;
         let (n, ack) = self.inner.write(&slot, |e| {
             let n = e.c2d.messages.len();

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -12,11 +13,14 @@ use iot_dm_core::method::{encode_payload, MethodRequest, MethodResponse};
 use iot_dm_core::wire::{self, RequestId};
 
 use super::SessionHandle;
+use crate::api::MethodApi;
 use crate::hub::engine::locked;
 use crate::hub::error::HubError;
 use crate::hub::Hub;
 
-impl Hub {
+/// Direct methods of the embedded hub.
+#[async_trait]
+impl MethodApi for Hub {
     /// Invokes a direct method and returns the device's status and payload.
     ///
     /// Waits up to the request's connect timeout for the device to be online and listening for
@@ -24,7 +28,7 @@ impl Hub {
     /// the response timeout for its answer ([`HubError::GatewayTimeout`], 504101). Unknown,
     /// planned, disabled and retired devices give [`HubError::DeviceNotFound`] (404001).
     /// Any number of invocations may be in flight, to one device or many.
-    pub async fn invoke_method(
+    async fn invoke_method(
         &self,
         device_id: &str,
         request: &MethodRequest,
@@ -67,7 +71,9 @@ impl Hub {
             }
         }
     }
+}
 
+impl Hub {
     fn forget(&self, session: &SessionHandle, rid: &RequestId) {
         locked(&session.shared.pending).remove(rid.as_str());
     }

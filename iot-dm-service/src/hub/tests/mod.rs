@@ -13,6 +13,8 @@ use iot_dm_core::twin::{ConnectionState, TwinPatch};
 use iot_dm_core::wire::{self, RequestId, SasToken, SymmetricKey};
 
 use super::*;
+#[allow(unused_imports)]
+pub(super) use crate::api::prelude::*;
 
 mod engine;
 mod registry;

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde_json::Value;
 
 use iot_dm_core::twin::{Twin, TwinPatch};
 
 mod query;
 
+use crate::api::TwinApi;
 use crate::hub::engine::{lock, Ack, Entry};
 use crate::hub::error::HubError;
 use crate::hub::events::{Actor, HubEvent};
@@ -41,39 +43,6 @@ impl Hub {
             return Err(HubError::not_found(device_id));
         }
         Ok((*g.twin).clone())
-    }
-
-    /// Merges tags and desired properties (`PATCH /twins/{id}`), if `if_match` (the twin ETag
-    /// or `*`) matches. The device gets the desired part as a notification.
-    pub async fn update_twin(
-        &self,
-        device_id: &str,
-        patch: &TwinPatch,
-        if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
-            twin.update(patch, if_match, now, limits)?;
-            Ok(patch.desired.clone())
-        })
-        .await
-    }
-
-    /// Replaces the tags and desired properties given (`PUT /twins/{id}`), if `if_match`
-    /// matches. The device gets the whole new desired document as a notification.
-    pub async fn replace_twin(
-        &self,
-        device_id: &str,
-        replacement: &TwinPatch,
-        if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
-            twin.replace(replacement, if_match, now, limits)?;
-            Ok(replacement
-                .desired
-                .as_ref()
-                .map(|_| twin.desired().doc().to_value()))
-        })
-        .await
     }
 
     /// A service-side twin write by `actor` (the back end, a job or a configuration). The
@@ -146,5 +115,51 @@ impl Hub {
             desired_version: twin.desired().version(),
             reported_version: twin.reported().version(),
         });
+    }
+}
+
+/// The twins of the embedded hub; reads stay synchronous inherent methods for in-process
+/// callers.
+#[async_trait]
+impl TwinApi for Hub {
+    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        Hub::get_twin(self, device_id)
+    }
+
+    /// Merges tags and desired properties (`PATCH /twins/{id}`), if `if_match` (the twin ETag
+    /// or `*`) matches. The device gets the desired part as a notification.
+    async fn update_twin(
+        &self,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
+            twin.update(patch, if_match, now, limits)?;
+            Ok(patch.desired.clone())
+        })
+        .await
+    }
+
+    /// Replaces the tags and desired properties given (`PUT /twins/{id}`), if `if_match`
+    /// matches. The device gets the whole new desired document as a notification.
+    async fn replace_twin(
+        &self,
+        device_id: &str,
+        replacement: &TwinPatch,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
+            twin.replace(replacement, if_match, now, limits)?;
+            Ok(replacement
+                .desired
+                .as_ref()
+                .map(|_| twin.desired().doc().to_value()))
+        })
+        .await
+    }
+
+    async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        Hub::get_archived_twin(self, device_id)
     }
 }

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde_json::Value;
 
 use iot_dm_core::query::{Condition, Page, PageRequest, Query, TwinKey};
 use iot_dm_core::twin::Twin;
 
+use crate::api::QueryApi;
 use crate::hub::engine::lock;
 use crate::hub::error::HubError;
 use crate::hub::Hub;
@@ -99,5 +101,17 @@ impl Hub {
         self.snapshots(None, Set::Live)
             .filter(|t| condition.matches(t))
             .collect()
+    }
+}
+
+/// Queries of the embedded hub: the synchronous inherent methods, for in-process callers.
+#[async_trait]
+impl QueryApi for Hub {
+    async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
+        Hub::query_page(self, sql, request)
+    }
+
+    async fn query_archive_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
+        Hub::query_archive_page(self, sql, request)
     }
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::{Capabilities, DeviceStatus};
 
+use crate::api::prelude::*;
 use crate::hub::{Authentication, DeviceSpec, ImportDevice, MAX_BULK};
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;

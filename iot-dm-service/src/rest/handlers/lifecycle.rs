@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use iot_dm_core::twin::Capabilities;
 
+use crate::api::prelude::*;
 use crate::hub::{Authentication, DeviceSpec};
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;

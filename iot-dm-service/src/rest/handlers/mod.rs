@@ -1,8 +1,10 @@
 //! The handlers, one file per route group. Each group has a `routes()` listing its routes; the
 //! router's table collects the groups.
 
+pub(crate) mod certificates;
 pub(crate) mod devices;
 pub(crate) mod lifecycle;
+pub(crate) mod messages;
 pub(crate) mod policies;
 pub(crate) mod query;
 pub(crate) mod statistics;

@@ -1,9 +1,10 @@
 //! Shared access policies (ours; IoT Hub manages them through Azure Resource Manager):
-//! `GET /policies`, `PUT/DELETE /policies/{name}`, `POST /policies/{name}/keys/regenerate`.
+//! `GET /policies`, `GET/PUT/DELETE /policies/{name}`, `POST /policies/{name}/keys/regenerate`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessPolicy, RateLimit, Rights};
+use crate::api::prelude::*;
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;
 use crate::rest::router::{owner, route, Route};
@@ -13,6 +14,7 @@ use super::WhichKey;
 pub(crate) fn routes() -> Vec<Route> {
     vec![
         route!(GET "/policies", owner(), list),
+        route!(GET "/policies/{name}", owner(), get),
         route!(PUT "/policies/{name}", owner(), put),
         route!(DELETE "/policies/{name}", owner(), delete),
         route!(POST "/policies/{name}/keys/regenerate", owner(), regenerate_key),
@@ -60,6 +62,10 @@ async fn list(cx: Ctx) -> Result<Reply, ApiError> {
         .map(PolicyBody::from)
         .collect();
     Reply::json(&policies)
+}
+
+async fn get(cx: Ctx) -> Result<Reply, ApiError> {
+    Reply::json(&PolicyBody::from(cx.hub.access_policy(cx.param("name"))?))
 }
 
 async fn put(cx: Ctx) -> Result<Reply, ApiError> {

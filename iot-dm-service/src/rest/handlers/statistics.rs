@@ -1,6 +1,5 @@
 //! `GET /statistics/devices` and `GET /statistics/service`.
 
-use crate::api::ServiceStatistics;
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;
 use crate::rest::router::{registry_read, route, twin_read, Route};
@@ -17,7 +16,5 @@ async fn devices(cx: Ctx) -> Result<Reply, ApiError> {
 }
 
 async fn service(cx: Ctx) -> Result<Reply, ApiError> {
-    Reply::json(&ServiceStatistics {
-        connected_device_count: cx.hub.connected_devices() as u64,
-    })
+    Reply::json(&cx.hub.service_statistics())
 }

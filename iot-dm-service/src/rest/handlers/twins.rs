@@ -3,6 +3,7 @@
 use iot_dm_core::method::MethodRequest;
 use iot_dm_core::twin::TwinPatch;
 
+use crate::api::prelude::*;
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;
 use crate::rest::router::{route, service_connect, twin_read, Route};

@@ -1,26 +1,18 @@
-//! [`ServiceApi`] over the REST routes: one request per method.
+//! [`RegistryApi`] over the registry, lifecycle and statistics routes: one request per method.
 
 use async_trait::async_trait;
 use http::Method;
-use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use iot_dm_core::method::{MethodRequest, MethodResponse};
-use iot_dm_core::query::{Page as QueryPage, PageRequest};
-use iot_dm_core::twin::{Twin, TwinPatch};
+use iot_dm_core::twin::Twin;
 
+use super::codec::{body, continuation, device, key_name, parse, twin_body};
 use super::errors::About;
 use super::{path, Answer, ServiceClient};
-use crate::api::{RegistryStatistics, ServiceApi, ServiceStatistics};
+use crate::api::{RegistryApi, RegistryStatistics, ServiceStatistics};
 use crate::hub::{
     Authentication, BulkResult, Device, DeviceSpec, HubError, ImportDevice, KeyKind, Page,
 };
-
-fn parse<T: DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, HubError> {
-    serde_json::from_slice(&answer.body).map_err(|e| HubError::Transport {
-        message: format!("the hub answered a {what} that does not parse: {e}"),
-    })
-}
 
 /// A device from its JSON. Azure IoT Hub sends no `lifecycle` (ours): it is derived from
 /// `status`, `statusReason` and `statusUpdatedTime`.
@@ -59,74 +51,7 @@ fn parse_devices(answer: &Answer) -> Result<Vec<Device>, HubError> {
     values.into_iter().map(device_from).collect()
 }
 
-fn body(value: &impl serde::Serialize) -> Result<Option<Vec<u8>>, HubError> {
-    serde_json::to_vec(value)
-        .map(Some)
-        .map_err(|e| HubError::invalid("body", e.to_string()))
-}
-
-fn continuation(answer: &Answer) -> Option<String> {
-    answer
-        .headers
-        .get("x-ms-continuation")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
-fn device(id: &str) -> About<'_> {
-    About {
-        device_id: Some(id),
-        ..About::default()
-    }
-}
-
-/// `{"tags":..,"properties":{"desired":..}}` with only what is set.
-fn twin_body(tags: Option<&Value>, desired: Option<&Value>) -> Value {
-    let mut m = Map::new();
-    if let Some(t) = tags {
-        m.insert("tags".into(), t.clone());
-    }
-    if let Some(d) = desired {
-        m.insert("properties".into(), json!({ "desired": d }));
-    }
-    Value::Object(m)
-}
-
-fn key_name(which: KeyKind) -> &'static str {
-    match which {
-        KeyKind::Primary => "primary",
-        KeyKind::Secondary => "secondary",
-        KeyKind::Swap => "swap",
-    }
-}
-
 impl ServiceClient {
-    async fn query(
-        &self,
-        route: &[&str],
-        sql: &str,
-        request: &PageRequest,
-    ) -> Result<QueryPage, HubError> {
-        let mut headers = vec![("x-ms-max-item-count", request.page_size().to_string())];
-        if let Some(c) = request.continuation_token() {
-            headers.push(("x-ms-continuation", c.to_string()));
-        }
-        let answer = self
-            .call(
-                Method::POST,
-                &path(route, &[]),
-                &headers,
-                body(&json!({ "query": sql }))?,
-                About::default(),
-            )
-            .await?;
-        Ok(QueryPage {
-            items: parse(&answer, "query page")?,
-            continuation: continuation(&answer),
-        })
-    }
-
     async fn lifecycle(
         &self,
         device_id: &str,
@@ -149,7 +74,7 @@ impl ServiceClient {
 }
 
 #[async_trait]
-impl ServiceApi for ServiceClient {
+impl RegistryApi for ServiceClient {
     async fn create_device(&self, spec: DeviceSpec) -> Result<Device, HubError> {
         let id = spec.device_id.as_str();
         let mut b = json!({
@@ -182,16 +107,10 @@ impl ServiceApi for ServiceClient {
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &path(&["devices", device_id], &[]),
-                &[],
-                None,
-                device(device_id),
-            )
-            .await?;
-        parse_device(&answer)
+        device_from(
+            self.get_json(&["devices", device_id], device(device_id), "device")
+                .await?,
+        )
     }
 
     async fn update_device(
@@ -347,139 +266,22 @@ impl ServiceApi for ServiceClient {
         parse_device(&answer)
     }
 
-    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &path(&["twins", device_id], &[]),
-                &[],
-                None,
-                device(device_id),
-            )
-            .await?;
-        parse(&answer, "twin")
-    }
-
-    async fn update_twin(
-        &self,
-        device_id: &str,
-        patch: &TwinPatch,
-        if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.twin_write(Method::PATCH, device_id, patch, if_match)
-            .await
-    }
-
-    async fn replace_twin(
-        &self,
-        device_id: &str,
-        replacement: &TwinPatch,
-        if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.twin_write(Method::PUT, device_id, replacement, if_match)
-            .await
-    }
-
-    async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &path(&["archive", "twins", device_id], &[]),
-                &[],
-                None,
-                device(device_id),
-            )
-            .await?;
-        parse(&answer, "twin")
-    }
-
-    async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<QueryPage, HubError> {
-        self.query(&["devices", "query"], sql, request).await
-    }
-
-    async fn query_archive_page(
-        &self,
-        sql: &str,
-        request: &PageRequest,
-    ) -> Result<QueryPage, HubError> {
-        self.query(&["archive", "query"], sql, request).await
-    }
-
-    async fn invoke_method(
-        &self,
-        device_id: &str,
-        request: &MethodRequest,
-    ) -> Result<MethodResponse, HubError> {
-        let timeout_secs =
-            request.response_timeout().as_secs() + request.connect_timeout().as_secs();
-        let answer = self
-            .call(
-                Method::POST,
-                &path(&["twins", device_id, "methods"], &[]),
-                &[],
-                body(request)?,
-                About {
-                    device_id: Some(device_id),
-                    if_match: None,
-                    timeout_secs,
-                },
-            )
-            .await?;
-        parse(&answer, "method response")
-    }
-
     async fn registry_statistics(&self) -> Result<RegistryStatistics, HubError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &path(&["statistics", "devices"], &[]),
-                &[],
-                None,
-                About::default(),
-            )
-            .await?;
-        parse(&answer, "registry statistics")
+        self.get_json(
+            &["statistics", "devices"],
+            About::default(),
+            "registry statistics",
+        )
+        .await
     }
 
     async fn service_statistics(&self) -> Result<ServiceStatistics, HubError> {
-        let answer = self
-            .call(
-                Method::GET,
-                &path(&["statistics", "service"], &[]),
-                &[],
-                None,
-                About::default(),
-            )
-            .await?;
-        parse(&answer, "service statistics")
-    }
-}
-
-impl ServiceClient {
-    async fn twin_write(
-        &self,
-        method: Method,
-        device_id: &str,
-        patch: &TwinPatch,
-        if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        let headers: Vec<(&'static str, String)> = if_match
-            .map(|m| vec![("if-match", m.to_string())])
-            .unwrap_or_default();
-        let answer = self
-            .call(
-                method,
-                &path(&["twins", device_id], &[]),
-                &headers,
-                body(&twin_body(patch.tags.as_ref(), patch.desired.as_ref()))?,
-                About {
-                    device_id: Some(device_id),
-                    if_match,
-                    timeout_secs: 0,
-                },
-            )
-            .await?;
-        parse(&answer, "twin")
+        self.get_json(
+            &["statistics", "service"],
+            About::default(),
+            "service statistics",
+        )
+        .await
     }
 }
 
