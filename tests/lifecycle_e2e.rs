@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use iot_dm::core::identity::DeviceId;
 use iot_dm::core::method::{MethodRequest, MethodResponse};
 use iot_dm::core::twin::TwinPatch;
-use iot_dm::device::{ConnectionState, DeviceClient, DeviceCredentials, InMemoryTransport};
+use iot_dm::device::{DeviceClient, DeviceCredentials, InMemoryTransport, LinkState};
 use iot_dm::service::api::prelude::*;
 use iot_dm::service::hub::{generate_key, Device, DeviceSpec, Hub};
 
@@ -40,10 +40,10 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 }
 
 async fn until_closed(c: &DeviceClient) {
-    let mut state = c.connection_state();
+    let mut state = c.link_state();
     within("the client to close", async {
         loop {
-            if matches!(*state.borrow_and_update(), ConnectionState::Closed { .. }) {
+            if matches!(*state.borrow_and_update(), LinkState::Closed { .. }) {
                 return;
             }
             if state.changed().await.is_err() {

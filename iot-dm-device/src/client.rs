@@ -19,9 +19,7 @@ use crate::driver::Handles;
 use crate::error::Error;
 use crate::methods::{self, MethodRegistry};
 use crate::transport::Transport;
-use crate::types::{
-    CloseReason, CloudMessage, ConnectionState, DesiredPatch, MethodCall, TwinState,
-};
+use crate::types::{CloseReason, CloudMessage, DesiredPatch, LinkState, MethodCall, TwinState};
 
 /// Largest telemetry payload IoT Hub accepts (256 KiB).
 pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
@@ -102,7 +100,7 @@ pub struct DeviceClient {
 
 struct Inner {
     cmd_tx: mpsc::UnboundedSender<Command>,
-    state_rx: watch::Receiver<ConnectionState>,
+    state_rx: watch::Receiver<LinkState>,
     methods: Arc<MethodRegistry>,
     device_id: DeviceId,
     module_id: Option<ModuleId>,
@@ -266,7 +264,7 @@ impl DeviceClient {
 
     /// The connection state, as a watch channel: `borrow()` for the current state,
     /// `changed().await` to wait for the next.
-    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+    pub fn link_state(&self) -> watch::Receiver<LinkState> {
         self.inner.state_rx.clone()
     }
 
@@ -293,7 +291,7 @@ impl DeviceClient {
 
     fn closed(&self) -> Error {
         let reason = match &*self.inner.state_rx.borrow() {
-            ConnectionState::Closed { reason } => reason.clone(),
+            LinkState::Closed { reason } => reason.clone(),
             _ => CloseReason::Requested,
         };
         Error::Closed { reason }

@@ -19,7 +19,7 @@
     feature = "mqtt",
     doc = "| [`mqtt`]: [`MqttTransport`] | IoT Hub's MQTT device protocol over TLS or WebSocket (feature `mqtt`, on by default) |"
 )]
-//! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`ConnectionState`] | the values handed out |
+//! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`LinkState`] | the values handed out |
 //! | [`Error`], [`TransportError`] | errors, with predicates (`is_timeout()`, `is_refused()`, ...) |
 //!
 //! ## Connection and reconnection
@@ -30,7 +30,7 @@
 //!   method and cloud-to-device topics (even when the hub says it kept the session), then
 //!   GETs the twin to resync the desired properties.
 //! * When the link is lost (the hub ended the session, or sending failed) the state becomes
-//!   [`ConnectionState::Disconnected`] and the client reconnects after an exponential back-off
+//!   [`LinkState::Disconnected`] and the client reconnects after an exponential back-off
 //!   with jitter (see [`DeviceClientBuilder::reconnect_backoff`]). The back-off returns to its
 //!   first step only after a session lasted 10 seconds, so sessions cut at once do not cause a
 //!   reconnect storm.
@@ -104,8 +104,7 @@ pub use methods::METHOD_NOT_IMPLEMENTED;
 pub use mqtt::MqttTransport;
 pub use transport::{InMemoryTransport, Transport};
 pub use types::{
-    CloseReason, CloudMessage, ConnectionState, DesiredPatch, DisconnectReason, MethodCall,
-    TwinState,
+    CloseReason, CloudMessage, DesiredPatch, DisconnectReason, LinkState, MethodCall, TwinState,
 };
 
 /// The method response type handlers return (from `iot-dm-core`).

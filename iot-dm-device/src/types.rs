@@ -160,10 +160,10 @@ impl fmt::Display for CloseReason {
 }
 
 /// The state of the client's connection, published through
-/// [`DeviceClient::connection_state`](crate::DeviceClient::connection_state).
+/// [`DeviceClient::link_state`](crate::DeviceClient::link_state).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ConnectionState {
+pub enum LinkState {
     /// A connection attempt is under way.
     Connecting,
     /// A session is up and subscribed.
@@ -180,15 +180,15 @@ pub enum ConnectionState {
     },
 }
 
-impl ConnectionState {
+impl LinkState {
     /// Whether a session is up.
     pub fn is_connected(&self) -> bool {
-        matches!(self, ConnectionState::Connected)
+        matches!(self, LinkState::Connected)
     }
 
     /// Whether the client stopped for good.
     pub fn is_closed(&self) -> bool {
-        matches!(self, ConnectionState::Closed { .. })
+        matches!(self, LinkState::Closed { .. })
     }
 }
 

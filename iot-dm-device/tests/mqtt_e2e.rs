@@ -19,7 +19,7 @@ use iot_dm_core::twin::TwinPatch;
 use iot_dm_core::wire::{SasToken, SymmetricKey};
 use iot_dm_device::mqtt::MqttTransport;
 use iot_dm_device::{
-    ConnectionState, DeviceClient, DeviceCredentials, PropertyBag, Transport, TwinState,
+    DeviceClient, DeviceCredentials, LinkState, PropertyBag, Transport, TwinState,
 };
 use iot_dm_service::api::prelude::*;
 use iot_dm_service::hub::{Authentication, CloudMessage, DeviceSpec};
@@ -140,10 +140,10 @@ fn desired_patch(desired: Value) -> TwinPatch {
 }
 
 async fn wait_connected(client: &DeviceClient) {
-    let mut state = client.connection_state();
+    let mut state = client.link_state();
     within(
         "the client to connect",
-        state.wait_for(ConnectionState::is_connected),
+        state.wait_for(LinkState::is_connected),
     )
     .await
     .unwrap();
@@ -273,7 +273,7 @@ async fn hub_restart_mid_session_reconnects_resyncs_and_keeps_order() {
 
     // kill the hub: stop the endpoint and drop the hub (the store closes)
     hub.stop().await;
-    let mut state = client.connection_state();
+    let mut state = client.link_state();
     within(
         "the client to notice",
         state.wait_for(|s| !s.is_connected()),

@@ -13,19 +13,32 @@
 //! | [`rest`] | the service REST API over HTTPS (IoT Hub's routes plus our lifecycle and administration routes) |
 //! | [`server`] | [`server::HubServer`]: a hub served over its MQTT endpoint and its REST API from one configuration, shut down in order |
 //! | [`tls`] | TLS shared by the endpoints and the client: rustls configurations from PEM, thumbprints, development certificates |
+//!
+//! Cargo features (all on by default): `store-redb` (the embedded durable store), `mqtt` (the
+//! device endpoint), `rest` (the service REST API server), `client` (`ServiceClient`),
+//! `dev-certs` (development certificates). A back end that only talks to a remote hub builds
+//! with `default-features = false, features = ["client"]`: the API traits, their types,
+//! `ServiceClient` and the in-memory hub, without redb, rcgen, the MQTT codec, WebSocket or
+//! the HTTP server. [`server::HubServer`] needs `mqtt` and `rest`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod access;
 pub mod api;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod hub;
+#[cfg(any(feature = "mqtt", feature = "rest"))]
 mod listen;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "rest")]
 pub mod rest;
+#[cfg(all(feature = "mqtt", feature = "rest"))]
 pub mod server;
 pub mod store;
 pub mod tls;
 
 pub use hub::{Hub, HubBuilder, HubError};
+#[cfg(all(feature = "mqtt", feature = "rest"))]
 pub use server::{HubServer, HubServerBuilder, HubServerError};

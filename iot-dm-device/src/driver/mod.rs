@@ -25,7 +25,7 @@ use crate::credentials::DeviceCredentials as Credentials;
 use crate::error::Error;
 use crate::methods::{MethodRegistry, MethodReply};
 use crate::transport::Transport;
-use crate::types::{CloseReason, CloudMessage, ConnectionState, DisconnectReason};
+use crate::types::{CloseReason, CloudMessage, DisconnectReason, LinkState};
 
 use desired::DesiredTracker;
 use ops::{Command, Op};
@@ -61,7 +61,7 @@ pub(crate) struct Driver {
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     /// False once every handle is gone.
     cmd_open: bool,
-    state: watch::Sender<ConnectionState>,
+    state: watch::Sender<LinkState>,
     methods: Arc<MethodRegistry>,
     method_tx: mpsc::UnboundedSender<MethodReply>,
     method_rx: mpsc::UnboundedReceiver<MethodReply>,
@@ -83,7 +83,7 @@ pub(crate) struct Driver {
 /// The channel ends the handles keep.
 pub(crate) struct Handles {
     pub(crate) cmd_tx: mpsc::UnboundedSender<Command>,
-    pub(crate) state_rx: watch::Receiver<ConnectionState>,
+    pub(crate) state_rx: watch::Receiver<LinkState>,
 }
 
 impl Driver {
@@ -94,7 +94,7 @@ impl Driver {
         methods: Arc<MethodRegistry>,
     ) -> (Driver, Handles) {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (state, state_rx) = watch::channel(ConnectionState::Connecting);
+        let (state, state_rx) = watch::channel(LinkState::Connecting);
         let (method_tx, method_rx) = mpsc::unbounded_channel();
         let filters = subscriptions(credentials.device_id(), credentials.module_id());
         let backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
@@ -126,11 +126,11 @@ impl Driver {
     pub(crate) async fn connect_once(&mut self) -> Result<Link, Error> {
         let now = self.opts.clock.now();
         let (request, renew_at) = self.credentials.request(now, &self.opts)?;
-        self.set_state(ConnectionState::Connecting);
+        self.set_state(LinkState::Connecting);
         let link = attempt(self.transport.clone(), request, self.opts.connect_timeout).await?;
         self.renew_at = renew_at;
         // The session is up: the subscriptions go out first thing when the driver starts.
-        self.set_state(ConnectionState::Connected);
+        self.set_state(LinkState::Connected);
         Ok(link)
     }
 
@@ -150,7 +150,7 @@ impl Driver {
                 SessionEnd::Close => return self.finish(CloseReason::Requested),
                 SessionEnd::Renew => {
                     tracing::info!("reconnecting to renew the SAS token");
-                    self.set_state(ConnectionState::Disconnected {
+                    self.set_state(LinkState::Disconnected {
                         reason: DisconnectReason::TokenRenewal,
                     });
                     match self.connect_now().await {
@@ -164,7 +164,7 @@ impl Driver {
                     if started.elapsed() >= STABLE_SESSION {
                         self.backoff.reset();
                     }
-                    self.set_state(ConnectionState::Disconnected { reason });
+                    self.set_state(LinkState::Disconnected { reason });
                 }
             }
         }
@@ -208,7 +208,7 @@ impl Driver {
                 })
             }
         };
-        self.set_state(ConnectionState::Connecting);
+        self.set_state(LinkState::Connecting);
         let fut = attempt(self.transport.clone(), request, self.opts.connect_timeout);
         tokio::pin!(fut);
         let result = loop {
@@ -234,7 +234,7 @@ impl Driver {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "connection attempt failed");
-                self.set_state(ConnectionState::Disconnected {
+                self.set_state(LinkState::Disconnected {
                     reason: DisconnectReason::ConnectFailed {
                         error: e.to_string(),
                     },
@@ -296,7 +296,7 @@ impl Driver {
         }
         self.desired.close();
         self.cloud.clear();
-        self.set_state(ConnectionState::Closed {
+        self.set_state(LinkState::Closed {
             reason: reason.clone(),
         });
         // Commands that raced with the close fail too.
@@ -317,7 +317,7 @@ impl Driver {
         }
     }
 
-    fn set_state(&self, state: ConnectionState) {
+    fn set_state(&self, state: LinkState) {
         self.state.send_if_modified(|s| {
             if *s == state {
                 false

@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use iot_dm_core::wire::{topic, HubTopic, RequestId};
 
 use crate::methods::{MethodReply, BAD_REQUEST, HANDLER_FAILED};
-use crate::types::{CloudMessage, ConnectionState, DisconnectReason, MethodCall};
+use crate::types::{CloudMessage, DisconnectReason, LinkState, MethodCall};
 
 type SendOutput = (Box<dyn LinkTx<DeviceFrame>>, Result<(), LinkClosed>);
 type SendFuture = Pin<Box<dyn Future<Output = SendOutput> + Send>>;
@@ -139,7 +139,7 @@ impl Driver {
             .push_back(Control::Frame(DeviceFrame::Subscribe(self.filters.clone())));
         s.control.push_back(Control::ResyncGet);
         self.desired.begin_resync();
-        self.set_state(ConnectionState::Connected);
+        self.set_state(LinkState::Connected);
         let end = self.session_loop(&mut s).await;
         self.requeue(s.into_unsettled());
         end

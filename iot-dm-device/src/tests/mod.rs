@@ -20,9 +20,7 @@ use iot_dm_core::wire::{topic, RequestId};
 use iot_dm_service::hub::{Authentication, DeviceSpec, Hub};
 use serde_json::Value;
 
-use crate::{
-    ConnectionState, DeviceClient, DeviceClientBuilder, DeviceCredentials, InMemoryTransport,
-};
+use crate::{DeviceClient, DeviceClientBuilder, DeviceCredentials, InMemoryTransport, LinkState};
 use iot_dm_service::api::prelude::*;
 
 pub(crate) const DEVICE: &str = "dev-1";
@@ -188,8 +186,8 @@ pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Waits until the client's state satisfies `f`.
-pub(crate) async fn wait_state(client: &DeviceClient, f: impl Fn(&ConnectionState) -> bool) {
-    let mut rx = client.connection_state();
+pub(crate) async fn wait_state(client: &DeviceClient, f: impl Fn(&LinkState) -> bool) {
+    let mut rx = client.link_state();
     tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|s| f(s)))
         .await
         .expect("state reached in time")

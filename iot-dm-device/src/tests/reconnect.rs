@@ -27,7 +27,7 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
     hub.refuse(unavailable());
     hub.drop_link();
     wait_state(&client, |s| {
-        *s == ConnectionState::Disconnected {
+        *s == LinkState::Disconnected {
             reason: DisconnectReason::SessionEnded,
         }
     })
@@ -43,7 +43,7 @@ async fn reconnect_resubscribes_and_delivers_a_change_missed_offline() {
     assert!(attempts < 12, "backs off ({attempts} connects in 5s)");
 
     hub.refuse(None);
-    wait_state(&client, ConnectionState::is_connected).await;
+    wait_state(&client, LinkState::is_connected).await;
     let full = within(desired.recv()).await.unwrap();
     assert_eq!((full.version, full.full), (3, true));
     assert_eq!(full.patch, json!({"a": 1, "b": 2}));
@@ -171,10 +171,10 @@ async fn refused_reconnect_closes_the_client() {
         reason: "device disabled".into(),
     }));
     hub.drop_link();
-    wait_state(&client, ConnectionState::is_closed).await;
+    wait_state(&client, LinkState::is_closed).await;
     assert_eq!(
-        *client.connection_state().borrow(),
-        ConnectionState::Closed {
+        *client.link_state().borrow(),
+        LinkState::Closed {
             reason: CloseReason::Refused {
                 reason: "device disabled".into()
             }
@@ -204,8 +204,8 @@ async fn close_flushes_then_ends_everything() {
         "queued before close: sent"
     );
     assert_eq!(
-        *client.connection_state().borrow(),
-        ConnectionState::Closed {
+        *client.link_state().borrow(),
+        LinkState::Closed {
             reason: CloseReason::Requested
         }
     );
@@ -249,7 +249,7 @@ async fn sas_token_is_renewed_before_it_expires() {
     clock.advance(Duration::from_secs(2));
     eventually("renewed", || hub.connects().len() == 2).await;
     assert_eq!(token_expiry(&hub.connects()[1]), START + 81 + 100);
-    wait_state(&client, ConnectionState::is_connected).await;
+    wait_state(&client, LinkState::is_connected).await;
     assert_eq!(
         within(client.update_reported(json!({"a": 1})))
             .await

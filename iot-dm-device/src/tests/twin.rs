@@ -26,7 +26,7 @@ fn patch(version: u64, patch: serde_json::Value, full: bool) -> DesiredPatch {
 async fn connect_subscribes_then_gets_the_twin() {
     let hub = TestHub::new().await;
     let client = connect(&hub).await;
-    assert!(client.connection_state().borrow().is_connected());
+    assert!(client.link_state().borrow().is_connected());
     eventually("subscribe and resync GET", || hub.frames().len() >= 2).await;
     let received = hub.frames();
     match &received[0].frame {

@@ -42,6 +42,10 @@
 //! # Ok(()) }
 //! ```
 
+/// The `api-version` [`ServiceClient`](crate::client::ServiceClient) sends (one of those the
+/// REST server accepts).
+pub const API_VERSION: &str = "2021-04-12";
+
 mod access;
 mod certificates;
 mod messages;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use iot_dm_core::twin::Twin;
 
 use crate::hub::{
-    Authentication, BulkResult, Device, DeviceSpec, HubError, ImportDevice, KeyKind, Page,
+    Authentication, BulkResult, Device, DevicePage, DeviceSpec, HubError, ImportDevice, KeyKind,
     RegistryStatistics, ServiceStatistics,
 };
 
@@ -32,7 +32,7 @@ pub trait RegistryApi: Send + Sync + std::fmt::Debug {
         &self,
         continuation: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Device>, HubError>;
+    ) -> Result<DevicePage, HubError>;
     /// Up to 100 creates, updates and deletes, each on its own (`POST /devices`).
     async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError>;
     /// Regenerates a symmetric key or swaps the two (`POST /devices/{id}/keys/regenerate`).

@@ -71,7 +71,7 @@ use tokio_rustls::TlsConnector;
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::wire::ServiceConnectionString;
 
-use crate::rest::API_VERSION;
+use crate::api::API_VERSION;
 use crate::{tls, HubError};
 use errors::About;
 use pool::{Pool, Target};

@@ -11,7 +11,7 @@ use super::errors::About;
 use super::{path, Answer, ServiceClient};
 use crate::api::{RegistryApi, RegistryStatistics, ServiceStatistics};
 use crate::hub::{
-    Authentication, BulkResult, Device, DeviceSpec, HubError, ImportDevice, KeyKind, Page,
+    Authentication, BulkResult, Device, DevicePage, DeviceSpec, HubError, ImportDevice, KeyKind,
 };
 
 /// A device from its JSON. Azure IoT Hub sends no `lifecycle` (ours): it is derived from
@@ -159,7 +159,7 @@ impl RegistryApi for ServiceClient {
         &self,
         continuation_token: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Device>, HubError> {
+    ) -> Result<DevicePage, HubError> {
         let headers: Vec<(&'static str, String)> = continuation_token
             .map(|c| vec![("x-ms-continuation", c.to_string())])
             .unwrap_or_default();
@@ -172,7 +172,7 @@ impl RegistryApi for ServiceClient {
                 About::default(),
             )
             .await?;
-        Ok(Page {
+        Ok(DevicePage {
             items: parse_devices(&answer)?,
             continuation: continuation(&answer),
         })

@@ -149,6 +149,7 @@ impl MqttServerBuilder {
     }
 
     /// Whether a listener was added.
+    #[cfg(feature = "rest")]
     pub(crate) fn has_listeners(&self) -> bool {
         !self.listeners.is_empty()
     }

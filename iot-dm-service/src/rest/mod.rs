@@ -115,4 +115,4 @@ pub const API_VERSIONS: &[&str] = &[
 ];
 
 /// The `api-version` [`ServiceClient`](crate::client::ServiceClient) sends.
-pub const API_VERSION: &str = "2021-04-12";
+pub use crate::api::API_VERSION;

@@ -70,10 +70,12 @@ mod committer;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "store-redb")]
 mod redb;
 
 pub use self::committer::{CommitAck, Committer, CommitterBuilder, CommitterStats, OnDurable};
 pub use self::memory::MemoryStore;
+#[cfg(feature = "store-redb")]
 pub use self::redb::{RedbStore, RedbStoreBuilder};
 
 /// The largest key, in bytes, that any backend accepts.

@@ -14,7 +14,9 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(any(feature = "mqtt", feature = "rest"))]
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -27,6 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use sha1::Digest as _;
 
+#[cfg(feature = "dev-certs")]
 pub mod dev_certs;
 mod error;
 
@@ -113,9 +116,11 @@ pub fn server_config_from_files(
 }
 
 /// Builds a server configuration from a PEM certificate chain and key.
+#[cfg(any(feature = "mqtt", feature = "rest"))]
 pub(crate) type BuildConfig = fn(&[u8], &[u8]) -> Result<Arc<ServerConfig>, TlsError>;
 
 /// Where a server's TLS identity comes from, as its builder was told.
+#[cfg(any(feature = "mqtt", feature = "rest"))]
 #[derive(Debug)]
 pub(crate) enum TlsSource {
     /// No TLS (plain TCP).
@@ -128,6 +133,7 @@ pub(crate) enum TlsSource {
     Config(Arc<ServerConfig>),
 }
 
+#[cfg(any(feature = "mqtt", feature = "rest"))]
 impl TlsSource {
     /// The server configuration, built by `build` from PEM (read from the files first).
     pub(crate) fn resolve(self, build: BuildConfig) -> Result<Option<Arc<ServerConfig>>, TlsError> {

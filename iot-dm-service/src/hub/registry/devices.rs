@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::bulk::{BulkResult, ImportDevice};
 use super::device::{generate_key, Authentication, Device};
-use super::spec::{DeviceSpec, KeyKind, Page};
+use super::spec::{DevicePage, DeviceSpec, KeyKind};
 use super::statistics::{RegistryStatistics, ServiceStatistics};
 use crate::api::RegistryApi;
 use crate::hub::engine::{delete_op, lock, put_op, Entry};
@@ -189,7 +189,7 @@ impl Hub {
         &self,
         continuation: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Device>, HubError> {
+    ) -> Result<DevicePage, HubError> {
         if !(1..=1000).contains(&limit) {
             return Err(HubError::invalid(
                 "top",
@@ -229,7 +229,7 @@ impl Hub {
         } else {
             None
         };
-        Ok(Page {
+        Ok(DevicePage {
             items,
             continuation,
         })
@@ -253,7 +253,7 @@ impl RegistryApi for Hub {
         &self,
         continuation: Option<&str>,
         limit: usize,
-    ) -> Result<Page<Device>, HubError> {
+    ) -> Result<DevicePage, HubError> {
         Hub::list_devices(self, continuation, limit)
     }
 

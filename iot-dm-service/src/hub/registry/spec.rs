@@ -6,7 +6,7 @@ use serde_json::Value;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::Capabilities;
 
-use super::device::Authentication;
+use super::device::{Authentication, Device};
 
 /// What to create: a device id, and optionally credentials, status, capabilities and an
 /// initial twin.
@@ -90,11 +90,11 @@ pub enum KeyKind {
     Swap,
 }
 
-/// One page of a listing, with the token for the next page.
+/// One page of the device listing, with the token for the next page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
+pub struct DevicePage {
+    /// The devices.
+    pub items: Vec<Device>,
     /// Pass this to get the next page; `None` on the last page.
     pub continuation: Option<String>,
 }

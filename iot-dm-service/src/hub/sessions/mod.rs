@@ -23,6 +23,7 @@ mod methods;
 mod session;
 mod telemetry;
 
+#[cfg(any(feature = "rest", feature = "client"))]
 pub(crate) use c2d::MessageBody;
 pub use c2d::{CloudMessage, DEFAULT_TTL, MAX_C2D_BODY, MAX_PENDING, MAX_TTL};
 pub use telemetry::Telemetry;

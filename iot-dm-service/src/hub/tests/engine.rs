@@ -95,13 +95,15 @@ async fn a_write_racing_a_checkpoint_is_not_lost() {
     device(&hub, "b").await;
     hub.patch_reported("a", &json!({"n": 1})).await.unwrap();
     // the checkpoint has taken its watermark and its dirty set ...
-    let plan = persist::plan_checkpoint(&hub.inner);
+    let plan = crate::hub::engine::log::plan_checkpoint(&hub.inner);
     // ... when b reports and a reports again
     hub.patch_reported("b", &json!({"late": true}))
         .await
         .unwrap();
     hub.patch_reported("a", &json!({"n": 2})).await.unwrap();
-    persist::finish_checkpoint(&hub.inner, plan).await.unwrap();
+    crate::hub::engine::log::finish_checkpoint(&hub.inner, plan)
+        .await
+        .unwrap();
     drop(hub);
     let hub = open().await.unwrap();
     assert_eq!(

@@ -1,0 +1,246 @@
+//! The hub's handle, its builder, and the state every part of the hub shares.
+
+#[cfg(feature = "store-redb")]
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
+use iot_dm_core::twin::TwinLimits;
+
+use super::engine::log::{self as persist, Sequencer};
+use super::engine::State;
+use super::{registry, sessions, HubError, HubEvent, Telemetry};
+use crate::store::{Committer, MemoryStore, Store};
+
+/// Where the hub keeps its data.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Storage {
+    /// In memory only: nothing survives the process (tests, embedding).
+    Memory,
+    /// The embedded durable store in one file (the default for a served hub).
+    #[cfg(feature = "store-redb")]
+    Redb(PathBuf),
+    /// A store of your own.
+    Custom(Arc<dyn Store>),
+}
+
+/// Builds a [`Hub`].
+#[derive(Debug)]
+pub struct HubBuilder {
+    storage: Storage,
+    limits: TwinLimits,
+    clock: Arc<dyn Clock>,
+    host_name: String,
+    event_capacity: usize,
+    checkpoint_interval: std::time::Duration,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            storage: Storage::Memory,
+            limits: TwinLimits::default(),
+            clock: Arc::new(SystemClock),
+            host_name: "localhost".into(),
+            event_capacity: 4096,
+            checkpoint_interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+impl HubBuilder {
+    /// Keeps everything in memory (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Storage::Memory;
+        self
+    }
+
+    /// Uses the embedded durable store at `path` (created when missing).
+    #[cfg(feature = "store-redb")]
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.storage = Storage::Redb(path.into());
+        self
+    }
+
+    /// Uses a store of your own.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.storage = Storage::Custom(store);
+        self
+    }
+
+    /// Twin limits (IoT Hub's by default).
+    pub fn limits(mut self, limits: TwinLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The clock (the system clock by default); tests pass a manual one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The host name devices put in their SAS tokens and MQTT user names (`localhost` by
+    /// default).
+    pub fn host_name(mut self, host: impl Into<String>) -> Self {
+        self.host_name = host.into();
+        self
+    }
+
+    /// How many events a slow event subscriber may lag behind before it misses some.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(16);
+        self
+    }
+
+    /// How often logged reported patches are folded into device records (1 s by default; the
+    /// log is also folded early when it grows large). Shorter means a shorter log to replay
+    /// after a crash.
+    pub fn checkpoint_interval(mut self, every: std::time::Duration) -> Self {
+        self.checkpoint_interval = every.max(std::time::Duration::from_millis(10));
+        self
+    }
+
+    /// Opens the store, loads every device, replays the log, and returns the hub.
+    pub async fn open(self) -> Result<Hub, HubError> {
+        let store: Arc<dyn Store> = match self.storage {
+            Storage::Memory => Arc::new(MemoryStore::new()),
+            #[cfg(feature = "store-redb")]
+            Storage::Redb(path) => Arc::new(open_redb(path).await?),
+            Storage::Custom(s) => s,
+        };
+        let started = std::time::Instant::now();
+        let state = State::load(store.as_ref()).await?;
+        let sequencer = Sequencer::default();
+        let cas = registry::CaRegistry::load(store.as_ref()).await?;
+        let policies = registry::load_policies(store.as_ref(), self.clock.now()).await?;
+        let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
+        tracing::info!(
+            devices = state.devices.len(),
+            replayed,
+            backend = store.backend(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "hub opened"
+        );
+        let committer = Committer::new(store.clone());
+        let (events, _) = broadcast::channel(self.event_capacity);
+        let (telemetry, _) = broadcast::channel(self.event_capacity);
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                state,
+                backend: store.backend(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                committer,
+                clock: self.clock,
+                limits: self.limits,
+                host_name: self.host_name,
+                events,
+                telemetry,
+                sessions: sessions::Sessions::default(),
+                sequencer,
+                cas,
+                policies,
+            }),
+        };
+        persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
+        Ok(hub)
+    }
+}
+
+#[cfg(feature = "store-redb")]
+async fn open_redb(path: PathBuf) -> Result<crate::store::RedbStore, HubError> {
+    Ok(crate::store::RedbStore::open(path).await?)
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    pub(crate) backend: &'static str,
+    pub(crate) closed: std::sync::atomic::AtomicBool,
+    pub(crate) committer: Committer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: TwinLimits,
+    pub(crate) host_name: String,
+    pub(crate) events: broadcast::Sender<HubEvent>,
+    pub(crate) telemetry: broadcast::Sender<Arc<Telemetry>>,
+    pub(crate) sessions: sessions::Sessions,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) cas: registry::CaRegistry,
+    pub(crate) policies: registry::PolicyRegistry,
+}
+
+/// The hub. See the [module docs](self).
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("host_name", &self.inner.host_name)
+            .field("devices", &self.inner.state.devices.len())
+            .field("backend", &self.inner.backend)
+            .finish()
+    }
+}
+
+impl Hub {
+    /// A builder with the defaults: in memory, IoT Hub's limits, the system clock.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// The host name devices address.
+    pub fn host_name(&self) -> &str {
+        &self.inner.host_name
+    }
+
+    /// Subscribes to the hub's events.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Number of device identities (planned, provisioned and retired).
+    pub fn device_count(&self) -> usize {
+        self.inner.state.devices.len()
+    }
+
+    /// Shuts the hub down: refuses new sessions, closes the live ones, folds the log into
+    /// device records, and closes the store (a redb file is released once this returns, so
+    /// the same store can be opened again). Afterwards every operation on any handle of this
+    /// hub fails with [`HubError::Closed`].
+    pub async fn shutdown(&self) -> Result<(), HubError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.close_all_sessions("the hub is shutting down");
+        let folded = persist::checkpoint(&self.inner).await;
+        self.inner.committer.close().await?;
+        tracing::info!("hub shut down");
+        folded.map(|_| ())
+    }
+
+    /// Whether [`Hub::shutdown`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Folds logged reported patches into device records now, and returns once that is
+    /// durable (call before a planned shutdown to make the next start faster).
+    pub async fn checkpoint(&self) -> Result<usize, HubError> {
+        persist::checkpoint(&self.inner).await
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn emit(&self, event: HubEvent) {
+        // no subscribers is fine
+        let _ = self.inner.events.send(event);
+    }
+}
