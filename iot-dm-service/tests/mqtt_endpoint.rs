@@ -570,3 +570,46 @@ async fn packets_sent_together_with_connect_are_answered() {
     );
     assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
 }
+
+/// A QoS 1 PUBLISH the hub refuses is never acknowledged: the connection closes without a
+/// PUBACK, so the device cannot believe it was delivered. A good one on the same kind of
+/// connection is acknowledged.
+#[tokio::test]
+async fn a_refused_publish_gets_no_puback() {
+    let f = fixture().await;
+    let tok = f.sas_device("pub-dev").await;
+    f.sas_device("pub-other").await;
+    let addr = f.addr(Listener::Tcp);
+    let big = "x".repeat(iot_dm_service::mqtt::MAX_TELEMETRY + 1);
+    let refused: [(&str, &str); 7] = [
+        ("devices/pub-other/messages/events/", "x"),
+        ("devices/pub-dev/messages/events/#", "x"),
+        ("devices/pub-dev/messages/events/+", "x"),
+        ("devices/pub-dev/messages/events/a\0b", "x"),
+        ("$iothub/unknown/topic", "x"),
+        ("", "x"),
+        ("devices/pub-dev/messages/events/", &big),
+    ];
+    for (topic, body) in refused {
+        let (mut raw, ack) = Raw::connect(addr, "pub-dev", &tok, 60, None).await;
+        assert_eq!(ack.code, ConnectReturnCode::Success);
+        let mut p = RawPublish::new(topic, rumqttc::mqttbytes::QoS::AtLeastOnce, body);
+        p.pkid = 7;
+        raw.send(Packet::Publish(p)).await;
+        while let Some(packet) = raw.recv().await {
+            assert!(
+                !matches!(packet, Packet::PubAck(_)),
+                "PUBLISH to {topic:?} was acknowledged"
+            );
+        }
+    }
+    let (mut raw, _) = Raw::connect(addr, "pub-dev", &tok, 60, None).await;
+    let mut p = RawPublish::new(
+        "devices/pub-dev/messages/events/",
+        rumqttc::mqttbytes::QoS::AtLeastOnce,
+        "x".repeat(iot_dm_service::mqtt::MAX_TELEMETRY),
+    );
+    p.pkid = 8;
+    raw.send(Packet::Publish(p)).await;
+    assert!(matches!(raw.recv().await, Some(Packet::PubAck(a)) if a.pkid == 8));
+}

@@ -111,6 +111,10 @@ pub use server::{Listener, MqttServer, MqttServerBuilder};
 
 use std::time::Duration;
 
+/// The largest device-to-cloud message body, IoT Hub's 256 KiB: a larger one closes the
+/// connection without a PUBACK.
+pub const MAX_TELEMETRY: usize = 256 * 1024;
+
 /// The default largest packet a device may send: IoT Hub's 256 KiB message limit plus room for
 /// the topic and its property bag.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024 + 16 * 1024;

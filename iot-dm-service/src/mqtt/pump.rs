@@ -21,6 +21,7 @@ use super::connection::Authenticated;
 use super::inflight::Inflight;
 use super::server::Shared;
 use super::transport::Transport;
+use super::MAX_TELEMETRY;
 
 /// Largest packet the endpoint encodes (MQTT's remaining-length limit).
 const MAX_OUTGOING: usize = 268_435_455;
@@ -297,6 +298,9 @@ impl Pump {
                 )))
             }
         };
+        // refuse what the hub would refuse before acknowledging anything: a PUBACK says the
+        // message was accepted
+        self.check_publish(&p)?;
         let topic = if p.retain {
             self.retained(p.topic)
         } else {
@@ -313,6 +317,38 @@ impl Pump {
             self.reply(Packet::PubAck(PubAck::new(p.pkid)));
         }
         Ok(())
+    }
+
+    /// Checks a device's PUBLISH: its topic must be one of this device's own topics that a
+    /// device publishes to (twin GET and PATCH, method responses, telemetry), with no
+    /// wildcard (`#`, `+`) or NUL, which MQTT 3.1.1 forbids in a topic name (section 4.7),
+    /// and telemetry must fit IoT Hub's message size.
+    fn check_publish(&self, p: &Publish) -> Result<(), Close> {
+        if p.topic.contains(['#', '+', '\0']) {
+            return Err(Close::Protocol(format!(
+                "PUBLISH topic {:?} contains a wildcard or NUL",
+                p.topic
+            )));
+        }
+        match DeviceTopic::parse(&p.topic, &self.s.device, self.s.module.as_ref()) {
+            Ok(DeviceTopic::Telemetry { .. }) if p.payload.len() > MAX_TELEMETRY => {
+                Err(Close::Protocol(format!(
+                    "a telemetry message of {} bytes; the most is {MAX_TELEMETRY}",
+                    p.payload.len()
+                )))
+            }
+            Ok(
+                DeviceTopic::TwinGet { .. }
+                | DeviceTopic::TwinPatchReported { .. }
+                | DeviceTopic::MethodResponse { .. }
+                | DeviceTopic::Telemetry { .. },
+            ) => Ok(()),
+            Ok(_) => Err(Close::Protocol(format!(
+                "a device does not publish to {:?}",
+                p.topic
+            ))),
+            Err(e) => Err(Close::Protocol(format!("PUBLISH refused: {e}"))),
+        }
     }
 
     /// IoT Hub keeps no retained messages; it forwards telemetry sent with RETAIN with the

@@ -61,10 +61,9 @@ impl Hub {
                 if token.key_name().is_some() {
                     return Err(refuse("policy tokens cannot open device sessions here"));
                 }
-                // the path must name this device; the host is the one the device signed for
-                let host = token.resource_uri().split('/').next().unwrap_or_default();
+                // the resource must be this hub's host name, optionally with this device's path
                 token
-                    .check_resource(&wire::device_resource_uri(host, &req.device_id))
+                    .check_resource(&wire::device_resource_uri(self.host_name(), &req.device_id))
                     .map_err(|e| refuse(e.to_string()))?;
                 let now = self.now();
                 let keys = [

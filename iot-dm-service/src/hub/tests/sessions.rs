@@ -1,6 +1,7 @@
 //! The hub's tests of device sessions: authentication, replacement and closing, twin topics, methods, telemetry, cloud-to-device messages.
 
 use super::*;
+use iot_dm_core::link::ConnectRefused;
 
 #[tokio::test]
 async fn device_session_twin_round_trips() {
@@ -91,6 +92,46 @@ async fn credentials_are_checked() {
     let mut garbage = request(&d, "SharedAccessSignature nope".into());
     garbage.clean_session = false;
     assert!(hub.connect(garbage).await.is_err());
+}
+
+/// A device token must be signed for this hub: `sr` is the hub's host name, alone or with
+/// the device's path; another host, another device or a bare path is refused.
+#[tokio::test]
+async fn a_token_for_another_hub_is_refused() {
+    let (hub, _) = hub_with_clock().await;
+    let d = device(&hub, "d1").await;
+    let key =
+        SymmetricKey::new(d.authentication.symmetric_key.primary_key.clone().unwrap()).unwrap();
+    let signed_for = |sr: &str| {
+        SasToken::generate(sr, &key, Timestamp::from_unix_secs(T0 + 60), None)
+            .as_str()
+            .to_string()
+    };
+    for ok in [
+        "hub.example/devices/d1",
+        "hub.example",
+        "HUB.example/devices/d1",
+    ] {
+        assert!(
+            hub.connect(request(&d, signed_for(ok))).await.is_ok(),
+            "sr={ok} was refused"
+        );
+    }
+    for bad in [
+        "other.example/devices/d1",
+        "evil.hub.example/devices/d1",
+        "hub.example.evil/devices/d1",
+        "other.example",
+        "hub.example/devices/d2",
+        "devices/d1",
+        "",
+    ] {
+        let refused = hub.connect(request(&d, signed_for(bad))).await;
+        assert!(
+            matches!(refused, Err(ConnectRefused::NotAuthorized { .. })),
+            "sr={bad:?} was not refused as unauthorized"
+        );
+    }
 }
 
 #[tokio::test]
