@@ -352,6 +352,9 @@ impl Rollout {
     /// The outcome of attempt `attempt` of a started device; returns its new state.
     ///
     /// `Succeeded` is taken while running; `Failed` and `TimedOut` while running or verifying.
+    /// The success condition is tested on the latest twin given ([`add_device`](Self::add_device)
+    /// or [`on_twin_changed`](Self::on_twin_changed)); if it does not hold yet the device
+    /// verifies until it does or `successTimeoutSeconds` pass.
     pub fn on_outcome(
         &mut self,
         device: DeviceIndex,

@@ -87,7 +87,14 @@ pub struct RolloutPolicy {
 ///
 /// The ramp follows AWS IoT Jobs: the rate starts at the base and is multiplied by the factor
 /// each time the criterion count grows by its number again, so base 50, factor 2, every 1000
-/// notified devices gives 50, 100, 200, 400, ... per minute.
+/// notified devices gives 50, 100, 200, 400, ... per minute. The new rate applies at once,
+/// within the minute the count is reached.
+///
+/// Exactly: a start spends a token from a bucket of one minute's worth (the current rate), and
+/// the token comes back 60 s after that start. So in any interval `[a, a + 60 s)` at most the
+/// rate's number of devices start, and a full bucket allows at most one minute's worth at
+/// once. Starts within the same second share one record whose tokens come back 60 s after the
+/// latest of them: never early, at most a second late.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RatePolicy {
@@ -435,7 +442,7 @@ impl RolloutPolicy {
                     n,
                     1,
                     u64::from(u32::MAX),
-                    "at least 1",
+                    "1..=4294967295",
                 )
             })
             .transpose()?;
