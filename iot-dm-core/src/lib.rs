@@ -16,6 +16,7 @@
 //! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
 //! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
 //! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
+//! | [`rollout`] | the sans-IO rollout planner of jobs: [`rollout::Rollout`], rate, abort, timeouts, retries, windows, gates |
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -29,5 +30,6 @@ pub mod link;
 pub mod method;
 pub mod patterns;
 pub mod query;
+pub mod rollout;
 pub mod twin;
 pub mod wire;
