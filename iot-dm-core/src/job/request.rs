@@ -225,6 +225,13 @@ fn build_method(m: &CloudToDeviceMethod) -> Result<MethodRequest, JobError> {
         .map_err(|e| invalid(method_field(&e), e.to_string()))
 }
 
+impl CloudToDeviceMethod {
+    /// The method request (checked: name, timeouts, payload size).
+    pub fn request(&self) -> Result<MethodRequest, JobError> {
+        build_method(self)
+    }
+}
+
 fn read_update_twin(v: &Value) -> Result<(), JobError> {
     let obj = object(v, "updateTwin")?;
     let tags = member(obj, "tags");

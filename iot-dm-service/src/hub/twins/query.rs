@@ -102,6 +102,11 @@ impl Hub {
             .filter(|t| condition.matches(t))
             .collect()
     }
+
+    /// Every live twin, in device-id order (the target of a `*` job).
+    pub(crate) fn live_twins(&self) -> Vec<Arc<Twin>> {
+        self.snapshots(None, Set::Live).collect()
+    }
 }
 
 /// Queries of the embedded hub: the synchronous inherent methods, for in-process callers.
