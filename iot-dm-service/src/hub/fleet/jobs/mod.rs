@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `records.rs` | the stored job and device-job records, the in-memory bookkeeping |
 //! | `scheduler.rs` | the hub's scheduler task, the only writer of job records |
+//! | `commands.rs` | create, cancel, pause and resume, as the scheduler carries them out |
 //! | `run.rs` | one attempt on one device, through the twins and sessions wings |
 //!
 //! Limits: at most [`HubBuilder::max_active_jobs`](crate::hub::HubBuilder::max_active_jobs)
@@ -16,6 +17,7 @@
 //! [`DEFAULT_MAX_EXECUTION_SECONDS`](iot_dm_core::job::DEFAULT_MAX_EXECUTION_SECONDS) (one
 //! hour). At most [`MAX_IN_FLIGHT`] attempts of one job run at once.
 
+mod commands;
 mod records;
 mod run;
 mod scheduler;

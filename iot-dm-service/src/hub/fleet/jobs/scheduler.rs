@@ -20,7 +20,7 @@ use iot_dm_core::rollout::{DeviceIndex, DeviceState, Outcome, Rollout, RolloutSt
 
 use super::records::{delete_job_ops, Detail, Job, Slot};
 use super::run::{self, planner_error, Done, Work};
-use super::Command;
+use super::{commands, Command};
 use crate::hub::engine::locked;
 use crate::hub::error::HubError;
 use crate::hub::events::HubEvent;
@@ -33,7 +33,7 @@ pub const MAX_IN_FLIGHT: usize = 256;
 const TICK: Duration = Duration::from_millis(200);
 
 /// What a round answers once its commit is durable.
-type Reply = (
+pub(super) type Reply = (
     oneshot::Sender<Result<iot_dm_core::job::JobResponse, HubError>>,
     Result<iot_dm_core::job::JobResponse, HubError>,
 );
@@ -120,7 +120,7 @@ async fn round(
     {
         let mut book = locked(&jobs.book);
         for cmd in cmds {
-            command(hub, &mut book, cmd, now, &mut replies, &mut created);
+            commands::command(hub, &mut book, cmd, now, &mut replies, &mut created);
         }
         for d in dones {
             if let Some(job) = book.get_mut(&d.job_id) {
@@ -202,104 +202,6 @@ fn dispatch(hub: &Hub, starts: Vec<Start>, done_tx: &mpsc::UnboundedSender<Done>
         });
         job.in_flight.insert(device, Some(task.abort_handle()));
     }
-}
-
-fn respond(job: &Job) -> Result<iot_dm_core::job::JobResponse, HubError> {
-    Ok(job.job.clone())
-}
-
-fn command(
-    hub: &Hub,
-    book: &mut std::collections::BTreeMap<String, Job>,
-    cmd: Command,
-    now: Timestamp,
-    replies: &mut Vec<Reply>,
-    created: &mut Vec<String>,
-) {
-    let config = &hub.inner.jobs.config;
-    match cmd {
-        Command::Create(request, tx) => {
-            let r = if book.contains_key(&request.job_id) {
-                Err(HubError::JobAlreadyExists {
-                    job_id: request.job_id.clone(),
-                })
-            } else if book.values().filter(|j| j.job.status.is_active()).count()
-                >= config.max_active
-            {
-                Err(HubError::TooManyActiveJobs {
-                    limit: config.max_active,
-                })
-            } else {
-                let job = Job::new(iot_dm_core::job::JobResponse::queued(&request, now));
-                let reply = job.job.clone();
-                tracing::info!(job = %request.job_id, kind = request.job_type.as_str(), "job created");
-                created.push(request.job_id.clone());
-                book.insert(request.job_id.clone(), job);
-                Ok(reply)
-            };
-            replies.push((tx, r));
-        }
-        Command::Cancel(id, tx) => {
-            let r = with_job(book, &id, |job| {
-                cancel(job, now);
-                respond(job)
-            });
-            replies.push((tx, r));
-        }
-        Command::Pause(id, tx) | Command::Resume(id, tx) if !book.contains_key(&id) => {
-            replies.push((tx, Err(HubError::JobNotFound { job_id: id })));
-        }
-        Command::Pause(id, tx) => {
-            let r = with_job(book, &id, |job| {
-                if job.job.status.is_active() {
-                    if let Some(plan) = &mut job.plan {
-                        plan.pause();
-                    }
-                    job.paused(true);
-                }
-                respond(job)
-            });
-            replies.push((tx, r));
-        }
-        Command::Resume(id, tx) => {
-            let r = with_job(book, &id, |job| {
-                if let Some(plan) = &mut job.plan {
-                    plan.resume();
-                }
-                job.paused(false);
-                respond(job)
-            });
-            replies.push((tx, r));
-        }
-    }
-}
-
-fn with_job(
-    book: &mut std::collections::BTreeMap<String, Job>,
-    id: &str,
-    f: impl FnOnce(&mut Job) -> Result<iot_dm_core::job::JobResponse, HubError>,
-) -> Result<iot_dm_core::job::JobResponse, HubError> {
-    match book.get_mut(id) {
-        Some(job) => f(job),
-        None => Err(HubError::JobNotFound {
-            job_id: id.to_string(),
-        }),
-    }
-}
-
-fn cancel(job: &mut Job, now: Timestamp) {
-    if !job.job.status.is_active() {
-        return;
-    }
-    if let Some(plan) = &mut job.plan {
-        plan.cancel(now);
-    }
-    drain(None, job, now);
-    job.job.status = JobStatus::Cancelled;
-    job.job.end_time = Some(now);
-    job.job.status_message = Some("cancelled; devices already started finish".into());
-    job.dirty = true;
-    tracing::info!(job = %job.job.job_id, "job cancelled");
 }
 
 /// Records the end of an attempt and tells the plan.
@@ -500,7 +402,7 @@ fn start_job(hub: &Hub, job: &mut Job, now: Timestamp) {
 }
 
 /// Records every change the plan made to a device.
-fn drain(hub: Option<&Hub>, job: &mut Job, now: Timestamp) {
+pub(super) fn drain(hub: Option<&Hub>, job: &mut Job, now: Timestamp) {
     let is_method = job.job.job_type == JobType::ScheduleDeviceMethod;
     loop {
         let Some(plan) = &mut job.plan else { return };
