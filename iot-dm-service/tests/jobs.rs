@@ -285,6 +285,32 @@ async fn a_twin_job_updates_every_targeted_twin_once() {
         }
     }
     assert_eq!(by_job, 20);
+    // the records through the query language, page by page
+    let sql = "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'fw-prod' AND devices.jobs.status = 'completed'";
+    let mut rows = Vec::new();
+    let mut request = PageRequest::new().size(6);
+    loop {
+        let page = QueryApi::query_page(&hub, sql, &request).await.unwrap();
+        rows.extend(page.items);
+        match page.continuation {
+            Some(c) => request = PageRequest::new().size(6).continuation(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        rows,
+        recs.iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect::<Vec<_>>()
+    );
+    let none = QueryApi::query_page(
+        &hub,
+        "SELECT * FROM devices.jobs WHERE devices.jobs.status = 'failed'",
+        &PageRequest::new(),
+    )
+    .await
+    .unwrap();
+    assert!(none.items.is_empty());
     let page = hub
         .query_jobs(
             &JobFilter::new()

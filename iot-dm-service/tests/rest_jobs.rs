@@ -134,6 +134,35 @@ async fn sdk_requests_and_replies() {
         json!({"n": 1})
     );
 
+    // the same records through the query language
+    let a = s
+        .call(
+            OWNER,
+            Method::POST,
+            "/devices/query",
+            Some(json!({"query": "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'py-job' AND devices.jobs.status = 'completed'"})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-ms-item-type"), Some("deviceJob"));
+    assert_eq!(a.json(), recs);
+    let a = s
+        .call(
+            OWNER,
+            Method::POST,
+            "/devices/query",
+            Some(json!({"query": "SELECT * FROM devices.jobs WHERE devices.jobs.deviceId = 'e2'"})),
+        )
+        .await;
+    let jobs: Vec<String> = a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["jobId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(jobs, ["node-job", "py-job"], "e2 is in both jobs: {a:?}");
+
     // errors with IoT Hub's codes, naming the field
     let bad = put_python(
         &s,

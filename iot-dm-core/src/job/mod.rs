@@ -31,6 +31,7 @@
 //! # Ok::<(), iot_dm_core::job::JobError>(())
 //! ```
 
+mod filter;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,7 @@ use crate::clock::Timestamp;
 pub use crate::rollout::DeviceJobStatus;
 use crate::rollout::RolloutPolicy;
 
+pub use filter::DeviceJobFilter;
 pub use request::{condition_of, twin_patch_of, validate_job_id, JobError, MAX_JOB_ID_LEN};
 
 /// The `maxExecutionTimeInSeconds` of a job that gives none: one hour.

@@ -373,3 +373,54 @@ fn device_job_records_have_the_devices_jobs_shape() {
     let v = serde_json::to_value(&twin).unwrap();
     assert_eq!(v["outcome"], json!({"deviceMethodResponse": null}));
 }
+
+#[test]
+fn devices_jobs_conditions() {
+    use crate::query::Query;
+    let rec = json!({"deviceId": "d", "jobId": "j", "jobType": "scheduleUpdateTwin",
+                     "status": "completed", "createdDateTimeUtc": "2016-09-02T00:00:00Z",
+                     "outcome": {"deviceMethodResponse": {"status": 200, "payload": null}}});
+    let f = |w: &str| {
+        DeviceJobFilter::new(
+            &Query::parse(&format!("SELECT * FROM devices.jobs WHERE {w}")).unwrap(),
+        )
+    };
+    let yes = |w: &str| assert!(f(w).unwrap().matches_json(&rec), "{w}");
+    let no = |w: &str| assert!(!f(w).unwrap().matches_json(&rec), "{w}");
+    // IoT Hub's documented example
+    yes("devices.jobs.deviceId='d' AND devices.jobs.jobType='scheduleUpdateTwin' AND devices.jobs.status='completed' AND devices.jobs.createdTimeUtc > '2016-09-01'");
+    yes("status IN ['completed', 'failed']");
+    yes("NOT (status = 'failed')");
+    yes("devices.jobs.outcome.deviceMethodResponse.status >= 200");
+    yes("'j' = devices.jobs.jobId");
+    yes("IS_DEFINED(devices.jobs.outcome)");
+    no("status = 'failed' OR deviceId = 'x'");
+    no("devices.jobs.status NIN ['completed']");
+    no("IS_DEFINED(devices.jobs.error)");
+    no("devices.jobs.outcome.deviceMethodResponse.status > 'a'");
+    assert_eq!(
+        f("devices.jobs.jobId = 'j' AND status = 'x'")
+            .unwrap()
+            .job_id(),
+        Some("j")
+    );
+    assert_eq!(
+        f("devices.jobs.jobId = 'j' OR status = 'x'")
+            .unwrap()
+            .job_id(),
+        None
+    );
+    for w in [
+        "jobId = deviceId",
+        "LENGTH(jobId) = 1",
+        "status = 'a' + 'b'",
+    ] {
+        let e = f(w).unwrap_err();
+        assert_eq!(e.field(), "query", "{w}");
+    }
+    let twins = DeviceJobFilter::new(&Query::parse("SELECT * FROM devices").unwrap());
+    assert!(twins.is_err());
+    // no WHERE: every record
+    let all = DeviceJobFilter::new(&Query::parse("SELECT * FROM devices.jobs").unwrap()).unwrap();
+    assert!(all.matches_json(&rec));
+}

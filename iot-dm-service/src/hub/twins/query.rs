@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use iot_dm_core::query::{Condition, Page, PageRequest, Query, TwinKey};
+use iot_dm_core::query::{Collection, Condition, Page, PageRequest, Query, TwinKey};
 use iot_dm_core::twin::Twin;
 
 use crate::api::QueryApi;
@@ -112,7 +112,12 @@ impl Hub {
 /// Queries of the embedded hub: the synchronous inherent methods, for in-process callers.
 #[async_trait]
 impl QueryApi for Hub {
+    /// `FROM devices.jobs` reads the jobs' device records (see the jobs wing).
     async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
+        let query = Query::parse(sql)?;
+        if query.collection() == Collection::Jobs {
+            return self.query_device_jobs(&query, request).await;
+        }
         Hub::query_page(self, sql, request)
     }
 

@@ -40,6 +40,8 @@ async fn run(cx: Ctx, archive: bool) -> Result<Reply, ApiError> {
     let request = super::page_request(&cx)?;
     let page = if archive {
         cx.hub.query_archive_page(&body.query, &request)?
+    } else if parsed.collection() == Collection::Jobs {
+        cx.hub.query_device_jobs(&parsed, &request).await?
     } else {
         cx.hub.query_page(&body.query, &request)?
     };

@@ -29,8 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use iot_dm_core::job::{DeviceJob, JobRequest, JobResponse};
-use iot_dm_core::query::{PageRequest, MAX_PAGE_SIZE};
+use iot_dm_core::job::{DeviceJob, DeviceJobFilter, JobRequest, JobResponse};
+use iot_dm_core::query::{Page, PageRequest, Query, MAX_PAGE_SIZE};
+use serde_json::Value;
 
 use crate::api::{DeviceJobPage, JobApi, JobFilter, JobPage};
 use crate::hub::engine::locked;
@@ -139,6 +140,71 @@ fn page_size(request: &PageRequest) -> Result<usize, HubError> {
             "x-ms-max-item-count",
             format!("{n} is not in 1..={MAX_PAGE_SIZE}"),
         ))
+    }
+}
+
+/// Store rows read per scan of a `devices.jobs` query.
+const SCAN: usize = 256;
+
+impl Hub {
+    /// One page of `SELECT * FROM devices.jobs [WHERE ...]` over the durable device-job
+    /// records, in job-id then device-id order (see [`DeviceJobFilter`] for the conditions
+    /// taken). A condition requiring `devices.jobs.jobId = '...'` reads that job's records
+    /// only. `TOP n` caps each page. The continuation is the last record's key.
+    pub(crate) async fn query_device_jobs(
+        &self,
+        query: &Query,
+        request: &PageRequest,
+    ) -> Result<Page, HubError> {
+        let filter = DeviceJobFilter::new(query)?;
+        let mut size = page_size(request)?;
+        if let Some(top) = query.statement().top {
+            size = size.min(usize::try_from(top).unwrap_or(usize::MAX));
+        }
+        let prefix = filter.job_id().map(|j| format!("{j}/").into_bytes());
+        let mut after: Option<Vec<u8>> = match (request.continuation_token(), filter.job_id()) {
+            (Some(c), _) => Some(c.as_bytes().to_vec()),
+            (None, Some(j)) => Some(format!("{j}.").into_bytes()),
+            (None, None) => None,
+        };
+        let store = self.inner.committer.store().ok_or(HubError::Closed)?;
+        let mut items = Vec::new();
+        let mut last_key = None;
+        'scan: while items.len() <= size {
+            let rows = store.scan(Table::Jobs, after.as_deref(), SCAN).await?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(last.clone());
+            let done = rows.len() < SCAN;
+            for (key, value) in rows {
+                if prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
+                    break 'scan;
+                }
+                let record: Value =
+                    serde_json::from_slice(&value).map_err(|e| HubError::Internal {
+                        message: format!("a stored device job is unreadable: {e}"),
+                    })?;
+                if filter.matches_json(&record) {
+                    if items.len() == size {
+                        items.push(record);
+                        break 'scan;
+                    }
+                    items.push(record);
+                    last_key = Some(key);
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let more = items.len() > size;
+        items.truncate(size);
+        let continuation = more
+            .then(|| last_key.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .flatten();
+        Ok(Page {
+            items,
+            continuation,
+        })
     }
 }
 
