@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::{DeviceJob, JobError};
-use crate::query::{BinaryOp, Collection, Expr, Function, Literal, Path, Query};
+use crate::query::{BinaryOp, CmpOp, Collection, Expr, Function, Literal, Path, Query};
 
 /// A `devices.jobs` query's condition.
 ///
@@ -50,12 +50,7 @@ fn check(e: &Expr) -> Result<(), JobError> {
                 check(left)?;
                 check(right)
             }
-            BinaryOp::Eq
-            | BinaryOp::Ne
-            | BinaryOp::Lt
-            | BinaryOp::Le
-            | BinaryOp::Gt
-            | BinaryOp::Ge => match (&**left, &**right) {
+            op if CmpOp::of(*op).is_some() => match (&**left, &**right) {
                 (Expr::Path(_), Expr::Literal(_)) | (Expr::Literal(_), Expr::Path(_)) => Ok(()),
                 _ => Err(unsupported(e)),
             },
@@ -124,16 +119,6 @@ fn order(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
-fn flip(op: BinaryOp) -> BinaryOp {
-    match op {
-        BinaryOp::Lt => BinaryOp::Gt,
-        BinaryOp::Le => BinaryOp::Ge,
-        BinaryOp::Gt => BinaryOp::Lt,
-        BinaryOp::Ge => BinaryOp::Le,
-        other => other,
-    }
-}
-
 fn test(e: &Expr, r: &Value) -> bool {
     match e {
         Expr::Binary {
@@ -147,24 +132,18 @@ fn test(e: &Expr, r: &Value) -> bool {
             right,
         } => test(left, r) || test(right, r),
         Expr::Binary { op, left, right } => {
-            let (path, lit, op) = match (&**left, &**right) {
-                (Expr::Path(p), Expr::Literal(l)) => (p, l, *op),
-                (Expr::Literal(l), Expr::Path(p)) => (p, l, flip(*op)),
+            let Some(cmp) = CmpOp::of(*op) else {
+                return false;
+            };
+            let (path, lit, cmp) = match (&**left, &**right) {
+                (Expr::Path(p), Expr::Literal(l)) => (p, l, cmp),
+                (Expr::Literal(l), Expr::Path(p)) => (p, l, cmp.flip()),
                 _ => return false,
             };
             let (Some(v), Some(c)) = (lookup(r, path), literal(lit)) else {
                 return false;
             };
-            let Some(o) = order(v, &c) else { return false };
-            match op {
-                BinaryOp::Eq => o == Ordering::Equal,
-                BinaryOp::Ne => o != Ordering::Equal,
-                BinaryOp::Lt => o == Ordering::Less,
-                BinaryOp::Le => o != Ordering::Greater,
-                BinaryOp::Gt => o == Ordering::Greater,
-                BinaryOp::Ge => o != Ordering::Less,
-                _ => false,
-            }
+            order(v, &c).is_some_and(|o| cmp.test(o))
         }
         Expr::Not(x) => !test(x, r),
         Expr::In {
