@@ -540,3 +540,97 @@ async fn refused_requests_name_the_field_and_change_nothing() {
     assert_eq!(e.code_name(), "ThrottlingMaxActiveJobCountExceeded");
     assert_eq!(hub.get_twin("d00").unwrap().version(), before);
 }
+
+#[tokio::test]
+async fn pause_holds_new_starts_until_resume() {
+    let (hub, clock, calls) = paced_job("held", 3, 1).await;
+    succeeded(&hub, "held", 1).await;
+    let paused = hub.pause_job("held").await.unwrap();
+    assert_eq!(paused.status, JobStatus::Running);
+    assert_eq!(paused.status_message.as_deref(), Some("paused"));
+    clock.advance(Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls.total(), 1, "nothing starts while paused");
+    hub.resume_job("held").await.unwrap();
+    succeeded(&hub, "held", 2).await;
+    clock.advance(Duration::from_secs(60));
+    let done = ended(&hub, "held").await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(calls.total(), 3);
+}
+
+#[tokio::test]
+async fn a_gated_device_waits_scheduled_until_its_twin_lets_it_go() {
+    let hub = hub_on(None, None).await;
+    devices(&hub, 2, |_| json!({})).await;
+    hub.patch_reported("d00", &json!({"ready": true}))
+        .await
+        .unwrap();
+    hub.create_job(&job(json!({
+        "jobId": "gated", "type": "scheduleUpdateTwin", "queryCondition": "*",
+        "updateTwin": {"properties": {"desired": {"go": 1}}},
+        "rolloutPolicy": {"gate": "properties.reported.ready = true"},
+    })))
+    .await
+    .unwrap();
+    succeeded(&hub, "gated", 1).await;
+    wait_for(|| async {
+        let recs = records(&hub, "gated").await;
+        recs.len() == 2 && recs[1].status == DeviceJobStatus::Scheduled
+    })
+    .await;
+    let job = hub.get_job("gated").await.unwrap();
+    assert_eq!(job.status, JobStatus::Running);
+    consistent(&hub, &job).await;
+    assert!(hub
+        .get_twin("d01")
+        .unwrap()
+        .desired()
+        .doc()
+        .to_value()
+        .get("go")
+        .is_none());
+    hub.patch_reported("d01", &json!({"ready": true}))
+        .await
+        .unwrap();
+    let done = ended(&hub, "gated").await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(
+        hub.get_twin("d01").unwrap().desired().doc().to_value()["go"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_ended_job_is_forgotten_after_its_retention() {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
+    let hub = Hub::builder()
+        .clock(Arc::new(clock.clone()))
+        .job_retention(Duration::from_secs(10))
+        .open()
+        .await
+        .unwrap();
+    devices(&hub, 1, |_| json!({})).await;
+    hub.create_job(&job(json!({
+        "jobId": "brief", "type": "scheduleUpdateTwin", "queryCondition": "*",
+        "updateTwin": {"tags": {"x": 1}},
+    })))
+    .await
+    .unwrap();
+    ended(&hub, "brief").await;
+    assert_eq!(records(&hub, "brief").await.len(), 1);
+    clock.advance(Duration::from_secs(11));
+    wait_for(|| async { hub.get_job("brief").await.is_err() }).await;
+    let e = hub
+        .device_jobs("brief", &PageRequest::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, HubError::JobNotFound { .. }));
+    let rows = QueryApi::query_page(&hub, "SELECT * FROM devices.jobs", &PageRequest::new())
+        .await
+        .unwrap();
+    assert!(
+        rows.items.is_empty(),
+        "device records deleted too: {rows:?}"
+    );
+}

@@ -21,6 +21,8 @@ mod commands;
 mod records;
 mod run;
 mod scheduler;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -126,6 +126,8 @@ pub(crate) struct Job {
     pub(crate) rerun: Vec<u32>,
     /// The job record must be written.
     pub(crate) dirty: bool,
+    /// Devices the plan held back (window, gate) when last looked at.
+    pub(crate) waiting: u64,
     /// What the job does to each device (made when first needed).
     pub(crate) work: Option<Work>,
 }
@@ -140,6 +142,7 @@ impl Job {
             in_flight: HashMap::new(),
             rerun: Vec::new(),
             dirty: true,
+            waiting: 0,
             work: None,
         }
     }

@@ -32,6 +32,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// The longest the scheduler sleeps, so that a clock that jumps is noticed.
 const TICK: Duration = Duration::from_millis(200);
 
+/// The status message of a job its canary holds.
+const CANARY_HOLD: &str = "canary hold: the first devices finished; resume to go on";
+
 /// What a round answers once its commit is durable.
 pub(super) type Reply = (
     oneshot::Sender<Result<iot_dm_core::job::JobResponse, HubError>>,
@@ -243,6 +246,42 @@ fn twins_changed(
                 let _ = plan.on_twin_changed(DeviceIndex(i as u32), &twin, now);
             }
         }
+        sync_waiting(job, now);
+    }
+}
+
+/// Records devices the plan holds back (a window, the gate) as `scheduled`, and those it
+/// lets go as `pending` again. The devices are walked only when the number held back changed.
+fn sync_waiting(job: &mut Job, now: Timestamp) {
+    let Some(plan) = &job.plan else { return };
+    let stats = plan.stats();
+    let waiting = stats.waiting_for_window + stats.gated;
+    if waiting == job.waiting {
+        return;
+    }
+    job.waiting = waiting;
+    let moved: Vec<(usize, DeviceJobStatus)> = job
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            matches!(
+                s.status,
+                DeviceJobStatus::Pending | DeviceJobStatus::Scheduled
+            )
+        })
+        .filter_map(|(i, s)| {
+            let want = plan
+                .device(DeviceIndex(i as u32))?
+                .state
+                .device_job_status();
+            (want != s.status
+                && matches!(want, DeviceJobStatus::Pending | DeviceJobStatus::Scheduled))
+            .then_some((i, want))
+        })
+        .collect();
+    for (i, status) in moved {
+        job.set_status(i, status, now);
     }
 }
 
@@ -292,6 +331,15 @@ fn advance(hub: &Hub, job: &mut Job, now: Timestamp, starts: &mut Vec<Start>) {
         }
     }
     drain(Some(hub), job, now);
+    sync_waiting(job, now);
+    if let Some(plan) = &job.plan {
+        let hold = plan.status() == RolloutStatus::CanaryHold;
+        let said = job.job.status_message.as_deref() == Some(CANARY_HOLD);
+        if job.job.status == JobStatus::Running && hold != said {
+            job.job.status_message = hold.then(|| CANARY_HOLD.to_string());
+            job.dirty = true;
+        }
+    }
     let Some(plan) = &job.plan else { return };
     if job.job.status == JobStatus::Running && plan.is_finished() {
         let stats = plan.stats();
