@@ -94,7 +94,19 @@ async fn opening(
             return Some(Box::pin(pump::run(transport, session, shared, shutdown)))
         }
         Ok(Err(e @ OpenError::Refused { .. })) => {
-            tracing::info!(%peer, listener = kind.as_str(), error = %e, "connection refused")
+            // a device with a wrong key retries for ever: one line a minute per address
+            if let Some(held_back) = shared
+                .refusals
+                .admit(peer.ip(), tokio::time::Instant::now())
+            {
+                tracing::warn!(
+                    %peer,
+                    listener = kind.as_str(),
+                    error = %e,
+                    held_back,
+                    "connection refused"
+                )
+            }
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, listener = kind.as_str(), error = %e, "connection failed")

@@ -192,6 +192,7 @@ impl MqttServerBuilder {
             active: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             last_refusal_log: std::sync::Mutex::new(None),
+            refusals: crate::listen::PerSourceLog::new(Duration::from_secs(60), 4096),
         });
         let (shutdown, _) = watch::channel(false);
         let (accepting, _) = watch::channel(false);
@@ -230,6 +231,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     refused: AtomicU64,
     last_refusal_log: std::sync::Mutex<Option<Instant>>,
+    /// Refused credentials, logged once a minute per source address.
+    pub(crate) refusals: crate::listen::PerSourceLog,
 }
 
 /// A connection slot; frees itself when dropped.
@@ -398,6 +401,7 @@ pub(crate) fn test_shared(hub: crate::Hub) -> Shared {
         active: AtomicUsize::new(0),
         refused: AtomicU64::new(0),
         last_refusal_log: std::sync::Mutex::new(None),
+        refusals: crate::listen::PerSourceLog::new(Duration::from_secs(60), 16),
     }
 }
 

@@ -173,10 +173,10 @@ async fn accept_loop(
         connections.spawn(async move {
             let _permit = permit;
             match &conn.tls {
-                None => serve(tcp, &conn, service, rx).await,
+                None => serve(tcp, peer, &conn, service, rx).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(conn.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve(stream, &conn, service, rx).await,
+                        Ok(Ok(stream)) => serve(stream, peer, &conn, service, rx).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "rest tls handshake failed")
                         }
@@ -204,6 +204,7 @@ async fn accept_loop(
 
 async fn serve<S>(
     stream: S,
+    peer: std::net::SocketAddr,
     conn: &ConnConfig,
     service: Arc<Service>,
     mut shutdown: watch::Receiver<bool>,
@@ -212,7 +213,7 @@ async fn serve<S>(
 {
     let svc = service_fn(move |request| {
         let service = service.clone();
-        async move { service.handle(request).await }
+        async move { service.handle(request, peer).await }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

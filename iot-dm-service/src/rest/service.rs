@@ -28,6 +28,8 @@ pub(crate) struct Service {
     pub(crate) max_body: usize,
     request_prefix: u64,
     requests: AtomicU64,
+    /// Refused credentials and rights, logged once a minute per source address.
+    refusals: crate::listen::PerSourceLog,
 }
 
 impl Service {
@@ -41,6 +43,7 @@ impl Service {
             max_body,
             request_prefix: u64::from_le_bytes(seed),
             requests: AtomicU64::new(0),
+            refusals: crate::listen::PerSourceLog::new(std::time::Duration::from_secs(60), 4096),
         }
     }
 
@@ -63,6 +66,7 @@ impl Service {
     pub(crate) async fn handle(
         &self,
         request: Request<Incoming>,
+        peer: std::net::SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let started = Instant::now();
         let request_id = self.request_id();
@@ -76,10 +80,17 @@ impl Service {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-ms-request-id", v);
         }
+        let status = response.status().as_u16();
+        if matches!(status, 401 | 403) {
+            // a back end with a wrong key retries for ever: one line a minute per address
+            if let Some(held_back) = self.refusals.admit(peer.ip(), tokio::time::Instant::now()) {
+                tracing::warn!(%peer, %method, path, status, held_back, "rest request refused");
+            }
+        }
         tracing::debug!(
             %method,
             path,
-            status = response.status().as_u16(),
+            status,
             request_id,
             micros = started.elapsed().as_micros() as u64,
             "rest request"

@@ -129,7 +129,7 @@ impl Endpoint for Hub {
         let expiry = match self.authenticate(&request) {
             Ok(e) => e,
             Err(e) => {
-                tracing::info!(device = %request.device_id, %e, "connection refused");
+                tracing::debug!(device = %request.device_id, %e, "connection refused");
                 return Err(e);
             }
         };
