@@ -180,19 +180,36 @@ impl ETag {
         &self.0
     }
 
-    /// Whether an `If-Match` value accepts this ETag: `*` matches any; quotes and a weak `W/`
-    /// prefix around the value are ignored.
+    /// Whether an `If-Match` value accepts this ETag. The value is `*` or a comma-separated
+    /// list of ETags; it matches when it is the wildcard, quoted (`"*"`, as the official SDKs
+    /// send it) or not, or when one of its ETags equals this one, quoted or not, with or
+    /// without a weak `W/` prefix. An empty value matches nothing (a caller that means "no
+    /// precondition" sends no `If-Match` at all).
+    ///
+    /// ```
+    /// use iot_dm_core::twin::ETag;
+    /// let etag = ETag::new("AAAAAAAAAAE=");
+    /// for ok in ["*", "\"*\"", "AAAAAAAAAAE=", "\"AAAAAAAAAAE=\"", "W/\"AAAAAAAAAAE=\"", "\"x\", \"AAAAAAAAAAE=\""] {
+    ///     assert!(etag.matches(ok), "{ok}");
+    /// }
+    /// for no in ["", " ", "\"\"", "\"AAAAAAAAAAI=\"", "W/*", "AAAAAAAAAAE"] {
+    ///     assert!(!etag.matches(no), "{no}");
+    /// }
+    /// ```
     pub fn matches(&self, if_match: &str) -> bool {
         let v = if_match.trim();
-        if v == "*" {
+        if v == "*" || v == "\"*\"" {
             return true;
         }
-        let v = v.strip_prefix("W/").unwrap_or(v);
-        let v = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(v);
-        v == self.0.as_str()
+        v.split(',').any(|tag| {
+            let tag = tag.trim();
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let tag = tag
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(tag);
+            !tag.is_empty() && tag == self.0.as_str()
+        })
     }
 }
 
