@@ -26,14 +26,20 @@ pub(crate) struct Service {
     pub(crate) hub: Hub,
     pub(crate) router: Router,
     pub(crate) max_body: usize,
+    body_read_timeout: std::time::Duration,
     request_prefix: u64,
     requests: AtomicU64,
     /// Refused credentials and rights, logged once a minute per source address.
-    refusals: crate::listen::PerSourceLog,
+    refusals: crate::admission::PerSourceLog,
 }
 
 impl Service {
-    pub(crate) fn new(hub: Hub, router: Router, max_body: usize) -> Service {
+    pub(crate) fn new(
+        hub: Hub,
+        router: Router,
+        max_body: usize,
+        body_read_timeout: std::time::Duration,
+    ) -> Service {
         let mut seed = [0u8; 8];
         // a predictable prefix only makes request ids guessable, which they may be
         let _ = getrandom::fill(&mut seed);
@@ -41,9 +47,10 @@ impl Service {
             hub,
             router,
             max_body,
+            body_read_timeout,
             request_prefix: u64::from_le_bytes(seed),
             requests: AtomicU64::new(0),
-            refusals: crate::listen::PerSourceLog::new(std::time::Duration::from_secs(60), 4096),
+            refusals: crate::admission::PerSourceLog::new(std::time::Duration::from_secs(60), 4096),
         }
     }
 
@@ -143,7 +150,22 @@ impl Service {
                 return Err(too_large(len));
             }
         }
-        match Limited::new(body, self.max_body).collect().await {
+        let collected = tokio::time::timeout(
+            self.body_read_timeout,
+            Limited::new(body, self.max_body).collect(),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                408_000,
+                "RequestTimeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    self.body_read_timeout.as_secs_f64()
+                ),
+            )
+        })?;
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(too_large(self.max_body + 1))
@@ -261,7 +283,12 @@ mod tests {
     #[tokio::test]
     async fn request_ids_are_unique() {
         let hub = Hub::builder().in_memory().open().await.unwrap();
-        let s = Service::new(hub, Router::new(Vec::new()), 10);
+        let s = Service::new(
+            hub,
+            Router::new(Vec::new()),
+            10,
+            std::time::Duration::from_secs(1),
+        );
         let a = s.request_id();
         let b = s.request_id();
         assert_ne!(a, b);
