@@ -79,7 +79,16 @@ impl Service {
         let request_id = self.request_id();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let response = match self.dispatch(request).await {
+        // nothing a client is shown may be rolled back by a crash: answer once everything
+        // the reply may show is durable
+        let outcome = match self.dispatch(request).await {
+            Ok(reply) => match self.hub.inner.settled().await {
+                Ok(()) => Ok(reply),
+                Err(e) => Err(ApiError::from(HubError::from(e))),
+            },
+            Err(e) => Err(e),
+        };
+        let response = match outcome {
             Ok(reply) => success(reply),
             Err(e) => self.failure(&e, &request_id),
         };

@@ -14,6 +14,13 @@ use crate::hub::error::HubError;
 use crate::store::{OnDurable, Op, Table};
 
 impl crate::hub::Inner {
+    /// Resolves once every write applied so far is durable. Whatever leaves the hub for a
+    /// reader outside it (a REST response, a device's twin GET) waits for this first, so that
+    /// nothing a reader saw is rolled back by a crash; a failed commit fails the read.
+    pub(crate) fn settled(&self) -> Ack {
+        Box::pin(self.committer.flush())
+    }
+
     /// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
     /// its whole record is queued for the store, and the returned [`Ack`] resolves when it is
     /// durable. On error nothing changed.

@@ -246,7 +246,10 @@ impl RegistryApi for Hub {
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
-        Hub::get_device(self, device_id)
+        let device = Hub::get_device(self, device_id)?;
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(device)
     }
 
     async fn list_devices(
@@ -254,7 +257,9 @@ impl RegistryApi for Hub {
         continuation: Option<&str>,
         limit: usize,
     ) -> Result<DevicePage, HubError> {
-        Hub::list_devices(self, continuation, limit)
+        let page = Hub::list_devices(self, continuation, limit)?;
+        self.inner.settled().await?;
+        Ok(page)
     }
 
     async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError> {

@@ -123,7 +123,10 @@ impl Hub {
 #[async_trait]
 impl TwinApi for Hub {
     async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        Hub::get_twin(self, device_id)
+        let twin = Hub::get_twin(self, device_id)?;
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(twin)
     }
 
     /// Merges tags and desired properties (`PATCH /twins/{id}`), if `if_match` (the twin ETag
@@ -160,6 +163,8 @@ impl TwinApi for Hub {
     }
 
     async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        Hub::get_archived_twin(self, device_id)
+        let twin = Hub::get_archived_twin(self, device_id)?;
+        self.inner.settled().await?;
+        Ok(twin)
     }
 }

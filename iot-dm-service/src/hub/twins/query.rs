@@ -108,10 +108,15 @@ impl Hub {
 #[async_trait]
 impl QueryApi for Hub {
     async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
-        Hub::query_page(self, sql, request)
+        let page = Hub::query_page(self, sql, request)?;
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(page)
     }
 
     async fn query_archive_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
-        Hub::query_archive_page(self, sql, request)
+        let page = Hub::query_archive_page(self, sql, request)?;
+        self.inner.settled().await?;
+        Ok(page)
     }
 }
