@@ -153,7 +153,7 @@ async fn told_child(dir: &str) {
         .create_device(DeviceSpec::new("d1".parse().unwrap()))
         .await
         .unwrap();
-    let key = SymmetricKey::new(device.authentication.symmetric_key.primary_key.unwrap()).unwrap();
+    let key = SymmetricKey::new(device.symmetric_key.primary_key.unwrap()).unwrap();
     let uri = wire::device_resource_uri(hub.host_name(), &device.device_id);
     let token = SasToken::generate(
         &uri,

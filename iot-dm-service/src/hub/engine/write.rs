@@ -46,7 +46,7 @@ impl crate::hub::Inner {
         }
         let mut copy = guard.clone();
         let (r, then) = f(&mut copy)?;
-        copy.sync_twin();
+        copy.share_identity();
         copy.seq = self.sequencer.next();
         let op = put_op(&copy)?;
         let ack = match then {
@@ -59,7 +59,7 @@ impl crate::hub::Inner {
     }
 
     /// The hot path for a device's reported patch: merges `patch` into a copy of the twin
-    /// (no copy of the identity) and stores only a log entry for it instead of the whole
+    /// (the identity gets a new `lastActivityTime`, and device and twin share it) and stores only a log entry for it instead of the whole
     /// record. The device's `lastActivityTime` follows the twin's. Returns the new twin; the
     /// [`Ack`] resolves once the log entry is durable.
     pub(crate) fn write_reported(
@@ -75,7 +75,6 @@ impl crate::hub::Inner {
         }
         let mut twin = (*guard.twin).clone();
         let version = twin.patch_reported(patch, now, limits)?;
-        twin.last_activity_time = Some(now);
         let value = LogEntry {
             device: Cow::Borrowed(guard.device.device_id.as_str()),
             patch: Cow::Borrowed(patch),
@@ -90,7 +89,10 @@ impl crate::hub::Inner {
             value,
         };
         let ack = self.committer.submit(vec![op]);
-        guard.device.last_activity_time = twin.last_activity_time;
+        // the identity's copy is shared by the device and the new twin (and by the old twin
+        // until its readers let go)
+        guard.device.identity_mut().last_activity_time = Some(now);
+        twin.identity = Arc::clone(&guard.device.identity);
         let twin = Arc::new(twin);
         guard.twin = twin.clone();
         guard.seq = seq;

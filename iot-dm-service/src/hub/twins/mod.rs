@@ -70,7 +70,7 @@ impl Hub {
                 version: twin.desired().version(),
                 body,
             });
-            e.sync_twin();
+            e.share_identity();
             let twin = e.twin.clone();
             let hub = self.clone();
             let visible = twin.clone();
