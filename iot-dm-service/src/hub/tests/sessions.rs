@@ -100,8 +100,7 @@ async fn credentials_are_checked() {
 async fn a_token_for_another_hub_is_refused() {
     let (hub, _) = hub_with_clock().await;
     let d = device(&hub, "d1").await;
-    let key =
-        SymmetricKey::new(d.authentication.symmetric_key.primary_key.clone().unwrap()).unwrap();
+    let key = SymmetricKey::new(d.symmetric_key.primary_key.clone().unwrap()).unwrap();
     let signed_for = |sr: &str| {
         SasToken::generate(sr, &key, Timestamp::from_unix_secs(T0 + 60), None)
             .as_str()
