@@ -71,7 +71,7 @@ fn reported_patches(c: &mut Criterion) {
                 .create_device(DeviceSpec::new(id.parse().unwrap()))
                 .await
                 .unwrap();
-            let key = d.authentication.symmetric_key.primary_key.unwrap();
+            let key = d.symmetric_key.primary_key.unwrap();
             let creds = DeviceCredentials::symmetric_key(HOST, id.parse().unwrap(), &key).unwrap();
             let client =
                 DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))

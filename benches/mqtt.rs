@@ -97,8 +97,7 @@ impl Setup {
                 .create_device(DeviceSpec::new(id.parse().expect("id")))
                 .await
                 .expect("device");
-            let key = SymmetricKey::new(d.authentication.symmetric_key.primary_key.expect("key"))
-                .expect("key");
+            let key = SymmetricKey::new(d.symmetric_key.primary_key.expect("key")).expect("key");
             let uri = wire::device_resource_uri(HOST, &d.device_id);
             let token = SasToken::generate(&uri, &key, expiry, None)
                 .as_str()

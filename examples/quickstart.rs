@@ -198,11 +198,7 @@ async fn main() -> Result<()> {
     for i in 0..devices {
         let id = format!("sensor-{i:03}");
         let device = hub.provision_device(&id, None).await?;
-        let key = device
-            .authentication
-            .symmetric_key
-            .primary_key
-            .unwrap_or_default();
+        let key = device.symmetric_key.primary_key.unwrap_or_default();
         let creds = DeviceCredentials::symmetric_key(HOST, id.parse()?, &key)?;
         let client = DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))
             .connect()

@@ -68,11 +68,7 @@ async fn main() -> Result<()> {
         Err(e) if e.is_not_found() => hub.create_device(DeviceSpec::new(device.parse()?)).await?,
         Err(e) => return Err(e.into()),
     };
-    let key = d
-        .authentication
-        .symmetric_key
-        .primary_key
-        .unwrap_or_default();
+    let key = d.symmetric_key.primary_key.unwrap_or_default();
     println!(
         "hub: {} devices, store {}",
         hub.device_count(),

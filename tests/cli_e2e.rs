@@ -37,6 +37,11 @@ struct HubProcess {
 
 impl HubProcess {
     fn start(dir: &Path) -> HubProcess {
+        HubProcess::start_with(dir, &[], Stdio::inherit())
+    }
+
+    /// Starts a hub with `extra` arguments, its stderr (the operational log) going to `log`.
+    fn start_with(dir: &Path, extra: &[&str], log: Stdio) -> HubProcess {
         let rest = free_port();
         let mqtt = free_port();
         let cs_file = dir.join("owner.cs");
@@ -47,8 +52,10 @@ impl HubProcess {
             .args(["--rest", &format!("127.0.0.1:{rest}")])
             .args(["--host", "localhost", "--owner-connection-string-file"])
             .arg(&cs_file)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut hub = HubProcess {
@@ -292,4 +299,69 @@ fn operate_a_hub_from_the_command_line() {
     assert_eq!(code(&hub.run(&["device", "frobnicate"])), 2);
 
     hub.stop();
+}
+
+/// `iot-dm hub` logs to stderr: JSON lines with `--log-json`, filtered by `--log`, with no
+/// key in it; a filter that does not parse is bad usage.
+#[test]
+fn the_hub_logs_json_lines_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let hub = HubProcess::start_with(dir.path(), &["--log-json", "--log", "info"], log.into());
+    // a refused request (a well-formed key that is not the policy's), so there is a warning
+    let key = hub
+        .owner_cs
+        .split("SharedAccessKey=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let wrong = hub
+        .owner_cs
+        .replace(&key, "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItdGVzdHM=");
+    for _ in 0..3 {
+        let out = hub.run_as(&wrong, &["device", "list"]);
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+    }
+    hub.stop();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line: {l}: {e}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages.contains(&"mqtt endpoint listening"),
+        "{messages:?}"
+    );
+    assert!(messages.contains(&"hub opened"), "{messages:?}");
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{text}");
+    // three refusals from one address within a minute: one warning
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "rest request refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert_eq!(refused[0]["level"], "WARN");
+    assert_eq!(refused[0]["fields"]["status"], 401);
+    assert!(!text.contains(&key), "the log holds the owner key");
+
+    let quiet_path = dir.path().join("quiet.log");
+    let quiet = std::fs::File::create(&quiet_path).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start_with(dir2.path(), &["--log", "error"], quiet.into());
+    hub.stop();
+    let text = std::fs::read_to_string(&quiet_path).unwrap();
+    assert!(!text.contains("INFO"), "{text}");
+
+    let out = Command::new(BIN)
+        .args(["hub", "--log", "info,=[bad"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--log"), "{}", stderr(&out));
 }

@@ -30,7 +30,7 @@ async fn client(hub: &Hub, id: &str, key: &str) -> Result<DeviceClient, iot_dm::
 }
 
 fn key(d: &Device) -> String {
-    d.authentication.symmetric_key.primary_key.clone().unwrap()
+    d.symmetric_key.primary_key.clone().unwrap()
 }
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {

@@ -69,7 +69,7 @@ fn connection_string(id: &str, key: &str) -> String {
 }
 
 fn key(d: &Device) -> String {
-    d.authentication.symmetric_key.primary_key.clone().unwrap()
+    d.symmetric_key.primary_key.clone().unwrap()
 }
 
 async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
@@ -207,7 +207,13 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path) {
                 assert_eq!(data.unwrap(), json!("hello from the hub"));
                 let mut done = false;
                 for _ in 0..200 {
-                    if hub.get_twin(&id).unwrap().cloud_to_device_message_count == 0 {
+                    if hub
+                        .get_twin(&id)
+                        .unwrap()
+                        .identity
+                        .cloud_to_device_message_count
+                        == 0
+                    {
                         done = true;
                         break;
                     }

@@ -83,9 +83,9 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
         .unwrap();
     note!(
         "create d1: {:?} {} etag={}",
-        d1.status,
+        d1.identity.status,
         d1.state().as_str(),
-        d1.etag
+        d1.etag()
     );
     let twin = api.get_twin("d1").await.unwrap();
     note!(
@@ -117,12 +117,16 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
         .create_device(spec("d2b").disabled("not installed"))
         .await
         .unwrap();
-    note!("d2b: {:?} {:?}", d2.status, d2.status_reason);
+    note!(
+        "d2b: {:?} {:?}",
+        d2.identity.status,
+        d2.identity.status_reason
+    );
 
     // update with ETags
     let mut update = api.get_device("d1").await.unwrap();
-    update.status = iot_dm::core::twin::DeviceStatus::Disabled;
-    update.status_reason = Some("maintenance".into());
+    update.identity_mut().status = iot_dm::core::twin::DeviceStatus::Disabled;
+    update.identity_mut().status_reason = Some("maintenance".into());
     note!(
         "update stale: {}",
         err(api
@@ -130,35 +134,29 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
             .await
             .unwrap_err())
     );
-    let etag = update.etag.to_string();
+    let etag = update.etag().to_string();
     let updated = api.update_device(update, Some(&etag)).await.unwrap();
     note!(
         "update: {:?} {:?} etag={}",
-        updated.status,
-        updated.status_reason,
-        updated.etag
+        updated.identity.status,
+        updated.identity.status_reason,
+        updated.etag()
     );
     let enabled = api.enable_device("d1").await.unwrap();
-    note!("enable d1: {:?}", enabled.status);
+    note!("enable d1: {:?}", enabled.identity.status);
 
     // keys
-    let before = api
-        .get_device("d1")
-        .await
-        .unwrap()
-        .authentication
-        .symmetric_key;
+    let before = api.get_device("d1").await.unwrap().symmetric_key;
     let swapped = api.regenerate_key("d1", KeyKind::Swap).await.unwrap();
     note!(
         "swap: {}",
-        swapped.authentication.symmetric_key.primary_key == before.secondary_key
-            && swapped.authentication.symmetric_key.secondary_key == before.primary_key
+        swapped.symmetric_key.primary_key == before.secondary_key
+            && swapped.symmetric_key.secondary_key == before.primary_key
     );
     let fresh = api.regenerate_key("d1", KeyKind::Primary).await.unwrap();
     note!(
         "regenerate primary: changed={}",
-        fresh.authentication.symmetric_key.primary_key
-            != swapped.authentication.symmetric_key.primary_key
+        fresh.symmetric_key.primary_key != swapped.symmetric_key.primary_key
     );
 
     // listing in pages
@@ -224,18 +222,18 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
     let provisioned = api.provision_device("p1", None).await.unwrap();
     note!(
         "provision p1: {:?} {}",
-        provisioned.status,
+        provisioned.identity.status,
         provisioned.state().as_str()
     );
     let disabled = api.disable_device("d2", "maintenance").await.unwrap();
     note!(
         "disable d2: {:?} {:?}",
-        disabled.status,
-        disabled.status_reason
+        disabled.identity.status,
+        disabled.identity.status_reason
     );
     note!(
         "enable d2: {:?}",
-        api.enable_device("d2").await.unwrap().status
+        api.enable_device("d2").await.unwrap().identity.status
     );
     let retired = api.retire_device("d3").await.unwrap();
     note!("retire d3: {}", retired.state().as_str());
@@ -347,7 +345,6 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
         .get_device("d1")
         .await
         .unwrap()
-        .authentication
         .symmetric_key
         .primary_key
         .unwrap();
@@ -411,6 +408,7 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
         api.get_device("d2")
             .await
             .unwrap()
+            .identity
             .cloud_to_device_message_count
     );
     note!(
@@ -443,6 +441,7 @@ async fn scenario(api: &dyn ServiceApi, devices_hub: &Hub, ca_pem: &str) -> Vec<
         api.get_device("d2")
             .await
             .unwrap()
+            .identity
             .cloud_to_device_message_count
     );
     note!(

@@ -243,6 +243,7 @@ async fn twin_methods_telemetry_and_cloud_messages_over_tls() {
         hub.hub
             .get_device("thermo-1")
             .unwrap()
+            .identity
             .cloud_to_device_message_count
             == 0
     })

@@ -24,6 +24,8 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod access;
+#[cfg(any(feature = "mqtt", feature = "rest"))]
+mod admission;
 pub mod api;
 #[cfg(feature = "client")]
 pub mod client;

@@ -8,7 +8,9 @@
 //!
 //! A second test does the same with a device session that prints every desired-property
 //! notification it is told: after kill -9 the hub must serve at least the greatest desired
-//! version the device was told (nothing observable is rolled back by a crash).
+//! version the device was told (nothing observable is rolled back by a crash). A third does it
+//! with a back end that reads the twin through the API while writers update it: every
+//! version a reader was shown is still there after kill -9.
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,6 +29,7 @@ use iot_dm_service::hub::{DeviceSpec, Hub};
 
 const CHILD_ENV: &str = "IOT_DM_CRASH_CHILD_DIR";
 const TOLD_CHILD_ENV: &str = "IOT_DM_CRASH_TOLD_CHILD_DIR";
+const SEEN_CHILD_ENV: &str = "IOT_DM_CRASH_SEEN_CHILD_DIR";
 const TOLD_BEFORE_KILL: usize = 300;
 const ACKS_BEFORE_KILL: usize = 600;
 
@@ -150,7 +153,7 @@ async fn told_child(dir: &str) {
         .create_device(DeviceSpec::new("d1".parse().unwrap()))
         .await
         .unwrap();
-    let key = SymmetricKey::new(device.authentication.symmetric_key.primary_key.unwrap()).unwrap();
+    let key = SymmetricKey::new(device.symmetric_key.primary_key.unwrap()).unwrap();
     let uri = wire::device_resource_uri(hub.host_name(), &device.device_id);
     let token = SasToken::generate(
         &uri,
@@ -256,5 +259,79 @@ fn no_desired_version_told_is_lost_by_kill_9() {
     assert!(
         served >= greatest,
         "the device was told desired version {greatest}, the hub serves {served} after kill -9"
+    );
+}
+
+/// The child of the third test: writers update a twin's tags while a reader reads it through
+/// the back-end API and prints each version it is shown, until killed.
+async fn seen_child(dir: &str) {
+    let hub = Hub::builder()
+        .path(format!("{dir}/hub.redb"))
+        .open()
+        .await
+        .expect("open hub");
+    hub.create_device(DeviceSpec::new("d1".parse().unwrap()))
+        .await
+        .unwrap();
+    for w in 0..4u32 {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for i in 0..1_000_000u32 {
+                let patch: TwinPatch =
+                    serde_json::from_value(json!({"tags": {format!("w{w}"): i}})).unwrap();
+                if hub.update_twin("d1", &patch, None).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    loop {
+        let twin = iot_dm_service::api::TwinApi::get_twin(&hub, "d1")
+            .await
+            .unwrap();
+        println!("seen {}", twin.version());
+    }
+}
+
+#[test]
+fn no_twin_version_a_reader_saw_is_lost_by_kill_9() {
+    if let Ok(dir) = std::env::var(SEEN_CHILD_ENV) {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(seen_child(&dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, stdout) = spawn_child(
+        "no_twin_version_a_reader_saw_is_lost_by_kill_9",
+        SEEN_CHILD_ENV,
+        &dir,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut seen, mut greatest) = (0, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("seen ") {
+            greatest = greatest.max(v.parse().unwrap());
+            seen += 1;
+        }
+        if seen >= TOLD_BEFORE_KILL || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        seen >= TOLD_BEFORE_KILL,
+        "the reader was shown only {seen} versions"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt
+        .block_on(Hub::builder().path(dir.path().join("hub.redb")).open())
+        .expect("reopen after kill -9");
+    let served = hub.get_twin("d1").unwrap().version();
+    assert!(
+        served >= greatest,
+        "a reader was shown twin version {greatest}, the hub serves {served} after kill -9"
     );
 }

@@ -40,7 +40,7 @@ impl Calls {
 fn token(device: &Device) -> String {
     let key = SymmetricKey::new(
         device
-            .authentication
+            .authentication()
             .symmetric_key
             .primary_key
             .clone()

@@ -220,6 +220,7 @@ async fn c2d_arrives_at_qos1_and_puback_completes_it() {
             .hub
             .get_device("c2d-dev")
             .unwrap()
+            .identity
             .cloud_to_device_message_count
             != 0
         {

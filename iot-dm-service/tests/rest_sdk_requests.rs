@@ -275,3 +275,115 @@ async fn query_paging_as_the_sdks_page() {
     }
     assert_eq!(ids, ["d0", "d1", "d2", "d3", "d4"]);
 }
+
+/// Every form of `If-Match` means the same on devices and twins: the current ETag quoted (as
+/// the SDKs send it), unquoted or weak, `*` quoted or not, or a list holding it, match; a
+/// stale ETag gets 412; an empty header gets 400 and changes nothing.
+#[tokio::test]
+async fn if_match_forms_are_consistent_across_devices_and_twins() {
+    let s = Served::start().await;
+    let a = s
+        .call(
+            "iothubowner",
+            Method::PUT,
+            "/devices/d1",
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let token = s.token("iothubowner");
+    let send = |method: Method, path: &'static str, if_match: String, body: serde_json::Value| {
+        let token = token.clone();
+        let s = &s;
+        async move {
+            s.raw(
+                method,
+                &format!("{path}?{API}"),
+                &[
+                    ("authorization", &token),
+                    ("content-type", "application/json"),
+                    ("if-match", &if_match),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let forms = |etag: &str| {
+        vec![
+            format!("\"{etag}\""),
+            etag.to_string(),
+            format!("W/\"{etag}\""),
+            "\"*\"".to_string(),
+            "*".to_string(),
+            format!("\"stale\", \"{etag}\""),
+        ]
+    };
+    for (i, _) in forms("x").iter().enumerate() {
+        // the device: its etag changes with every update
+        let device = s
+            .call("iothubowner", Method::GET, "/devices/d1", None)
+            .await
+            .json();
+        let etag = device["etag"].as_str().unwrap().to_string();
+        let form = forms(&etag)[i].clone();
+        let body = serde_json::json!({"deviceId": "d1", "status": "enabled", "statusReason": format!("r{i}")});
+        let a = send(Method::PUT, "/devices/d1", form.clone(), body).await;
+        assert_eq!(a.status, 200, "device If-Match {form}: {a:?}");
+        // the twin
+        let twin = s
+            .call("iothubowner", Method::GET, "/twins/d1", None)
+            .await
+            .json();
+        let etag = twin["etag"].as_str().unwrap().to_string();
+        let form = forms(&etag)[i].clone();
+        let patch = serde_json::json!({"tags": {"step": i}});
+        let a = send(Method::PATCH, "/twins/d1", form.clone(), patch).await;
+        assert_eq!(a.status, 200, "twin If-Match {form}: {a:?}");
+        assert_eq!(a.json()["tags"]["step"], i);
+    }
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/devices/d1",
+            serde_json::json!({"deviceId": "d1", "status": "disabled"}),
+        ),
+        (
+            Method::PATCH,
+            "/twins/d1",
+            serde_json::json!({"tags": {"step": "never"}}),
+        ),
+    ] {
+        let a = send(
+            method.clone(),
+            path,
+            "\"AAAAAAAAAAA=\"".into(),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (412, 412_001),
+            "{path}: {a:?}"
+        );
+        let a = send(method.clone(), path, String::new(), body).await;
+        assert_eq!(a.status, 400, "{path} with an empty If-Match: {a:?}");
+        assert!(
+            a.json()["Message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("If-Match"),
+            "{a:?}"
+        );
+    }
+    let device = s
+        .call("iothubowner", Method::GET, "/devices/d1", None)
+        .await
+        .json();
+    assert_eq!(device["status"], "enabled");
+    let twin = s
+        .call("iothubowner", Method::GET, "/twins/d1", None)
+        .await
+        .json();
+    assert_eq!(twin["tags"]["step"], 5);
+}

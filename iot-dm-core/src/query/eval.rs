@@ -290,17 +290,18 @@ fn field(f: Field, t: &Twin) -> Val<'_> {
             .map_or(Val::Undefined, |m| Val::Str(m.as_str())),
         Field::Etag => Val::Str(t.etag().as_str()),
         Field::DeviceEtag => t
-            .device_etag
+            .identity
+            .etag
             .as_ref()
             .map_or(Val::Undefined, |e| Val::Str(e.as_str())),
         Field::Version => Val::from_u64(t.version()),
-        Field::Status => Val::Str(t.status.as_str()),
-        Field::StatusReason => opt_str(&t.status_reason),
-        Field::StatusUpdateTime => opt_time(t.status_update_time),
-        Field::ConnectionState => Val::Str(t.connection_state.as_str()),
-        Field::LastActivityTime => opt_time(t.last_activity_time),
-        Field::CloudToDeviceMessageCount => Val::from_u64(t.cloud_to_device_message_count),
-        Field::AuthenticationType => Val::Str(t.authentication_type.as_str()),
+        Field::Status => Val::Str(t.identity.status.as_str()),
+        Field::StatusReason => opt_str(&t.identity.status_reason),
+        Field::StatusUpdateTime => opt_time(t.identity.status_update_time),
+        Field::ConnectionState => Val::Str(t.identity.connection_state.as_str()),
+        Field::LastActivityTime => opt_time(t.identity.last_activity_time),
+        Field::CloudToDeviceMessageCount => Val::from_u64(t.identity.cloud_to_device_message_count),
+        Field::AuthenticationType => Val::Str(t.identity.authentication_type.as_str()),
         Field::DeviceScope => opt_str(&t.device_scope),
         Field::ModelId => opt_str(&t.model_id),
     }

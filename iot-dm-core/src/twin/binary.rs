@@ -1,77 +1,24 @@
 //! The compact binary form of a [`Twin`] (see [`crate::binary`]): for storage, where the
 //! JSON form with `$metadata` is several times larger and slow to parse.
 //!
-//! Fields in order: device id, module id, device ETag, status, status reason, status update
-//! time, connection state, last activity time, cloud-to-device message count, authentication
-//! type, the two thumbprints, capabilities, device scope, parent scopes, model id, ETag,
-//! version, tags, desired (`$version`, document with metadata), reported (likewise),
-//! configurations. Documents are stored in their own compact form.
+//! Fields in order: device id, module id, the identity ([`DeviceIdentity::write_binary`]),
+//! device scope, parent scopes, model id, ETag, version, tags, desired (`$version`, document
+//! with metadata), reported (likewise), configurations. Documents are stored in their own
+//! compact form.
+//!
+//! The layout of the identity changed once (see [`IdentityLayout`]); twins stored in the
+//! first layout are read with [`Twin::read_binary_deferred_in`].
 
 use super::section::{Kind, Section};
-use super::{
-    AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag, Twin, X509Thumbprint,
-};
-use crate::binary::{
-    put_doc, put_opt_str, put_opt_time, put_str, put_u8, put_varint, BinaryError, Reader,
-};
+use std::sync::Arc;
+
+use super::{DeviceIdentity, ETag, IdentityLayout, Twin};
+use crate::binary::{put_doc, put_opt_str, put_str, put_varint, BinaryError, Reader};
 use crate::doc::Doc;
 use crate::identity::{DeviceId, ModuleId};
 
 /// Most parent scopes a stored twin may list.
 const MAX_SCOPES: usize = 1024;
-
-fn status_code(s: DeviceStatus) -> u8 {
-    match s {
-        DeviceStatus::Enabled => 0,
-        DeviceStatus::Disabled => 1,
-    }
-}
-
-fn auth_code(a: AuthenticationType) -> u8 {
-    match a {
-        AuthenticationType::Sas => 0,
-        AuthenticationType::SelfSigned => 1,
-        AuthenticationType::CertificateAuthority => 2,
-        AuthenticationType::None => 3,
-    }
-}
-
-impl DeviceStatus {
-    /// Reads the status [`Twin::write_binary`] stores.
-    pub fn read_binary(r: &mut Reader<'_>, field: &'static str) -> Result<Self, BinaryError> {
-        match r.u8(field)? {
-            0 => Ok(DeviceStatus::Enabled),
-            1 => Ok(DeviceStatus::Disabled),
-            b => Err(BinaryError::invalid(field, format!("unknown status {b}"))),
-        }
-    }
-
-    /// Appends the status as one byte.
-    pub fn write_binary(self, out: &mut Vec<u8>) {
-        put_u8(out, status_code(self));
-    }
-}
-
-impl AuthenticationType {
-    /// Reads the type [`AuthenticationType::write_binary`] stores.
-    pub fn read_binary(r: &mut Reader<'_>, field: &'static str) -> Result<Self, BinaryError> {
-        match r.u8(field)? {
-            0 => Ok(AuthenticationType::Sas),
-            1 => Ok(AuthenticationType::SelfSigned),
-            2 => Ok(AuthenticationType::CertificateAuthority),
-            3 => Ok(AuthenticationType::None),
-            b => Err(BinaryError::invalid(
-                field,
-                format!("unknown authentication type {b}"),
-            )),
-        }
-    }
-
-    /// Appends the type as one byte.
-    pub fn write_binary(self, out: &mut Vec<u8>) {
-        put_u8(out, auth_code(self));
-    }
-}
 
 impl Twin {
     /// Appends the twin's compact binary form to `out` (see the module docs of
@@ -95,20 +42,7 @@ impl Twin {
     pub fn write_binary(&self, out: &mut Vec<u8>) {
         put_str(out, self.device_id.as_str());
         put_opt_str(out, self.module_id.as_ref().map(|m| m.as_str()));
-        put_opt_str(out, self.device_etag.as_ref().map(ETag::as_str));
-        put_u8(out, status_code(self.status));
-        put_opt_str(out, self.status_reason.as_deref());
-        put_opt_time(out, self.status_update_time);
-        put_u8(
-            out,
-            u8::from(self.connection_state == ConnectionState::Connected),
-        );
-        put_opt_time(out, self.last_activity_time);
-        put_varint(out, self.cloud_to_device_message_count);
-        put_u8(out, auth_code(self.authentication_type));
-        put_opt_str(out, self.x509_thumbprint.primary_thumbprint.as_deref());
-        put_opt_str(out, self.x509_thumbprint.secondary_thumbprint.as_deref());
-        put_u8(out, u8::from(self.capabilities.iot_edge));
+        self.identity.write_binary(out);
         put_opt_str(out, self.device_scope.as_deref());
         put_varint(out, self.parent_scopes.len() as u64);
         for s in &self.parent_scopes {
@@ -141,6 +75,15 @@ impl Twin {
     pub fn read_binary_deferred<'a>(
         r: &mut Reader<'a>,
     ) -> Result<(Twin, DeferredDocs<'a>), BinaryError> {
+        Twin::read_binary_deferred_in(r, IdentityLayout::default())
+    }
+
+    /// Like [`Twin::read_binary_deferred`], for a twin whose identity is stored in `layout`:
+    /// [`IdentityLayout::V1`] for twins stored by earlier versions.
+    pub fn read_binary_deferred_in<'a>(
+        r: &mut Reader<'a>,
+        layout: IdentityLayout,
+    ) -> Result<(Twin, DeferredDocs<'a>), BinaryError> {
         let device_id = DeviceId::new(r.str("twin.deviceId")?)
             .map_err(|e| BinaryError::invalid("twin.deviceId", e.to_string()))?;
         let module_id = r
@@ -148,25 +91,7 @@ impl Twin {
             .map(ModuleId::new)
             .transpose()
             .map_err(|e| BinaryError::invalid("twin.moduleId", e.to_string()))?;
-        let device_etag = r.opt_str("twin.deviceEtag")?.map(ETag::new);
-        let status = DeviceStatus::read_binary(r, "twin.status")?;
-        let status_reason = r.opt_string("twin.statusReason")?;
-        let status_update_time = r.opt_time("twin.statusUpdateTime")?;
-        let connection_state = if r.bool("twin.connectionState")? {
-            ConnectionState::Connected
-        } else {
-            ConnectionState::Disconnected
-        };
-        let last_activity_time = r.opt_time("twin.lastActivityTime")?;
-        let cloud_to_device_message_count = r.varint("twin.cloudToDeviceMessageCount")?;
-        let authentication_type = AuthenticationType::read_binary(r, "twin.authenticationType")?;
-        let x509_thumbprint = X509Thumbprint {
-            primary_thumbprint: r.opt_string("twin.x509Thumbprint.primaryThumbprint")?,
-            secondary_thumbprint: r.opt_string("twin.x509Thumbprint.secondaryThumbprint")?,
-        };
-        let capabilities = Capabilities {
-            iot_edge: r.bool("twin.capabilities.iotEdge")?,
-        };
+        let identity = DeviceIdentity::read_binary(r, layout)?;
         let device_scope = r.opt_string("twin.deviceScope")?;
         let n = r.len("twin.parentScopes", MAX_SCOPES)?;
         let mut parent_scopes = Vec::with_capacity(n);
@@ -188,16 +113,7 @@ impl Twin {
         let twin = Twin {
             device_id,
             module_id,
-            device_etag,
-            status,
-            status_reason,
-            status_update_time,
-            connection_state,
-            last_activity_time,
-            cloud_to_device_message_count,
-            authentication_type,
-            x509_thumbprint,
-            capabilities,
+            identity: Arc::new(identity),
             device_scope,
             parent_scopes,
             model_id,
@@ -258,6 +174,7 @@ impl DeferredDocs<'_> {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
+    use crate::twin::{AuthenticationType, ConnectionState, DeviceStatus};
     use serde_json::json;
 
     fn sample() -> Twin {
@@ -275,15 +192,17 @@ mod tests {
         t.patch_reported(&json!({"fw": "1.2.3", "battery": 0.5}), now, &limits)
             .unwrap();
         t.module_id = Some("m1".parse().unwrap());
-        t.device_etag = Some(ETag::new("MQ=="));
-        t.status = DeviceStatus::Disabled;
-        t.status_reason = Some("maintenance".into());
-        t.connection_state = ConnectionState::Connected;
-        t.last_activity_time = Some(now);
-        t.cloud_to_device_message_count = 3;
-        t.authentication_type = AuthenticationType::SelfSigned;
-        t.x509_thumbprint.primary_thumbprint = Some("ab".repeat(20));
-        t.capabilities.iot_edge = true;
+        let id = t.identity_mut();
+        id.etag = Some(ETag::new("MQ=="));
+        id.status = DeviceStatus::Disabled;
+        id.status_reason = Some("maintenance".into());
+        id.connection_state = ConnectionState::Connected;
+        id.connection_state_updated_time = Some(now);
+        id.last_activity_time = Some(now);
+        id.cloud_to_device_message_count = 3;
+        id.authentication_type = AuthenticationType::SelfSigned;
+        id.x509_thumbprint.primary_thumbprint = Some("ab".repeat(20));
+        id.capabilities.iot_edge = true;
         t.device_scope = Some("scope".into());
         t.parent_scopes = vec!["p1".into(), "p2".into()];
         t.model_id = Some("dtmi:x;1".into());
@@ -301,6 +220,45 @@ mod tests {
             assert_eq!(back, twin);
             assert_eq!(back.to_json(), twin.to_json());
         }
+    }
+
+    /// The twin encoder of the first layout, as earlier versions wrote twins: the identity
+    /// without the connection state update time. The rest of the layout is the current one.
+    fn write_v1(t: &Twin, out: &mut Vec<u8>) {
+        let mut current = Vec::new();
+        t.write_binary(&mut current);
+        let mut head = Vec::new();
+        put_str(&mut head, t.device_id.as_str());
+        put_opt_str(&mut head, t.module_id.as_ref().map(|m| m.as_str()));
+        let mut identity = Vec::new();
+        t.identity.write_binary(&mut identity);
+        out.extend_from_slice(&head);
+        t.identity.write_binary_in(out, IdentityLayout::V1);
+        out.extend_from_slice(&current[head.len() + identity.len()..]);
+    }
+
+    #[test]
+    fn twins_of_the_first_layout_read_back() {
+        let twin = sample();
+        let mut v1 = Vec::new();
+        write_v1(&twin, &mut v1);
+        let mut current = Vec::new();
+        twin.write_binary(&mut current);
+        assert_ne!(v1, current);
+        let mut r = Reader::new(&v1);
+        let (mut back, docs) = Twin::read_binary_deferred_in(&mut r, IdentityLayout::V1).unwrap();
+        r.finish("twin").unwrap();
+        super::super::install_deferred(&mut [(&mut back, docs)]).unwrap();
+        // the first layout had no connection state update time; everything else is there
+        assert_eq!(back.identity.connection_state_updated_time, None);
+        back.identity_mut().connection_state_updated_time =
+            twin.identity.connection_state_updated_time;
+        assert_eq!(back, twin);
+        assert_eq!(back.to_json(), twin.to_json());
+        // and the current reader does not take it for the current layout
+        assert!(Twin::read_binary(&mut Reader::new(&v1))
+            .map(|t| t != twin)
+            .unwrap_or(true));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The device twin: identity fields, tags, desired and reported properties.
+//! The device twin: identity fields ([`DeviceIdentity`]), tags, desired and reported properties.
 //!
 //! A [`Twin`] serializes to, and reads from, the service-side JSON shape IoT Hub prints
 //! (`deviceId`, `etag`, `version`, `status`, ..., `tags`, `properties.desired` and
@@ -30,6 +30,7 @@
 //! ```
 
 mod binary;
+mod identity;
 mod limits;
 mod metadata;
 mod pack;
@@ -38,10 +39,16 @@ mod section;
 mod serde_impl;
 
 pub use binary::DeferredDocs;
+pub use identity::{
+    AuthenticationType, Capabilities, ConnectionState, DeviceIdentity, DeviceStatus,
+    IdentityLayout, X509Thumbprint,
+};
 pub use limits::{KeyProblem, SectionName, TwinError, TwinLimits, MAX_SAFE_INT};
 pub use pack::{install_deferred, pack_sections};
 pub use patch::{desired_notification, inverse_patch, TwinPatch};
 pub use section::Section;
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -49,109 +56,6 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::doc::Doc;
 use crate::identity::{DeviceId, ModuleId};
-
-/// Whether a device may connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceStatus {
-    /// The device may connect.
-    #[default]
-    Enabled,
-    /// The device is refused.
-    Disabled,
-}
-
-impl DeviceStatus {
-    /// `enabled` or `disabled`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Enabled => "enabled",
-            DeviceStatus::Disabled => "disabled",
-        }
-    }
-}
-
-/// Whether the device has a live session with the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-pub enum ConnectionState {
-    /// No live session.
-    #[default]
-    Disconnected,
-    /// A live session.
-    Connected,
-}
-
-impl ConnectionState {
-    /// `Connected` or `Disconnected`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionState::Connected => "Connected",
-            ConnectionState::Disconnected => "Disconnected",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ConnectionState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // IoT Hub prints `Connected`; some documentation samples use lower case
-        let s = String::deserialize(d)?;
-        if s.eq_ignore_ascii_case("connected") {
-            Ok(ConnectionState::Connected)
-        } else if s.eq_ignore_ascii_case("disconnected") {
-            Ok(ConnectionState::Disconnected)
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "connectionState must be Connected or Disconnected, found {s:?}"
-            )))
-        }
-    }
-}
-
-/// How a device authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AuthenticationType {
-    /// Shared access signature from a symmetric key.
-    #[default]
-    Sas,
-    /// A self-signed X.509 certificate, matched by thumbprint.
-    SelfSigned,
-    /// An X.509 certificate chained to a registered CA.
-    CertificateAuthority,
-    /// No credentials (a planned device).
-    None,
-}
-
-impl AuthenticationType {
-    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthenticationType::Sas => "sas",
-            AuthenticationType::SelfSigned => "selfSigned",
-            AuthenticationType::CertificateAuthority => "certificateAuthority",
-            AuthenticationType::None => "none",
-        }
-    }
-}
-
-/// X.509 thumbprints of a self-signed device.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct X509Thumbprint {
-    /// Primary certificate thumbprint.
-    pub primary_thumbprint: Option<String>,
-    /// Secondary certificate thumbprint.
-    pub secondary_thumbprint: Option<String>,
-}
-
-/// Device capabilities.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Capabilities {
-    /// Whether the device is an edge gateway.
-    #[serde(default)]
-    pub iot_edge: bool,
-}
 
 /// A twin's ETag: opaque to clients, here the base64 of the big-endian twin version, as IoT Hub's
 /// look (`AAAAAAAAAAc=` is version 7). ETags of up to 24 bytes (all the hub makes) are stored
@@ -180,19 +84,36 @@ impl ETag {
         &self.0
     }
 
-    /// Whether an `If-Match` value accepts this ETag: `*` matches any; quotes and a weak `W/`
-    /// prefix around the value are ignored.
+    /// Whether an `If-Match` value accepts this ETag. The value is `*` or a comma-separated
+    /// list of ETags; it matches when it is the wildcard, quoted (`"*"`, as the official SDKs
+    /// send it) or not, or when one of its ETags equals this one, quoted or not, with or
+    /// without a weak `W/` prefix. An empty value matches nothing (a caller that means "no
+    /// precondition" sends no `If-Match` at all).
+    ///
+    /// ```
+    /// use iot_dm_core::twin::ETag;
+    /// let etag = ETag::new("AAAAAAAAAAE=");
+    /// for ok in ["*", "\"*\"", "AAAAAAAAAAE=", "\"AAAAAAAAAAE=\"", "W/\"AAAAAAAAAAE=\"", "\"x\", \"AAAAAAAAAAE=\""] {
+    ///     assert!(etag.matches(ok), "{ok}");
+    /// }
+    /// for no in ["", " ", "\"\"", "\"AAAAAAAAAAI=\"", "W/*", "AAAAAAAAAAE"] {
+    ///     assert!(!etag.matches(no), "{no}");
+    /// }
+    /// ```
     pub fn matches(&self, if_match: &str) -> bool {
         let v = if_match.trim();
-        if v == "*" {
+        if v == "*" || v == "\"*\"" {
             return true;
         }
-        let v = v.strip_prefix("W/").unwrap_or(v);
-        let v = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(v);
-        v == self.0.as_str()
+        v.split(',').any(|tag| {
+            let tag = tag.trim();
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let tag = tag
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(tag);
+            !tag.is_empty() && tag == self.0.as_str()
+        })
     }
 }
 
@@ -227,26 +148,9 @@ pub struct Twin {
     pub device_id: DeviceId,
     /// The module id, for module twins.
     pub module_id: Option<ModuleId>,
-    /// The device identity's ETag.
-    pub device_etag: Option<ETag>,
-    /// Whether the device may connect.
-    pub status: DeviceStatus,
-    /// Why the status was set.
-    pub status_reason: Option<String>,
-    /// When the status last changed.
-    pub status_update_time: Option<Timestamp>,
-    /// Whether the device has a live session.
-    pub connection_state: ConnectionState,
-    /// When the device was last seen.
-    pub last_activity_time: Option<Timestamp>,
-    /// Cloud-to-device messages queued for the device.
-    pub cloud_to_device_message_count: u64,
-    /// How the device authenticates.
-    pub authentication_type: AuthenticationType,
-    /// X.509 thumbprints.
-    pub x509_thumbprint: X509Thumbprint,
-    /// Device capabilities.
-    pub capabilities: Capabilities,
+    /// The identity fields (status, connection state, authentication type, ...), shared with
+    /// the registry's device in a hub; change them with [`Twin::identity_mut`].
+    pub identity: Arc<DeviceIdentity>,
     /// Edge device scope.
     pub device_scope: Option<String>,
     /// Edge parent scopes.
@@ -273,16 +177,7 @@ impl Twin {
         Twin {
             device_id,
             module_id: None,
-            device_etag: None,
-            status: DeviceStatus::Enabled,
-            status_reason: None,
-            status_update_time: None,
-            connection_state: ConnectionState::Disconnected,
-            last_activity_time: None,
-            cloud_to_device_message_count: 0,
-            authentication_type: AuthenticationType::Sas,
-            x509_thumbprint: X509Thumbprint::default(),
-            capabilities: Capabilities::default(),
+            identity: DeviceIdentity::shared_default(),
             device_scope: None,
             parent_scopes: Vec::new(),
             model_id: None,
@@ -293,6 +188,11 @@ impl Twin {
             reported: Section::new(section::Kind::Reported, now),
             configurations: Doc::empty(),
         }
+    }
+
+    /// The identity, to change: copied first if another twin or device shares it.
+    pub fn identity_mut(&mut self) -> &mut DeviceIdentity {
+        Arc::make_mut(&mut self.identity)
     }
 
     /// The twin version: it grows by one with every change to tags, desired or reported.

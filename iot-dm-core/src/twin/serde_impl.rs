@@ -1,12 +1,15 @@
 //! serde for [`Twin`] in IoT Hub's service-side JSON shape.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::metadata::{section_value, SectionOut};
 use super::section::{Kind, Section};
 use super::{
-    AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag, Twin, X509Thumbprint,
+    AuthenticationType, Capabilities, ConnectionState, DeviceIdentity, DeviceStatus, ETag, Twin,
+    X509Thumbprint,
 };
 use crate::clock::Timestamp;
 use crate::doc::Doc;
@@ -57,21 +60,22 @@ struct TwinOut<'a> {
 impl Twin {
     /// Everything but the tags and properties when `documents` is false.
     fn out(&self, documents: bool) -> TwinOut<'_> {
+        let id = &*self.identity;
         TwinOut {
             device_id: &self.device_id,
             module_id: self.module_id.as_ref(),
             etag: &self.etag,
-            device_etag: self.device_etag.as_ref().map(ETag::as_str),
+            device_etag: id.etag.as_ref().map(ETag::as_str),
             version: self.version,
-            status: self.status,
-            status_reason: self.status_reason.as_deref(),
-            status_update_time: self.status_update_time,
-            connection_state: self.connection_state,
-            last_activity_time: self.last_activity_time,
-            cloud_to_device_message_count: self.cloud_to_device_message_count,
-            authentication_type: self.authentication_type,
-            x509_thumbprint: &self.x509_thumbprint,
-            capabilities: &self.capabilities,
+            status: id.status,
+            status_reason: id.status_reason.as_deref(),
+            status_update_time: id.status_update_time,
+            connection_state: id.connection_state,
+            last_activity_time: id.last_activity_time,
+            cloud_to_device_message_count: id.cloud_to_device_message_count,
+            authentication_type: id.authentication_type,
+            x509_thumbprint: &id.x509_thumbprint,
+            capabilities: &id.capabilities,
             device_scope: self.device_scope.as_deref(),
             parent_scopes: &self.parent_scopes,
             model_id: self.model_id.as_deref(),
@@ -162,16 +166,19 @@ impl<'de> Deserialize<'de> for Twin {
         Ok(Twin {
             device_id: t.device_id,
             module_id: t.module_id,
-            device_etag: t.device_etag,
-            status: t.status.unwrap_or_default(),
-            status_reason: t.status_reason,
-            status_update_time: t.status_update_time,
-            connection_state: t.connection_state.unwrap_or_default(),
-            last_activity_time: t.last_activity_time,
-            cloud_to_device_message_count: t.cloud_to_device_message_count.unwrap_or(0),
-            authentication_type: t.authentication_type.unwrap_or_default(),
-            x509_thumbprint: t.x509_thumbprint.unwrap_or_default(),
-            capabilities: t.capabilities.unwrap_or_default(),
+            identity: Arc::new(DeviceIdentity {
+                etag: t.device_etag,
+                status: t.status.unwrap_or_default(),
+                status_reason: t.status_reason,
+                status_update_time: t.status_update_time,
+                connection_state: t.connection_state.unwrap_or_default(),
+                connection_state_updated_time: None,
+                last_activity_time: t.last_activity_time,
+                cloud_to_device_message_count: t.cloud_to_device_message_count.unwrap_or(0),
+                authentication_type: t.authentication_type.unwrap_or_default(),
+                x509_thumbprint: t.x509_thumbprint.unwrap_or_default(),
+                capabilities: t.capabilities.unwrap_or_default(),
+            }),
             device_scope: t.device_scope,
             parent_scopes: t.parent_scopes.unwrap_or_default(),
             model_id: t.model_id,

@@ -59,8 +59,8 @@ fn accepts_the_reference_twin() {
     assert_eq!(twin.device_id.as_str(), "devA");
     assert_eq!(twin.etag().as_str(), "AAAAAAAAAAc=");
     assert_eq!(twin.version(), 2);
-    assert_eq!(twin.connection_state, ConnectionState::Connected);
-    assert_eq!(twin.status_update_time, Some(Timestamp::NEVER));
+    assert_eq!(twin.identity.connection_state, ConnectionState::Connected);
+    assert_eq!(twin.identity.status_update_time, Some(Timestamp::NEVER));
     assert_eq!(twin.desired().version(), 23);
     assert_eq!(twin.reported().version(), 123);
     assert_eq!(

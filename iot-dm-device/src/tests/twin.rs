@@ -105,6 +105,7 @@ async fn cloud_messages_are_delivered_then_acknowledged() {
         hub.hub
             .get_device(DEVICE)
             .unwrap()
+            .identity
             .cloud_to_device_message_count
             == 0
     })

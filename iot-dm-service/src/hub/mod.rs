@@ -14,7 +14,7 @@
 //!
 //! let hub = Hub::builder().in_memory().open().await?;
 //! let device = hub.create_device(DeviceSpec::new("pump-1".parse()?)).await?;
-//! assert!(device.authentication.symmetric_key.primary_key.is_some());
+//! assert!(device.symmetric_key.primary_key.is_some());
 //!
 //! let twin = hub
 //!     .update_twin("pump-1", &serde_json::from_value(json!({"tags": {"site": "north"}}))?, None)
@@ -38,7 +38,7 @@ pub use fleet::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT};
 pub use registry::{
     generate_key, thumbprints, Authentication, BulkError, BulkResult, CaCertificate, Device,
     DevicePage, DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind,
-    RegistryStatistics, ServiceStatistics, SymmetricKeys, Thumbprints, MAX_BULK, MAX_CAS,
+    RegistryStatistics, ServiceStatistics, SymmetricKeys, MAX_BULK, MAX_CAS,
 };
 #[cfg(any(feature = "rest", feature = "client"))]
 pub(crate) use sessions::MessageBody;

@@ -19,6 +19,7 @@ use super::pump;
 use super::server::{Listener, Shared};
 use super::transport::{AsyncIo, TlsIo, Transport};
 use super::ws;
+use crate::admission::OpeningPermit;
 
 /// Bytes reserved for reading CONNECT when the codec does not ask for more.
 const CONNECT_CHUNK: usize = 512;
@@ -54,6 +55,8 @@ enum OpenError {
     Malformed(CodecError),
     #[error("refused with CONNACK {code}: {reason}")]
     Refused { code: u8, reason: String },
+    #[error("no {0} within {1:?}")]
+    Timeout(&'static str, std::time::Duration),
 }
 
 /// Serves one accepted socket until it closes.
@@ -85,26 +88,36 @@ async fn opening(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Pumping> {
+    // the place the accept loop counted for this opening connection
+    let permit = OpeningPermit::adopt(shared.admission.clone(), peer.ip());
     let opened = tokio::select! {
-        r = tokio::time::timeout(shared.connect_timeout, open(tcp, peer, kind, &shared)) => r,
+        r = open(tcp, peer, kind, &shared) => r,
         _ = shutdown.changed() => return None,
     };
+    // authenticated or failed: the connection no longer counts as opening
+    drop(permit);
     match opened {
-        Ok(Ok((transport, session))) => {
+        Ok((transport, session)) => {
             return Some(Box::pin(pump::run(transport, session, shared, shutdown)))
         }
-        Ok(Err(e @ OpenError::Refused { .. })) => {
-            tracing::info!(%peer, listener = kind.as_str(), error = %e, "connection refused")
+        Err(e @ OpenError::Refused { .. }) => {
+            // a device with a wrong key retries for ever: one line a minute per address
+            if let Some(held_back) = shared
+                .refusals
+                .admit(peer.ip(), tokio::time::Instant::now())
+            {
+                tracing::warn!(
+                    %peer,
+                    listener = kind.as_str(),
+                    error = %e,
+                    held_back,
+                    "connection refused"
+                )
+            }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::debug!(%peer, listener = kind.as_str(), error = %e, "connection failed")
         }
-        Err(_) => tracing::debug!(
-            %peer,
-            listener = kind.as_str(),
-            timeout_ms = shared.connect_timeout.as_millis() as u64,
-            "connection timed out before CONNECT completed"
-        ),
     }
     None
 }
@@ -153,39 +166,71 @@ async fn establish(
     })
 }
 
+/// Why no CONNECT was read.
+enum ReadConnect {
+    /// The socket failed, closed, or sent something else.
+    Failed(OpenError),
+    /// Another protocol version: answered with CONNACK 1 before closing.
+    Protocol(String),
+}
+
+/// Reads the first packet, which must be CONNECT.
+async fn read_connect(
+    transport: &mut Transport,
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Connect, ReadConnect> {
+    loop {
+        match Packet::read(buf, max_packet_size) {
+            Ok(Packet::Connect(c)) => return Ok(c),
+            Ok(_) => return Err(ReadConnect::Failed(OpenError::NotConnect("another packet"))),
+            Err(CodecError::InsufficientBytes(n)) => {
+                // a CONNECT with a SAS token is a few hundred bytes; reserve what it needs
+                // rather than a large chunk that would outlive it as heap fragmentation
+                let read = transport
+                    .read(buf, n.max(CONNECT_CHUNK))
+                    .await
+                    .map_err(|e| ReadConnect::Failed(OpenError::Io(e)))?;
+                if read == 0 {
+                    return Err(ReadConnect::Failed(OpenError::Eof));
+                }
+            }
+            Err(e @ (CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))) => {
+                return Err(ReadConnect::Protocol(format!(
+                    "protocol: {e}; only MQTT 3.1.1 is served"
+                )));
+            }
+            Err(e) => return Err(ReadConnect::Failed(OpenError::Malformed(e))),
+        }
+    }
+}
+
 async fn open(
     tcp: TcpStream,
     peer: SocketAddr,
     kind: Listener,
     shared: &Shared,
 ) -> Result<(Transport, Authenticated), OpenError> {
-    let (mut transport, certs) = establish(tcp, kind, shared).await?;
+    let (mut transport, certs) =
+        tokio::time::timeout(shared.handshake_timeout, establish(tcp, kind, shared))
+            .await
+            .map_err(|_| OpenError::Timeout("handshake", shared.handshake_timeout))??;
     let mut buf = BytesMut::new();
-    let connect = loop {
-        match Packet::read(&mut buf, shared.max_packet_size) {
-            Ok(Packet::Connect(c)) => break c,
-            Ok(_) => return Err(OpenError::NotConnect("another packet")),
-            Err(CodecError::InsufficientBytes(n)) => {
-                // a CONNECT with a SAS token is a few hundred bytes; reserve what it needs
-                // rather than a large chunk that would outlive it as heap fragmentation
-                let read = transport
-                    .read(&mut buf, n.max(CONNECT_CHUNK))
-                    .await
-                    .map_err(OpenError::Io)?;
-                if read == 0 {
-                    return Err(OpenError::Eof);
-                }
-            }
-            Err(e @ (CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))) => {
-                let reason = format!("protocol: {e}; only MQTT 3.1.1 is served");
-                return Err(refuse(
-                    &mut transport,
-                    ConnectReturnCode::RefusedProtocolVersion,
-                    reason,
-                )
-                .await);
-            }
-            Err(e) => return Err(OpenError::Malformed(e)),
+    let connect = tokio::time::timeout(shared.connect_timeout, async {
+        read_connect(&mut transport, &mut buf, shared.max_packet_size).await
+    })
+    .await
+    .map_err(|_| OpenError::Timeout("CONNECT", shared.connect_timeout))?;
+    let connect = match connect {
+        Ok(c) => c,
+        Err(ReadConnect::Failed(e)) => return Err(e),
+        Err(ReadConnect::Protocol(reason)) => {
+            return Err(refuse(
+                &mut transport,
+                ConnectReturnCode::RefusedProtocolVersion,
+                reason,
+            )
+            .await)
         }
     };
     let request = match check_connect(&connect, certs) {

@@ -119,9 +119,18 @@ pub const MAX_TELEMETRY: usize = 256 * 1024;
 /// the topic and its property bag.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024 + 16 * 1024;
 
-/// The default time a new socket has to finish its TLS and WebSocket handshakes and send
-/// CONNECT.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a new socket has to finish its TLS and WebSocket handshakes.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default time a socket has, once its handshakes are done, to send a complete CONNECT.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default most connections that may be opening at once (handshakes and CONNECT not yet
+/// done); past it, new sockets are closed at once.
+pub const DEFAULT_MAX_OPENING: usize = 1024;
+
+/// The default most connections from one IP address that may be opening at once.
+pub const DEFAULT_MAX_OPENING_PER_SOURCE: usize = 128;
 
 /// The default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 4096;

@@ -19,9 +19,11 @@ use crate::listen::{bind, Acceptor};
 use crate::tls::{self, TlsSource};
 
 use super::{
-    connection, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    connection, MqttError, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OPENING, DEFAULT_MAX_OPENING_PER_SOURCE,
     DEFAULT_MAX_PACKET_SIZE,
 };
+use crate::admission::{Admission, Crowded};
 
 /// The kind of a listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +62,10 @@ pub struct MqttServerBuilder {
     listeners: Vec<(Listener, SocketAddr)>,
     tls: TlsSource,
     max_connections: usize,
+    max_opening: usize,
+    max_opening_per_source: usize,
     max_packet_size: usize,
+    handshake_timeout: Duration,
     connect_timeout: Duration,
     write_timeout: Duration,
     backlog: u32,
@@ -72,6 +77,9 @@ impl std::fmt::Debug for MqttServerBuilder {
             .field("listeners", &self.listeners)
             .field("max_connections", &self.max_connections)
             .field("max_packet_size", &self.max_packet_size)
+            .field("max_opening", &self.max_opening)
+            .field("max_opening_per_source", &self.max_opening_per_source)
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
@@ -127,10 +135,28 @@ impl MqttServerBuilder {
         self
     }
 
-    /// How long a new socket has for its handshakes and CONNECT
+    /// How long a new socket has for its TLS and WebSocket handshakes
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] by default).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a socket has, once its handshakes are done, to send CONNECT
     /// ([`DEFAULT_CONNECT_TIMEOUT`] by default).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most connections that may be opening (not yet authenticated) at once, in all and
+    /// from one IP address ([`DEFAULT_MAX_OPENING`] and [`DEFAULT_MAX_OPENING_PER_SOURCE`] by
+    /// default). Past either, a new socket is closed at once, so a flood of sockets that never
+    /// authenticate cannot take the places of real devices. Both count within
+    /// [`max_connections`](Self::max_connections).
+    pub fn max_opening(mut self, in_all: usize, per_source: usize) -> Self {
+        self.max_opening = in_all.max(1);
+        self.max_opening_per_source = per_source.max(1);
         self
     }
 
@@ -186,12 +212,18 @@ impl MqttServerBuilder {
             endpoint: self.endpoint,
             tls: tls_config.map(TlsAcceptor::from),
             max_packet_size: self.max_packet_size,
+            handshake_timeout: self.handshake_timeout,
             connect_timeout: self.connect_timeout,
             write_timeout: self.write_timeout,
             max_connections: self.max_connections,
+            admission: Arc::new(Admission::new(
+                self.max_opening,
+                self.max_opening_per_source,
+            )),
             active: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             last_refusal_log: std::sync::Mutex::new(None),
+            refusals: crate::admission::PerSourceLog::new(Duration::from_secs(60), 4096),
         });
         let (shutdown, _) = watch::channel(false);
         let (accepting, _) = watch::channel(false);
@@ -224,12 +256,17 @@ pub(crate) struct Shared {
     pub(crate) endpoint: Arc<dyn Endpoint>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) max_packet_size: usize,
+    pub(crate) handshake_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) write_timeout: Duration,
     max_connections: usize,
+    /// Connections not yet authenticated.
+    pub(crate) admission: Arc<Admission>,
     active: AtomicUsize,
     refused: AtomicU64,
     last_refusal_log: std::sync::Mutex<Option<Instant>>,
+    /// Refused credentials, logged once a minute per source address.
+    pub(crate) refusals: crate::admission::PerSourceLog,
 }
 
 /// A connection slot; frees itself when dropped.
@@ -255,6 +292,27 @@ impl Shared {
                 Ok(_) => return Some(Permit(self.clone())),
                 Err(actual) => n = actual,
             }
+        }
+    }
+
+    /// Logs a socket closed for too many opening connections, once a minute per source.
+    fn crowded(&self, kind: Listener, peer: SocketAddr, crowded: Crowded) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(held_back) = self.refusals.admit(peer.ip(), tokio::time::Instant::now()) {
+            let (what, limit) = match crowded {
+                Crowded::Server => ("connections are opening", self.admission.max_opening()),
+                Crowded::Source => (
+                    "connections from this address are opening",
+                    self.admission.max_per_source(),
+                ),
+            };
+            tracing::warn!(
+                listener = kind.as_str(),
+                %peer,
+                limit,
+                held_back,
+                "connection refused: {what}, the most allowed"
+            );
         }
     }
 
@@ -294,6 +352,12 @@ async fn accept_loop(
             drop(tcp);
             continue;
         };
+        // a place among the opening connections, which the connection adopts
+        if let Err(crowded) = shared.admission.try_admit(peer.ip()) {
+            shared.crowded(kind, peer, crowded);
+            drop(tcp);
+            continue;
+        }
         let shared = shared.clone();
         let rx = shutdown.clone();
         tokio::spawn(async move {
@@ -333,7 +397,10 @@ impl MqttServer {
             listeners: Vec::new(),
             tls: TlsSource::None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_opening: DEFAULT_MAX_OPENING,
+            max_opening_per_source: DEFAULT_MAX_OPENING_PER_SOURCE,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             write_timeout: Duration::from_secs(30),
             backlog: DEFAULT_BACKLOG,
@@ -392,12 +459,15 @@ pub(crate) fn test_shared(hub: crate::Hub) -> Shared {
         endpoint: Arc::new(hub),
         tls: None,
         max_packet_size: 1024,
+        handshake_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),
         max_connections: 2,
+        admission: Arc::new(Admission::new(2, 2)),
         active: AtomicUsize::new(0),
         refused: AtomicU64::new(0),
         last_refusal_log: std::sync::Mutex::new(None),
+        refusals: crate::admission::PerSourceLog::new(Duration::from_secs(60), 16),
     }
 }
 

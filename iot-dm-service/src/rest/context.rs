@@ -50,16 +50,20 @@ impl Ctx {
         }
     }
 
-    /// The `If-Match` header (an ETag, quoted or not, or `*`). The official SDKs quote
-    /// everything they send, the wildcard too: `"*"` is `*`.
+    /// The `If-Match` header: `*` or ETags, quoted or not (the official SDKs quote everything
+    /// they send, the wildcard too; see [`ETag::matches`](iot_dm_core::twin::ETag::matches)),
+    /// the same for devices, twins and every other resource with an ETag. An empty header is
+    /// refused (400) rather than taken as no precondition: a client that sends one meant a
+    /// precondition and lost its ETag.
     pub(crate) fn if_match(&self) -> Result<Option<&str>, ApiError> {
-        Ok(self.header("if-match")?.filter(|v| !v.is_empty()).map(|v| {
-            if v == "\"*\"" {
-                "*"
-            } else {
-                v
-            }
-        }))
+        match self.header("if-match")? {
+            None => Ok(None),
+            Some("") => Err(ApiError::argument(
+                "If-Match",
+                "the header is empty; send the ETag to match, or * for any",
+            )),
+            Some(v) => Ok(Some(v)),
+        }
     }
 
     /// A numeric header within `range`, or `default` when absent.

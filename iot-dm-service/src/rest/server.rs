@@ -19,6 +19,7 @@ use super::error::RestError;
 use super::router::{table, Router};
 use super::service::Service;
 use super::{DEFAULT_MAX_CONNECTIONS, MAX_REQUEST_BODY};
+use crate::admission::{Admission, Crowded, OpeningPermit, PerSourceLog};
 use crate::listen::{bind, Acceptor};
 use crate::tls::TlsSource;
 use crate::{tls, Hub};
@@ -31,8 +32,11 @@ pub struct RestServerBuilder {
     tls: TlsSource,
     max_body: usize,
     max_connections: usize,
+    max_opening: usize,
+    max_opening_per_source: usize,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    body_read_timeout: Duration,
     backlog: u32,
 }
 
@@ -88,7 +92,25 @@ impl RestServerBuilder {
         self
     }
 
-    /// How long a new connection has for its TLS handshake (10 s by default).
+    /// The most connections that may be opening at once (their TLS handshake or first
+    /// request's headers not yet received), in all and from one IP address (512 and 128 by
+    /// default). Past either, a new socket is closed at once: a flood of sockets that never
+    /// send a request holds at most these many of the [`max_connections`](Self::max_connections)
+    /// places, and real clients keep the rest.
+    pub fn max_opening(mut self, in_all: usize, per_source: usize) -> Self {
+        self.max_opening = in_all.max(1);
+        self.max_opening_per_source = per_source.max(1);
+        self
+    }
+
+    /// How long a request's body may take to arrive once its headers are in (10 s by
+    /// default); a slower one gets `408` and its connection is closed.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long a new connection has for its TLS handshake (5 s by default).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -111,12 +133,22 @@ impl RestServerBuilder {
         let local = listener
             .local_addr()
             .map_err(|source| RestError::Bind { addr, source })?;
-        let service = Arc::new(Service::new(self.hub, Router::new(table()), self.max_body));
+        let service = Arc::new(Service::new(
+            self.hub,
+            Router::new(table()),
+            self.max_body,
+            self.body_read_timeout,
+        ));
         let (shutdown, rx) = watch::channel(false);
         let conn = ConnConfig {
             tls: tls.map(TlsAcceptor::from),
             handshake_timeout: self.handshake_timeout,
             header_read_timeout: self.header_read_timeout,
+            admission: Arc::new(Admission::new(
+                self.max_opening,
+                self.max_opening_per_source,
+            )),
+            refusals: PerSourceLog::new(Duration::from_secs(60), 4096),
         };
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %local, scheme, "rest endpoint listening");
@@ -140,6 +172,10 @@ struct ConnConfig {
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    /// Connections whose first request's headers have not arrived yet.
+    admission: Arc<Admission>,
+    /// Sockets closed for too many opening connections, logged once a minute per source.
+    refusals: PerSourceLog,
 }
 
 impl std::fmt::Debug for ConnConfig {
@@ -167,16 +203,28 @@ async fn accept_loop(
             drop(tcp);
             continue;
         };
+        if let Err(crowded) = conn.admission.try_admit(peer.ip()) {
+            if let Some(held_back) = conn.refusals.admit(peer.ip(), tokio::time::Instant::now()) {
+                let limit = match crowded {
+                    Crowded::Server => conn.admission.max_opening(),
+                    Crowded::Source => conn.admission.max_per_source(),
+                };
+                tracing::warn!(%peer, ?crowded, limit, held_back, "rest connection refused: too many opening connections");
+            }
+            drop(tcp);
+            continue;
+        }
+        let opening = OpeningPermit::adopt(conn.admission.clone(), peer.ip());
         let conn = conn.clone();
         let service = service.clone();
         let rx = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
             match &conn.tls {
-                None => serve(tcp, &conn, service, rx).await,
+                None => serve(tcp, peer, opening, &conn, service, rx).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(conn.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve(stream, &conn, service, rx).await,
+                        Ok(Ok(stream)) => serve(stream, peer, opening, &conn, service, rx).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "rest tls handshake failed")
                         }
@@ -204,15 +252,22 @@ async fn accept_loop(
 
 async fn serve<S>(
     stream: S,
+    peer: std::net::SocketAddr,
+    opening: OpeningPermit,
     conn: &ConnConfig,
     service: Arc<Service>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // the connection stops counting as opening once its first request's headers are in
+    let opening = std::sync::Mutex::new(Some(opening));
     let svc = service_fn(move |request| {
+        if let Ok(mut o) = opening.lock() {
+            o.take();
+        }
         let service = service.clone();
-        async move { service.handle(request).await }
+        async move { service.handle(request, peer).await }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -251,8 +306,11 @@ impl RestServer {
             tls: TlsSource::None,
             max_body: MAX_REQUEST_BODY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            handshake_timeout: Duration::from_secs(10),
+            max_opening: 512,
+            max_opening_per_source: 128,
+            handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
             backlog: 1024,
         }
     }

@@ -26,12 +26,20 @@ pub(crate) struct Service {
     pub(crate) hub: Hub,
     pub(crate) router: Router,
     pub(crate) max_body: usize,
+    body_read_timeout: std::time::Duration,
     request_prefix: u64,
     requests: AtomicU64,
+    /// Refused credentials and rights, logged once a minute per source address.
+    refusals: crate::admission::PerSourceLog,
 }
 
 impl Service {
-    pub(crate) fn new(hub: Hub, router: Router, max_body: usize) -> Service {
+    pub(crate) fn new(
+        hub: Hub,
+        router: Router,
+        max_body: usize,
+        body_read_timeout: std::time::Duration,
+    ) -> Service {
         let mut seed = [0u8; 8];
         // a predictable prefix only makes request ids guessable, which they may be
         let _ = getrandom::fill(&mut seed);
@@ -39,8 +47,10 @@ impl Service {
             hub,
             router,
             max_body,
+            body_read_timeout,
             request_prefix: u64::from_le_bytes(seed),
             requests: AtomicU64::new(0),
+            refusals: crate::admission::PerSourceLog::new(std::time::Duration::from_secs(60), 4096),
         }
     }
 
@@ -63,12 +73,22 @@ impl Service {
     pub(crate) async fn handle(
         &self,
         request: Request<Incoming>,
+        peer: std::net::SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let started = Instant::now();
         let request_id = self.request_id();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let response = match self.dispatch(request).await {
+        // nothing a client is shown may be rolled back by a crash: answer once everything
+        // the reply may show is durable
+        let outcome = match self.dispatch(request).await {
+            Ok(reply) => match self.hub.inner.settled().await {
+                Ok(()) => Ok(reply),
+                Err(e) => Err(ApiError::from(HubError::from(e))),
+            },
+            Err(e) => Err(e),
+        };
+        let response = match outcome {
             Ok(reply) => success(reply),
             Err(e) => self.failure(&e, &request_id),
         };
@@ -76,10 +96,17 @@ impl Service {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-ms-request-id", v);
         }
+        let status = response.status().as_u16();
+        if matches!(status, 401 | 403) {
+            // a back end with a wrong key retries for ever: one line a minute per address
+            if let Some(held_back) = self.refusals.admit(peer.ip(), tokio::time::Instant::now()) {
+                tracing::warn!(%peer, %method, path, status, held_back, "rest request refused");
+            }
+        }
         tracing::debug!(
             %method,
             path,
-            status = response.status().as_u16(),
+            status,
             request_id,
             micros = started.elapsed().as_micros() as u64,
             "rest request"
@@ -132,7 +159,22 @@ impl Service {
                 return Err(too_large(len));
             }
         }
-        match Limited::new(body, self.max_body).collect().await {
+        let collected = tokio::time::timeout(
+            self.body_read_timeout,
+            Limited::new(body, self.max_body).collect(),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                408_000,
+                "RequestTimeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    self.body_read_timeout.as_secs_f64()
+                ),
+            )
+        })?;
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(too_large(self.max_body + 1))
@@ -250,7 +292,12 @@ mod tests {
     #[tokio::test]
     async fn request_ids_are_unique() {
         let hub = Hub::builder().in_memory().open().await.unwrap();
-        let s = Service::new(hub, Router::new(Vec::new()), 10);
+        let s = Service::new(
+            hub,
+            Router::new(Vec::new()),
+            10,
+            std::time::Duration::from_secs(1),
+        );
         let a = s.request_id();
         let b = s.request_id();
         assert_ne!(a, b);

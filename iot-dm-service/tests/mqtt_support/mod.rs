@@ -78,7 +78,7 @@ impl Fixture {
             .create_device(DeviceSpec::new(id.parse().unwrap()))
             .await
             .unwrap();
-        let key = device.authentication.symmetric_key.primary_key.unwrap();
+        let key = device.symmetric_key.primary_key.unwrap();
         token(id, &key)
     }
 

@@ -210,7 +210,7 @@ pub async fn echo_device(hub: &Hub, device_id: &str) {
         .create_device(DeviceSpec::new(device_id.parse().unwrap()))
         .await
         .unwrap();
-    let key = SymmetricKey::new(device.authentication.symmetric_key.primary_key.unwrap()).unwrap();
+    let key = SymmetricKey::new(device.symmetric_key.primary_key.unwrap()).unwrap();
     let uri = wire::device_resource_uri(hub.host_name(), &device.device_id);
     let token = SasToken::generate(
         &uri,

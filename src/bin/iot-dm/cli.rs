@@ -69,6 +69,14 @@ pub struct HubArgs {
     /// printing it.
     #[arg(long, value_name = "FILE")]
     pub owner_connection_string_file: Option<PathBuf>,
+    /// What the hub logs on stderr: a level (error, warn, info, debug, trace) or per-module
+    /// directives such as `info,iot_dm_service::mqtt=debug`. Without it, `RUST_LOG` is read,
+    /// then `info`.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Log JSON lines (one object per event) instead of text.
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 /// How to reach a hub.

@@ -9,10 +9,10 @@ use crate::output::Out;
 /// `connection-string device ID`: `HostName={host};DeviceId={id};SharedAccessKey={primary}`.
 pub async fn device(api: &dyn ServiceApi, out: &mut Out<'_>, host: &str, id: &str) -> CliResult {
     let device = api.get_device(device_id(id)?.as_str()).await?;
-    let Some(key) = device.authentication.symmetric_key.primary_key.as_deref() else {
+    let Some(key) = device.symmetric_key.primary_key.as_deref() else {
         return Err(CliError::usage(format!(
             "device {id} has no symmetric key (its authentication is {}), so it has no key connection string",
-            device.authentication.kind.as_str()
+            device.identity.authentication_type.as_str()
         )));
     };
     let cs = format!(
@@ -51,7 +51,7 @@ mod tests {
         let text = run(false, async |o| device(&hub, o, HOST, "pump").await)
             .await
             .unwrap();
-        let key = d.authentication.symmetric_key.primary_key.unwrap();
+        let key = d.symmetric_key.primary_key.unwrap();
         assert_eq!(
             text,
             format!("HostName={HOST};DeviceId=pump;SharedAccessKey={key}\n")

@@ -23,13 +23,22 @@ pub fn print_device(out: &mut Out<'_>, d: &Device) -> CliResult {
     out.fields(&[
         ("deviceId", d.device_id.to_string()),
         ("state", d.state().as_str().to_string()),
-        ("status", d.status.as_str().to_string()),
-        ("statusReason", d.status_reason.clone().unwrap_or_default()),
-        ("connectionState", d.connection_state.as_str().to_string()),
-        ("lastActivityTime", opt_time(d.last_activity_time)),
-        ("authentication", d.authentication.kind.as_str().to_string()),
-        ("iotEdge", d.capabilities.iot_edge.to_string()),
-        ("etag", d.etag.to_string()),
+        ("status", d.identity.status.as_str().to_string()),
+        (
+            "statusReason",
+            d.identity.status_reason.clone().unwrap_or_default(),
+        ),
+        (
+            "connectionState",
+            d.identity.connection_state.as_str().to_string(),
+        ),
+        ("lastActivityTime", opt_time(d.identity.last_activity_time)),
+        (
+            "authentication",
+            d.identity.authentication_type.as_str().to_string(),
+        ),
+        ("iotEdge", d.identity.capabilities.iot_edge.to_string()),
+        ("etag", d.etag().to_string()),
         ("generationId", d.generation_id.clone()),
     ])
 }
@@ -86,10 +95,10 @@ pub async fn list(api: &dyn ServiceApi, out: &mut Out<'_>, args: &ListArgs) -> C
             vec![
                 d.device_id.to_string(),
                 d.state().as_str().to_string(),
-                d.status.as_str().to_string(),
-                d.connection_state.as_str().to_string(),
-                opt_time(d.last_activity_time),
-                d.status_reason.clone().unwrap_or_default(),
+                d.identity.status.as_str().to_string(),
+                d.identity.connection_state.as_str().to_string(),
+                opt_time(d.identity.last_activity_time),
+                d.identity.status_reason.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -119,16 +128,19 @@ pub async fn update(api: &dyn ServiceApi, out: &mut Out<'_>, args: &UpdateArgs) 
     }
     let mut device = api.get_device(device_id(&args.device_id)?.as_str()).await?;
     if let Some(edge) = args.iot_edge {
-        device.capabilities.iot_edge = edge;
+        device.identity_mut().capabilities.iot_edge = edge;
     }
-    let keys = &mut device.authentication.symmetric_key;
+    let keys = &mut device.symmetric_key;
     if let Some(k) = &args.primary_key {
         keys.primary_key = Some(k.clone());
     }
     if let Some(k) = &args.secondary_key {
         keys.secondary_key = Some(k.clone());
     }
-    let etag = args.etag.clone().unwrap_or_else(|| device.etag.to_string());
+    let etag = args
+        .etag
+        .clone()
+        .unwrap_or_else(|| device.etag().to_string());
     let device = api.update_device(device, Some(&etag)).await?;
     print_device(out, &device)
 }
@@ -184,7 +196,7 @@ pub async fn keys_regenerate(
 }
 
 fn print_keys(out: &mut Out<'_>, d: &Device) -> CliResult {
-    let keys = &d.authentication.symmetric_key;
+    let keys = &d.symmetric_key;
     if out.json {
         return out.json_value(keys);
     }
@@ -225,7 +237,6 @@ mod tests {
         assert!(!text.contains(
             hub.get_device("pump-1")
                 .unwrap()
-                .authentication
                 .symmetric_key
                 .primary_key
                 .as_deref()
@@ -266,13 +277,16 @@ mod tests {
             .unwrap();
         assert!(text.contains("maintenance"), "{text}");
         assert_eq!(
-            hub.get_device("pump-1").unwrap().status.as_str(),
+            hub.get_device("pump-1").unwrap().identity.status.as_str(),
             "disabled"
         );
         run(false, async |o| enable(&hub, o, "pump-1").await)
             .await
             .unwrap();
-        assert_eq!(hub.get_device("pump-1").unwrap().status.as_str(), "enabled");
+        assert_eq!(
+            hub.get_device("pump-1").unwrap().identity.status.as_str(),
+            "enabled"
+        );
 
         let del = DeleteArgs {
             device_id: "pump-1".into(),
@@ -331,9 +345,9 @@ mod tests {
         run(false, async |o| update(&hub, o, &args).await)
             .await
             .unwrap();
-        assert!(hub.get_device("gw").unwrap().capabilities.iot_edge);
+        assert!(hub.get_device("gw").unwrap().identity.capabilities.iot_edge);
         let stale = UpdateArgs {
-            etag: Some(before.etag.to_string()),
+            etag: Some(before.etag().to_string()),
             ..args
         };
         let err = run(false, async |o| update(&hub, o, &stale).await)
@@ -347,11 +361,8 @@ mod tests {
         .await
         .unwrap();
         let after = hub.get_device("gw").unwrap();
-        let new_key = after.authentication.symmetric_key.primary_key.unwrap();
-        assert_ne!(
-            Some(new_key.clone()),
-            before.authentication.symmetric_key.primary_key
-        );
+        let new_key = after.symmetric_key.primary_key.unwrap();
+        assert_ne!(Some(new_key.clone()), before.symmetric_key.primary_key);
         assert!(text.contains(&new_key));
         let json = run(true, async |o| keys_show(&hub, o, "gw").await)
             .await

@@ -12,8 +12,33 @@ use crate::cli::HubArgs;
 use crate::error::{CliError, CliResult};
 use crate::output::Out;
 
+/// The hub's operational log on stderr: `--log`, else `RUST_LOG`, else `info`; text, or JSON
+/// lines with `--log-json`. The hub logs no keys, tokens or signatures.
+fn install_log(args: &HubArgs) -> CliResult {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &args.log {
+        Some(directives) => EnvFilter::try_new(directives)
+            .map_err(|e| CliError::usage(format!("--log {directives:?}: {e}")))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = if args.log_json {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
+    // a subscriber installed already (by an embedding program) keeps its place
+    let _ = installed;
+    Ok(())
+}
+
 /// Runs until Ctrl-C (or SIGTERM), then shuts down cleanly.
 pub async fn run(args: &HubArgs, out: &mut Out<'_>) -> CliResult {
+    install_log(args)?;
     let data = &args.data;
     std::fs::create_dir_all(data)
         .map_err(|e| CliError::io(format!("creating {}", data.display()), e))?;

@@ -238,7 +238,7 @@ mod tests {
             .create_device(DeviceSpec::new("pump".parse().unwrap()))
             .await
             .unwrap();
-        let key = d.authentication.symmetric_key.primary_key.unwrap();
+        let key = d.symmetric_key.primary_key.unwrap();
         let creds =
             DeviceCredentials::symmetric_key(crate::test_util::HOST, d.device_id, &key).unwrap();
         let client = DeviceClient::builder(creds, InMemoryTransport::new(Arc::new(hub.clone())))

@@ -222,9 +222,9 @@ pub(crate) async fn replay(
                     "replayed patch gave another version"
                 );
             }
-            g.device.last_activity_time = Some(now);
+            g.device.identity_mut().last_activity_time = Some(now);
             g.seq = seq;
-            g.sync_twin();
+            g.share_identity();
             let id = g.device.device_id.clone();
             drop(g);
             locked(&sequencer.dirty).insert(id);

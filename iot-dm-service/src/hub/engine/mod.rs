@@ -1,6 +1,6 @@
 //! The engine: the twin store proper.
 //!
-//! Every device is one [`Entry`] (identity + twin) behind its own mutex, in a lock-free ordered
+//! Every device is one [`Entry`] (identity + twin, sharing one identity record) behind its own mutex, in a lock-free ordered
 //! map keyed by device id ([`State`]). Twins are copy-on-write (`Arc<Twin>`): a query clones the
 //! `Arc`s it needs under each entry's lock for a few nanoseconds and evaluates without holding
 //! anything, so a long scan never blocks writers.
@@ -14,7 +14,7 @@
 //! | `entry.rs` | [`Entry`], [`Slot`], locking, the record and delete ops of an entry |
 //! | `state.rs` | [`State`]: the map of entries and how it is loaded (and upgraded) from the store |
 //! | `write.rs` | the write paths: whole-record writes and logged reported patches |
-//! | `record.rs` | the binary format of a device record (and the JSON format it upgrades) |
+//! | `record/` | the binary format of a device record (and the earlier formats it upgrades) |
 //! | `log.rs` | the write sequence, the reported-patch log, checkpoints and replay after a crash |
 //! | `meta.rs` | [`MetaCollection`]: durable named records (policies, CA certificates, ...) |
 //!

@@ -8,7 +8,7 @@ use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::install_deferred;
 
 use super::entry::{lock, put_op, Slot};
-use super::record::{self, Format};
+use super::record;
 use crate::hub::error::HubError;
 use crate::store::{Store, Table};
 
@@ -36,8 +36,9 @@ impl State {
     }
 
     /// Loads every record from the store: pages of records are decoded on the blocking pool,
-    /// one page per core at a time, while the next page is read. Records of format 1 (JSON)
-    /// are then rewritten in the current format, once (see `record`).
+    /// one page per core at a time, while the next page is read. Records of earlier formats
+    /// (1, JSON, and 2, binary with the identity stored twice) are then rewritten in the
+    /// current format, once (see `record`).
     pub(crate) async fn load(store: &dyn Store) -> Result<State, HubError> {
         let devices: Arc<SkipMap<DeviceId, Slot>> = Arc::default();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -71,7 +72,7 @@ impl State {
         Ok(state)
     }
 
-    /// Rewrites the records of `ids` (read in format 1) in the current format, in batches,
+    /// Rewrites the records of `ids` (read in an earlier format) in the current format, in batches,
     /// before the hub takes writes. Each batch stores the same content, so a crash part-way
     /// leaves records of both formats, which load alike.
     async fn upgrade(&self, store: &dyn Store, ids: &[DeviceId]) -> Result<(), HubError> {
@@ -88,7 +89,7 @@ impl State {
         tracing::info!(
             records = ids.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "device records upgraded from JSON to the binary format"
+            "device records upgraded to the current format"
         );
         Ok(())
     }
@@ -100,7 +101,7 @@ const LOAD_PAGE: usize = 1024;
 /// Records per commit when upgrading the format.
 const UPGRADE_BATCH: usize = 1024;
 
-/// Decodes a page of records into `devices`; returns the ids of records in format 1.
+/// Decodes a page of records into `devices`; returns the ids of records in an earlier format.
 fn decode_page(
     page: Vec<(Vec<u8>, Vec<u8>)>,
     devices: &SkipMap<DeviceId, Slot>,
@@ -119,7 +120,7 @@ fn decode_page(
                 ),
             });
         }
-        if format == Format::Json {
+        if format.is_legacy() {
             legacy.push(entry.device.device_id.clone());
         }
         entries.push((entry, docs));

@@ -14,6 +14,13 @@ use crate::hub::error::HubError;
 use crate::store::{OnDurable, Op, Table};
 
 impl crate::hub::Inner {
+    /// Resolves once every write applied so far is durable. Whatever leaves the hub for a
+    /// reader outside it (a REST response, a device's twin GET) waits for this first, so that
+    /// nothing a reader saw is rolled back by a crash; a failed commit fails the read.
+    pub(crate) fn settled(&self) -> Ack {
+        Box::pin(self.committer.flush())
+    }
+
     /// Runs `f` on a copy of the entry under its lock. On success the copy replaces the entry,
     /// its whole record is queued for the store, and the returned [`Ack`] resolves when it is
     /// durable. On error nothing changed.
@@ -39,7 +46,7 @@ impl crate::hub::Inner {
         }
         let mut copy = guard.clone();
         let (r, then) = f(&mut copy)?;
-        copy.sync_twin();
+        copy.share_identity();
         copy.seq = self.sequencer.next();
         let op = put_op(&copy)?;
         let ack = match then {
@@ -52,7 +59,7 @@ impl crate::hub::Inner {
     }
 
     /// The hot path for a device's reported patch: merges `patch` into a copy of the twin
-    /// (no copy of the identity) and stores only a log entry for it instead of the whole
+    /// (the identity gets a new `lastActivityTime`, and device and twin share it) and stores only a log entry for it instead of the whole
     /// record. The device's `lastActivityTime` follows the twin's. Returns the new twin; the
     /// [`Ack`] resolves once the log entry is durable.
     pub(crate) fn write_reported(
@@ -68,7 +75,6 @@ impl crate::hub::Inner {
         }
         let mut twin = (*guard.twin).clone();
         let version = twin.patch_reported(patch, now, limits)?;
-        twin.last_activity_time = Some(now);
         let value = LogEntry {
             device: Cow::Borrowed(guard.device.device_id.as_str()),
             patch: Cow::Borrowed(patch),
@@ -83,7 +89,10 @@ impl crate::hub::Inner {
             value,
         };
         let ack = self.committer.submit(vec![op]);
-        guard.device.last_activity_time = twin.last_activity_time;
+        // the identity's copy is shared by the device and the new twin (and by the old twin
+        // until its readers let go)
+        guard.device.identity_mut().last_activity_time = Some(now);
+        twin.identity = Arc::clone(&guard.device.identity);
         let twin = Arc::new(twin);
         guard.twin = twin.clone();
         guard.seq = seq;

@@ -304,21 +304,22 @@ impl Hub {
             if !current.etag_matches(etag) {
                 return Err(HubError::PreconditionFailed {
                     expected: etag.to_string(),
-                    actual: current.etag.to_string(),
+                    actual: current.etag().to_string(),
                 });
             }
         }
         if current.state().is_provisioned() {
             let mut update = current.clone();
             if let Some(s) = d.status {
-                update.status = s;
-                update.status_reason.clone_from(&d.status_reason);
+                let identity = update.identity_mut();
+                identity.status = s;
+                identity.status_reason.clone_from(&d.status_reason);
             }
             if let Some(a) = &d.authentication {
-                update.authentication = a.clone();
+                update.set_authentication(a.clone());
             }
             if let Some(c) = &d.capabilities {
-                update.capabilities = c.clone();
+                update.identity_mut().capabilities = c.clone();
             }
             if update != current {
                 self.update_device(update, None).await?;
@@ -350,7 +351,7 @@ impl Hub {
         }
         let dev = &g.device;
         let twin = &g.twin;
-        let mut auth = dev.authentication.clone();
+        let mut auth = dev.authentication();
         if !include_keys {
             auth.symmetric_key = Default::default();
         }
@@ -358,11 +359,11 @@ impl Hub {
         Some(ImportDevice {
             id: dev.device_id.clone(),
             import_mode: ImportMode::CreateOrUpdate,
-            etag: Some(dev.etag.to_string()),
-            status: Some(dev.status),
-            status_reason: dev.status_reason.clone(),
+            etag: Some(dev.etag().to_string()),
+            status: Some(dev.identity.status),
+            status_reason: dev.identity.status_reason.clone(),
             authentication: Some(auth),
-            capabilities: Some(dev.capabilities.clone()),
+            capabilities: Some(dev.identity.capabilities.clone()),
             twin_etag: Some(twin.etag().as_str().to_string()),
             tags: Some(twin.tags().to_value()),
             properties: Some(ImportProperties {

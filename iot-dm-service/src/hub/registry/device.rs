@@ -4,13 +4,18 @@
 //! `status`, `authentication`, ...) plus one field of ours, `lifecycle`, the device's place in the
 //! plan / provision / configure / monitor / retire lifecycle.
 
+use std::sync::{Arc, LazyLock};
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::lifecycle::{DeviceLifecycle, LifecycleState};
-use iot_dm_core::twin::{AuthenticationType, Capabilities, ConnectionState, DeviceStatus, ETag};
+use iot_dm_core::twin::{
+    AuthenticationType, Capabilities, ConnectionState, DeviceIdentity, DeviceStatus, ETag,
+    X509Thumbprint,
+};
 
 use crate::hub::error::HubError;
 
@@ -30,16 +35,6 @@ impl std::fmt::Debug for SymmetricKeys {
     }
 }
 
-/// X.509 thumbprints (hex SHA-1 or SHA-256 of the DER certificate).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Thumbprints {
-    /// Primary thumbprint.
-    pub primary_thumbprint: Option<String>,
-    /// Secondary thumbprint.
-    pub secondary_thumbprint: Option<String>,
-}
-
 /// How a device authenticates.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,7 +44,7 @@ pub struct Authentication {
     pub symmetric_key: SymmetricKeys,
     /// Thumbprints (type `selfSigned`).
     #[serde(default)]
-    pub x509_thumbprint: Thumbprints,
+    pub x509_thumbprint: X509Thumbprint,
     /// The authentication type.
     #[serde(rename = "type", default)]
     pub kind: AuthenticationType,
@@ -63,7 +58,7 @@ impl Authentication {
                 primary_key: Some(primary.into()),
                 secondary_key: Some(secondary.into()),
             },
-            x509_thumbprint: Thumbprints::default(),
+            x509_thumbprint: X509Thumbprint::default(),
             kind: AuthenticationType::Sas,
         }
     }
@@ -77,7 +72,7 @@ impl Authentication {
     pub fn self_signed(primary: impl Into<String>, secondary: Option<String>) -> Authentication {
         Authentication {
             symmetric_key: SymmetricKeys::default(),
-            x509_thumbprint: Thumbprints {
+            x509_thumbprint: X509Thumbprint {
                 primary_thumbprint: Some(primary.into()),
                 secondary_thumbprint: secondary,
             },
@@ -171,34 +166,22 @@ pub fn generate_key() -> Result<String, HubError> {
 }
 
 /// A device identity in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// The fields IoT Hub also prints in the twin (status, connection state, authentication type
+/// and thumbprints, ...) are in [`Device::identity`], which the hub shares with the device's
+/// twin; the symmetric keys, which no twin shows, are the device's alone. It serializes in
+/// IoT Hub's device JSON shape, `authentication` object included.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     /// The device id.
     pub device_id: DeviceId,
     /// Distinguishes devices re-created with the same id.
     pub generation_id: String,
-    /// The identity's ETag (base64 of a decimal counter, like IoT Hub's `MQ==`).
-    pub etag: ETag,
-    /// Whether the device may connect.
-    pub status: DeviceStatus,
-    /// Why the status was set.
-    pub status_reason: Option<String>,
-    /// When the status last changed.
-    pub status_updated_time: Option<Timestamp>,
-    /// Whether the device has a live session.
-    pub connection_state: ConnectionState,
-    /// When the connection state last changed.
-    pub connection_state_updated_time: Option<Timestamp>,
-    /// When the device was last active.
-    pub last_activity_time: Option<Timestamp>,
-    /// Cloud-to-device messages queued.
-    pub cloud_to_device_message_count: u64,
-    /// Credentials.
-    pub authentication: Authentication,
-    /// Capabilities.
-    #[serde(default)]
-    pub capabilities: Capabilities,
+    /// The identity fields shared with the twin; its `etag` is the identity's ETag (base64 of
+    /// a decimal counter, like IoT Hub's `MQ==`). Change it with [`Device::identity_mut`].
+    pub identity: Arc<DeviceIdentity>,
+    /// The symmetric keys (authentication type `sas`).
+    pub symmetric_key: SymmetricKeys,
     /// The device's lifecycle state.
     pub lifecycle: DeviceLifecycle,
 }
@@ -214,21 +197,64 @@ impl Device {
             LifecycleState::Enabled => DeviceStatus::Enabled,
             _ => DeviceStatus::Disabled,
         };
+        let Authentication {
+            symmetric_key,
+            x509_thumbprint,
+            kind,
+        } = authentication;
         Ok(Device {
             device_id,
             generation_id: generation_id(now)?,
-            etag: etag_of(1),
-            status,
-            status_reason: lifecycle.status_reason().map(str::to_string),
-            status_updated_time: Some(now),
-            connection_state: ConnectionState::Disconnected,
-            connection_state_updated_time: None,
-            last_activity_time: None,
-            cloud_to_device_message_count: 0,
-            authentication,
-            capabilities: Capabilities::default(),
+            identity: Arc::new(DeviceIdentity {
+                etag: Some(etag_of(1)),
+                status,
+                status_reason: lifecycle.status_reason().map(str::to_string),
+                status_update_time: Some(now),
+                connection_state: ConnectionState::Disconnected,
+                connection_state_updated_time: None,
+                last_activity_time: None,
+                cloud_to_device_message_count: 0,
+                authentication_type: kind,
+                x509_thumbprint,
+                capabilities: Capabilities::default(),
+            }),
+            symmetric_key,
             lifecycle,
         })
+    }
+
+    /// The identity, to change: copied first if the twin (or a reader) shares it.
+    pub fn identity_mut(&mut self) -> &mut DeviceIdentity {
+        Arc::make_mut(&mut self.identity)
+    }
+
+    /// The identity's ETag.
+    pub fn etag(&self) -> &ETag {
+        static NONE: LazyLock<ETag> = LazyLock::new(|| ETag::new(""));
+        self.identity.etag.as_ref().unwrap_or(&NONE)
+    }
+
+    /// The credentials: the symmetric keys with the identity's authentication type and
+    /// thumbprints.
+    pub fn authentication(&self) -> Authentication {
+        Authentication {
+            symmetric_key: self.symmetric_key.clone(),
+            x509_thumbprint: self.identity.x509_thumbprint.clone(),
+            kind: self.identity.authentication_type,
+        }
+    }
+
+    /// Replaces the credentials (keys, type and thumbprints).
+    pub fn set_authentication(&mut self, authentication: Authentication) {
+        let Authentication {
+            symmetric_key,
+            x509_thumbprint,
+            kind,
+        } = authentication;
+        self.symmetric_key = symmetric_key;
+        let identity = self.identity_mut();
+        identity.authentication_type = kind;
+        identity.x509_thumbprint = x509_thumbprint;
     }
 
     /// The lifecycle state.
@@ -239,7 +265,7 @@ impl Device {
     /// The ETag counter, decoded.
     pub(crate) fn etag_counter(&self) -> u64 {
         base64::engine::general_purpose::STANDARD
-            .decode(self.etag.as_str())
+            .decode(self.etag().as_str())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
@@ -247,12 +273,13 @@ impl Device {
     }
 
     pub(crate) fn bump_etag(&mut self) {
-        self.etag = etag_of(self.etag_counter() + 1);
+        let etag = etag_of(self.etag_counter() + 1);
+        self.identity_mut().etag = Some(etag);
     }
 
     /// Whether an `If-Match` value accepts this identity's ETag.
     pub fn etag_matches(&self, if_match: &str) -> bool {
-        self.etag.matches(if_match)
+        self.etag().matches(if_match)
     }
 }
 
@@ -270,6 +297,110 @@ fn generation_id(now: Timestamp) -> Result<String, HubError> {
         now.ticks().max(0) / 10,
         u32::from_be_bytes(r)
     ))
+}
+
+/// The device JSON, as IoT Hub prints it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceOut<'a> {
+    device_id: &'a DeviceId,
+    generation_id: &'a str,
+    etag: &'a ETag,
+    status: DeviceStatus,
+    status_reason: Option<&'a str>,
+    status_updated_time: Option<Timestamp>,
+    connection_state: ConnectionState,
+    connection_state_updated_time: Option<Timestamp>,
+    last_activity_time: Option<Timestamp>,
+    cloud_to_device_message_count: u64,
+    authentication: AuthenticationOut<'a>,
+    capabilities: &'a Capabilities,
+    lifecycle: &'a DeviceLifecycle,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticationOut<'a> {
+    symmetric_key: &'a SymmetricKeys,
+    x509_thumbprint: &'a X509Thumbprint,
+    #[serde(rename = "type")]
+    kind: AuthenticationType,
+}
+
+impl Serialize for Device {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let id = &*self.identity;
+        DeviceOut {
+            device_id: &self.device_id,
+            generation_id: &self.generation_id,
+            etag: self.etag(),
+            status: id.status,
+            status_reason: id.status_reason.as_deref(),
+            status_updated_time: id.status_update_time,
+            connection_state: id.connection_state,
+            connection_state_updated_time: id.connection_state_updated_time,
+            last_activity_time: id.last_activity_time,
+            cloud_to_device_message_count: id.cloud_to_device_message_count,
+            authentication: AuthenticationOut {
+                symmetric_key: &self.symmetric_key,
+                x509_thumbprint: &id.x509_thumbprint,
+                kind: id.authentication_type,
+            },
+            capabilities: &id.capabilities,
+            lifecycle: &self.lifecycle,
+        }
+        .serialize(s)
+    }
+}
+
+/// The device JSON, read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceIn {
+    device_id: DeviceId,
+    generation_id: String,
+    etag: ETag,
+    status: DeviceStatus,
+    status_reason: Option<String>,
+    status_updated_time: Option<Timestamp>,
+    connection_state: ConnectionState,
+    connection_state_updated_time: Option<Timestamp>,
+    last_activity_time: Option<Timestamp>,
+    cloud_to_device_message_count: u64,
+    authentication: Authentication,
+    #[serde(default)]
+    capabilities: Capabilities,
+    lifecycle: DeviceLifecycle,
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let d = DeviceIn::deserialize(d)?;
+        let Authentication {
+            symmetric_key,
+            x509_thumbprint,
+            kind,
+        } = d.authentication;
+        Ok(Device {
+            device_id: d.device_id,
+            generation_id: d.generation_id,
+            identity: Arc::new(DeviceIdentity {
+                etag: Some(d.etag),
+                status: d.status,
+                status_reason: d.status_reason,
+                status_update_time: d.status_updated_time,
+                connection_state: d.connection_state,
+                connection_state_updated_time: d.connection_state_updated_time,
+                last_activity_time: d.last_activity_time,
+                cloud_to_device_message_count: d.cloud_to_device_message_count,
+                authentication_type: kind,
+                x509_thumbprint,
+                capabilities: d.capabilities,
+            }),
+            symmetric_key,
+            lifecycle: d.lifecycle,
+        })
+    }
 }
 
 #[cfg(test)]

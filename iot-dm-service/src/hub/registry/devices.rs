@@ -27,7 +27,7 @@ fn check_if_match(device: &Device, if_match: Option<&str>) -> Result<(), HubErro
     match if_match {
         Some(m) if !device.etag_matches(m) => Err(HubError::PreconditionFailed {
             expected: m.to_string(),
-            actual: device.etag.to_string(),
+            actual: device.etag().to_string(),
         }),
         _ => Ok(()),
     }
@@ -42,7 +42,7 @@ impl Hub {
     ) -> Result<Entry, HubError> {
         let now = self.now();
         let mut device = Device::new(spec.device_id.clone(), auth, lifecycle, now)?;
-        device.capabilities = spec.capabilities;
+        device.identity_mut().capabilities = spec.capabilities;
         let mut twin = Twin::created_at(spec.device_id, now);
         let limits = &self.inner.limits;
         let patch = TwinPatch {
@@ -59,7 +59,7 @@ impl Hub {
             seq: self.inner.sequencer.next(),
             deleted: false,
         };
-        entry.sync_twin();
+        entry.share_identity();
         Ok(entry)
     }
 
@@ -146,13 +146,16 @@ impl Hub {
         let ((device, transition), ack) = self.inner.write(&slot, |e| {
             let transition = e.device.lifecycle.apply(event, now)?;
             let d = &mut e.device;
-            d.status = if d.lifecycle.state() == LifecycleState::Enabled {
+            let status = if d.lifecycle.state() == LifecycleState::Enabled {
                 DeviceStatus::Enabled
             } else {
                 DeviceStatus::Disabled
             };
-            d.status_reason = d.lifecycle.status_reason().map(str::to_string);
-            d.status_updated_time = Some(now);
+            let reason = d.lifecycle.status_reason().map(str::to_string);
+            let identity = d.identity_mut();
+            identity.status = status;
+            identity.status_reason = reason;
+            identity.status_update_time = Some(now);
             d.bump_etag();
             effect(e);
             Ok((e.device.clone(), transition))
@@ -246,7 +249,10 @@ impl RegistryApi for Hub {
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Device, HubError> {
-        Hub::get_device(self, device_id)
+        let device = Hub::get_device(self, device_id)?;
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(device)
     }
 
     async fn list_devices(
@@ -254,7 +260,9 @@ impl RegistryApi for Hub {
         continuation: Option<&str>,
         limit: usize,
     ) -> Result<DevicePage, HubError> {
-        Hub::list_devices(self, continuation, limit)
+        let page = Hub::list_devices(self, continuation, limit)?;
+        self.inner.settled().await?;
+        Ok(page)
     }
 
     async fn bulk(&self, devices: Vec<ImportDevice>) -> Result<BulkResult, HubError> {
@@ -301,7 +309,7 @@ impl RegistryApi for Hub {
             device_id,
             LifecycleEvent::Provision { enabled: true },
             move |e| {
-                e.device.authentication = auth;
+                e.device.set_authentication(auth);
             },
         )
         .await
@@ -322,7 +330,7 @@ impl RegistryApi for Hub {
     async fn disable_device(&self, device_id: &str, reason: &str) -> Result<Device, HubError> {
         let current = self.get_device(device_id)?;
         if current.state() == LifecycleState::Disabled {
-            if current.status_reason.as_deref() == Some(reason) {
+            if current.identity.status_reason.as_deref() == Some(reason) {
                 return Ok(current);
             }
             self.lifecycle_write(device_id, LifecycleEvent::Enable, |_| {})
@@ -342,7 +350,7 @@ impl RegistryApi for Hub {
     /// moves to the archive (see [`Hub::get_archived_twin`] and [`Hub::query_archive`]).
     async fn retire_device(&self, device_id: &str) -> Result<Device, HubError> {
         self.lifecycle_write(device_id, LifecycleEvent::Retire, |e| {
-            e.device.authentication = Authentication::none();
+            e.device.set_authentication(Authentication::none());
         })
         .await
     }
@@ -444,28 +452,35 @@ impl RegistryApi for Hub {
                 ),
             ));
         }
-        match (current.status, update.status) {
+        match (current.identity.status, update.identity.status) {
             (DeviceStatus::Enabled, DeviceStatus::Disabled) => {
-                self.disable_device(&id, update.status_reason.as_deref().unwrap_or("disabled"))
-                    .await?;
+                self.disable_device(
+                    &id,
+                    update
+                        .identity
+                        .status_reason
+                        .as_deref()
+                        .unwrap_or("disabled"),
+                )
+                .await?;
             }
             (DeviceStatus::Disabled, DeviceStatus::Enabled) => {
                 self.enable_device(&id).await?;
             }
             _ => {}
         }
-        let auth = update.authentication.clone().complete()?;
+        let auth = update.authentication().complete()?;
         if auth.kind == AuthenticationType::None {
             return Err(HubError::invalid(
                 "authentication.type",
                 "a provisioned device needs credentials; retire it to revoke them",
             ));
         }
-        let creds_changed = auth != current.authentication;
+        let creds_changed = auth != current.authentication();
         let slot = self.inner.state.slot(&id)?;
         let (device, ack) = self.inner.write(&slot, |e| {
-            e.device.authentication = auth;
-            e.device.capabilities = update.capabilities.clone();
+            e.device.set_authentication(auth);
+            e.device.identity_mut().capabilities = update.identity.capabilities.clone();
             e.device.bump_etag();
             Ok(e.device.clone())
         })?;
@@ -485,13 +500,13 @@ impl RegistryApi for Hub {
         let fresh = generate_key()?;
         let slot = self.inner.state.slot(device_id)?;
         let (device, ack) = self.inner.write(&slot, |e| {
-            let keys = &mut e.device.authentication.symmetric_key;
-            if e.device.authentication.kind != AuthenticationType::Sas {
+            if e.device.identity.authentication_type != AuthenticationType::Sas {
                 return Err(HubError::invalid(
                     "authentication.type",
                     "only symmetric-key devices have keys to regenerate",
                 ));
             }
+            let keys = &mut e.device.symmetric_key;
             match which {
                 KeyKind::Primary => keys.primary_key = Some(fresh),
                 KeyKind::Secondary => keys.secondary_key = Some(fresh),

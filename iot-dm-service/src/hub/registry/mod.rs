@@ -22,7 +22,7 @@ mod x509;
 pub use bulk::{
     BulkError, BulkResult, ImportDevice, ImportMode, ImportProperties, ImportReport, MAX_BULK,
 };
-pub use device::{generate_key, Authentication, Device, SymmetricKeys, Thumbprints};
+pub use device::{generate_key, Authentication, Device, SymmetricKeys};
 pub use spec::{DevicePage, DeviceSpec, KeyKind};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use x509::{thumbprints, CaCertificate, MAX_CAS};

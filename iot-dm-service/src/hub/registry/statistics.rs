@@ -37,7 +37,7 @@ impl Hub {
                 continue;
             }
             stats.total_device_count += 1;
-            if g.device.status == iot_dm_core::twin::DeviceStatus::Enabled {
+            if g.device.identity.status == iot_dm_core::twin::DeviceStatus::Enabled {
                 stats.enabled_device_count += 1;
             } else {
                 stats.disabled_device_count += 1;

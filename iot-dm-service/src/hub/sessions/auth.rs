@@ -2,10 +2,10 @@
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::link::{ConnectRefused, ConnectRequest, Credentials};
-use iot_dm_core::twin::{AuthenticationType, DeviceStatus};
+use iot_dm_core::twin::{AuthenticationType, DeviceStatus, X509Thumbprint};
 use iot_dm_core::wire::{self, SasToken, SymmetricKey};
 
-use crate::hub::registry::{thumbprints, Thumbprints};
+use crate::hub::registry::thumbprints;
 use crate::hub::Hub;
 
 fn refuse(reason: impl Into<String>) -> ConnectRefused {
@@ -17,7 +17,7 @@ fn refuse(reason: impl Into<String>) -> ConnectRefused {
 /// A self-signed device's certificate, by its SHA-1 or SHA-256 thumbprint, against either of
 /// the registered ones (compared without regard to case).
 fn self_signed(
-    registered: &Thumbprints,
+    registered: &X509Thumbprint,
     sha1: &str,
     sha256: &str,
 ) -> Result<Option<Timestamp>, ConnectRefused> {
@@ -48,13 +48,13 @@ impl Hub {
         let device = self
             .get_device(id)
             .map_err(|_| refuse(format!("unknown device {id}")))?;
-        if !device.state().can_connect() || device.status != DeviceStatus::Enabled {
+        if !device.state().can_connect() || device.identity.status != DeviceStatus::Enabled {
             return Err(refuse(format!(
                 "device {id} is {}",
                 device.state().as_str()
             )));
         }
-        let auth = &device.authentication;
+        let auth = device.authentication();
         match (&req.credentials, auth.kind) {
             (Credentials::Sas(token), AuthenticationType::Sas) => {
                 let token = SasToken::parse(token).map_err(|e| refuse(e.to_string()))?;

@@ -254,7 +254,7 @@ impl Hub {
                 properties: message.properties.clone(),
                 expiry: now + ttl,
             });
-            e.device.cloud_to_device_message_count = e.c2d.messages.len() as u64;
+            e.device.identity_mut().cloud_to_device_message_count = e.c2d.messages.len() as u64;
             Ok(message_id)
         })?;
         ack.await?;
@@ -312,7 +312,7 @@ impl Hub {
         let ((), ack) = self.inner.write(&slot, |e| {
             e.c2d.messages.retain(|m| m.seq != seq);
             e.c2d.drop_expired(now);
-            e.device.cloud_to_device_message_count = e.c2d.messages.len() as u64;
+            e.device.identity_mut().cloud_to_device_message_count = e.c2d.messages.len() as u64;
             Ok(())
         })?;
         ack.await?;
@@ -334,7 +334,7 @@ impl MessageApi for Hub {
         let (n, ack) = self.inner.write(&slot, |e| {
             let n = e.c2d.messages.len();
             e.c2d.messages.clear();
-            e.device.cloud_to_device_message_count = 0;
+            e.device.identity_mut().cloud_to_device_message_count = 0;
             Ok(n)
         })?;
         ack.await?;

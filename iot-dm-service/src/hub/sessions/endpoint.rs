@@ -65,10 +65,11 @@ impl Hub {
         if g.deleted {
             return;
         }
-        g.device.connection_state = state;
-        g.device.connection_state_updated_time = Some(now);
-        g.device.last_activity_time = Some(now);
-        g.sync_twin();
+        let identity = g.device.identity_mut();
+        identity.connection_state = state;
+        identity.connection_state_updated_time = Some(now);
+        identity.last_activity_time = Some(now);
+        g.share_identity();
     }
 
     fn open_session(&self, req: ConnectRequest, expiry: Option<Timestamp>) -> Link {
@@ -129,7 +130,7 @@ impl Endpoint for Hub {
         let expiry = match self.authenticate(&request) {
             Ok(e) => e,
             Err(e) => {
-                tracing::info!(device = %request.device_id, %e, "connection refused");
+                tracing::debug!(device = %request.device_id, %e, "connection refused");
                 return Err(e);
             }
         };

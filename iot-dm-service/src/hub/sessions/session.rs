@@ -37,11 +37,19 @@ pub(super) struct SessionTask {
     pub(super) keep: bool,
 }
 
-/// A reported patch waiting to be acknowledged.
+/// A twin response waiting for what it shows to be durable: the acknowledgement of a
+/// reported patch, or the answer to a twin GET (which may show writes not yet durable).
 struct PendingAck {
     rid: RequestId,
-    twin: Arc<Twin>,
+    answer: Answer,
     ack: Ack,
+}
+
+enum Answer {
+    /// A reported patch: 204 with the new reported version, and the twin-change event.
+    Reported(Arc<Twin>),
+    /// A twin GET: 200 with the device's view of the twin.
+    Twin(Bytes),
 }
 
 impl SessionTask {
@@ -226,8 +234,16 @@ impl SessionTask {
                     .hub
                     .get_twin(self.id.as_str())
                     .map_err(|e| e.to_string())?;
-                let body = twin.device_view().to_string();
-                self.twin_reply(200, &rid, None, Bytes::from(body))
+                let body = Bytes::from(twin.device_view().to_string());
+                // answered once everything it shows is durable, in order with the
+                // acknowledgements before it
+                let ack = self.hub.inner.settled();
+                acks.push_back(PendingAck {
+                    rid,
+                    answer: Answer::Twin(body),
+                    ack,
+                });
+                Ok(())
             }
             DeviceTopic::TwinPatchReported { rid } => {
                 let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&msg.payload);
@@ -237,7 +253,11 @@ impl SessionTask {
                 };
                 match result {
                     Ok((twin, ack)) => {
-                        acks.push_back(PendingAck { rid, twin, ack });
+                        acks.push_back(PendingAck {
+                            rid,
+                            answer: Answer::Reported(twin),
+                            ack,
+                        });
                         Ok(())
                     }
                     Err(e) => self.twin_reply(e.http_status(), &rid, None, error_body(&e)),
@@ -261,7 +281,7 @@ impl SessionTask {
     }
 }
 
-/// Waits until the oldest pending reported patch is durable (or failed).
+/// Waits until what the oldest pending response shows is durable (or failed).
 async fn next_ack(acks: &mut VecDeque<PendingAck>) -> Result<(), crate::store::StoreError> {
     match acks.front_mut() {
         Some(p) => p.ack.as_mut().await,
@@ -270,19 +290,20 @@ async fn next_ack(acks: &mut VecDeque<PendingAck>) -> Result<(), crate::store::S
 }
 
 impl SessionTask {
-    /// The twin response for a reported patch once its write is durable (or failed), if the
-    /// device subscribed to twin responses.
+    /// The twin response once what it shows is durable (or failed), if the device subscribed
+    /// to twin responses.
     fn acknowledgement(
         &self,
         p: &PendingAck,
         durable: Result<(), crate::store::StoreError>,
     ) -> Option<Message> {
-        let (status, version, body) = match durable {
-            Ok(()) => {
-                self.hub.emit_twin_changed(&p.twin, Actor::Device);
-                (204, Some(p.twin.reported().version()), Bytes::new())
+        let (status, version, body) = match (durable, &p.answer) {
+            (Ok(()), Answer::Reported(twin)) => {
+                self.hub.emit_twin_changed(twin, Actor::Device);
+                (204, Some(twin.reported().version()), Bytes::new())
             }
-            Err(e) => {
+            (Ok(()), Answer::Twin(body)) => (200, None, body.clone()),
+            (Err(e), _) => {
                 let e = HubError::from(e);
                 (e.http_status(), None, error_body(&e))
             }

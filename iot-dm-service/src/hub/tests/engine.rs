@@ -17,8 +17,8 @@ async fn restart_reloads_everything_acknowledged() {
     drop(hub);
     let hub = Hub::builder().store(store).open().await.unwrap();
     assert_eq!(
-        hub.get_device("d1").unwrap().authentication,
-        d.authentication
+        hub.get_device("d1").unwrap().authentication(),
+        d.authentication()
     );
     let after = hub.get_twin("d1").unwrap();
     assert_eq!(after.to_json(), {
@@ -120,14 +120,7 @@ async fn a_write_racing_a_checkpoint_is_not_lost() {
 async fn shutdown_closes_sessions_and_releases_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.redb");
-    let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
-    let hub = Hub::builder()
-        .path(&path)
-        .clock(Arc::new(clock))
-        .host_name("hub.example")
-        .open()
-        .await
-        .unwrap();
+    let hub = builder_at_t0().0.path(&path).open().await.unwrap();
     let d = device(&hub, "d1").await;
     let token = token_for(&d, None, 3600);
     let mut dev = Raw::connect(&hub, &d).await;
@@ -147,4 +140,79 @@ async fn shutdown_closes_sessions_and_releases_the_store() {
         json!({"x": 1})
     );
     again.shutdown().await.unwrap();
+}
+
+/// Whether the entry of `id` holds one identity record, shared by its device and its twin, and
+/// what the device and twin views show of it.
+fn shares_one_identity(hub: &Hub, id: &str) -> bool {
+    let slot = hub.inner.state.slot(id).unwrap();
+    let e = crate::hub::engine::lock(&slot);
+    Arc::ptr_eq(&e.device.identity, &e.twin.identity)
+}
+
+#[tokio::test]
+async fn device_and_twin_share_one_identity_through_every_write() {
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::MemoryStore::new());
+    let hub = builder_at_t0().0.store(store.clone()).open().await.unwrap();
+    let d = device(&hub, "d1").await;
+    assert!(shares_one_identity(&hub, "d1"));
+    // a session: connection state and last activity
+    let mut dev = Raw::connect(&hub, &d).await;
+    assert!(shares_one_identity(&hub, "d1"));
+    assert_eq!(
+        hub.get_twin("d1").unwrap().identity.connection_state,
+        ConnectionState::Connected
+    );
+    // the logged reported patch moves lastActivityTime in both views
+    let before = hub.get_device("d1").unwrap().identity.last_activity_time;
+    dev.patch_reported(json!({"fw": "1.0"})).await;
+    assert!(shares_one_identity(&hub, "d1"));
+    let (device, twin) = (hub.get_device("d1").unwrap(), hub.get_twin("d1").unwrap());
+    assert!(device.identity.last_activity_time >= before);
+    assert_eq!(device.identity, twin.identity);
+    // queued messages count in both views
+    hub.send_c2d("d1", CloudMessage::new("hi")).await.unwrap();
+    assert!(shares_one_identity(&hub, "d1"));
+    assert_eq!(
+        hub.get_twin("d1")
+            .unwrap()
+            .identity
+            .cloud_to_device_message_count,
+        1
+    );
+    // a registry update: status, reason, capabilities and the identity's ETag
+    let mut update = hub.get_device("d1").unwrap();
+    update.identity_mut().capabilities.iot_edge = true;
+    let updated = hub.update_device(update, None).await.unwrap();
+    assert!(shares_one_identity(&hub, "d1"));
+    let twin = hub.get_twin("d1").unwrap();
+    assert!(twin.identity.capabilities.iot_edge);
+    assert_eq!(twin.to_json()["deviceEtag"], json!(updated.etag().as_str()));
+    hub.disable_device("d1", "stolen").await.unwrap();
+    assert!(shares_one_identity(&hub, "d1"));
+    assert_eq!(
+        hub.get_twin("d1").unwrap().to_json()["status"],
+        json!("disabled")
+    );
+    // a twin write keeps the pointer
+    let p: TwinPatch = serde_json::from_value(json!({"tags": {"t": 1}})).unwrap();
+    hub.update_twin("d1", &p, None).await.unwrap();
+    assert!(shares_one_identity(&hub, "d1"));
+    let device = hub.get_device("d1").unwrap();
+    drop(dev);
+    hub.checkpoint().await.unwrap();
+    drop(hub);
+    // and a reload from the store
+    let hub = Hub::builder().store(store).open().await.unwrap();
+    assert!(shares_one_identity(&hub, "d1"));
+    let reloaded = hub.get_device("d1").unwrap();
+    assert_eq!(
+        reloaded.identity.status_reason,
+        device.identity.status_reason
+    );
+    assert_eq!(reloaded.etag(), device.etag());
+    assert_eq!(
+        reloaded.identity.connection_state,
+        ConnectionState::Disconnected
+    );
 }

@@ -23,21 +23,25 @@ mod twins;
 
 const T0: i64 = 1_700_000_000;
 
-async fn hub_with_clock() -> (Hub, ManualClock) {
+/// A hub builder on a manual clock at `T0`, for `hub.example` (the host the tests' device
+/// tokens name).
+fn builder_at_t0() -> (HubBuilder, ManualClock) {
     let clock = ManualClock::new(Timestamp::from_unix_secs(T0));
-    let hub = Hub::builder()
+    let builder = Hub::builder()
         .clock(Arc::new(clock.clone()))
-        .host_name("hub.example")
-        .open()
-        .await
-        .unwrap();
-    (hub, clock)
+        .host_name("hub.example");
+    (builder, clock)
+}
+
+async fn hub_with_clock() -> (Hub, ManualClock) {
+    let (builder, clock) = builder_at_t0();
+    (builder.open().await.unwrap(), clock)
 }
 
 fn token_for(device: &Device, key: Option<&str>, ttl: i64) -> String {
     let key = key
         .map(str::to_string)
-        .or_else(|| device.authentication.symmetric_key.primary_key.clone())
+        .or_else(|| device.symmetric_key.primary_key.clone())
         .unwrap();
     let key = SymmetricKey::new(key).unwrap();
     let uri = wire::device_resource_uri("hub.example", &device.device_id);

@@ -6,7 +6,7 @@ use super::*;
 async fn registry_crud_and_typed_errors() {
     let (hub, _) = hub_with_clock().await;
     let d = device(&hub, "d1").await;
-    assert_eq!(d.etag, "MQ==");
+    assert_eq!(d.etag(), "MQ==");
     assert_eq!(hub.get_device("d1").unwrap(), d);
     let err = hub
         .create_device(DeviceSpec::new("d1".parse().unwrap()))
@@ -27,7 +27,7 @@ async fn registry_crud_and_typed_errors() {
     let p2 = hub.list_devices(p1.continuation.as_deref(), 4).unwrap();
     assert_eq!(p2.items.len(), 2);
     assert!(p2.continuation.is_none());
-    hub.delete_device("d1", Some(d.etag.as_str()))
+    hub.delete_device("d1", Some(d.etag().as_str()))
         .await
         .unwrap();
     assert!(hub.get_device("d1").unwrap_err().is_not_found());
@@ -169,7 +169,7 @@ async fn bulk_reports_per_device() {
         })
     ));
     // etag-checked delete
-    let etag = hub.get_device("exists").unwrap().etag;
+    let etag = hub.get_device("exists").unwrap().etag().clone();
     let mut del = import("exists", ImportMode::DeleteIfMatchETag);
     del.etag = Some("wrong".into());
     assert!(!hub.bulk(vec![del.clone()]).await.unwrap().is_successful);
@@ -219,10 +219,10 @@ async fn export_then_import_round_trips() {
     for id in ["dev-000", "dev-001", "dev-117", "planned", "dev-005"] {
         let a = hub.get_device(id).unwrap();
         let b = copy.get_device(id).unwrap();
-        assert_eq!(a.authentication, b.authentication, "{id}");
+        assert_eq!(a.authentication(), b.authentication(), "{id}");
         assert_eq!(
-            (a.state(), a.status, &a.status_reason),
-            (b.state(), b.status, &b.status_reason),
+            (a.state(), a.identity.status, &a.identity.status_reason),
+            (b.state(), b.identity.status, &b.identity.status_reason),
             "{id}"
         );
     }

@@ -9,7 +9,7 @@ async fn device_session_twin_round_trips() {
     let d = device(&hub, "d1").await;
     let mut dev = Raw::connect(&hub, &d).await;
     assert_eq!(
-        hub.get_twin("d1").unwrap().connection_state,
+        hub.get_twin("d1").unwrap().identity.connection_state,
         ConnectionState::Connected
     );
     let (topic, body) = dev.get_twin().await;
@@ -66,12 +66,12 @@ async fn credentials_are_checked() {
     let (hub, _) = hub_with_clock().await;
     let d = device(&hub, "d1").await;
     let other = device(&hub, "d2").await;
-    let secondary = d.authentication.symmetric_key.secondary_key.clone();
+    let secondary = d.symmetric_key.secondary_key.clone();
     assert!(hub
         .connect(request(&d, token_for(&d, secondary.as_deref(), 60)))
         .await
         .is_ok());
-    let wrong = other.authentication.symmetric_key.primary_key.clone();
+    let wrong = other.symmetric_key.primary_key.clone();
     assert!(hub
         .connect(request(&d, token_for(&d, wrong.as_deref(), 60)))
         .await
@@ -100,8 +100,7 @@ async fn credentials_are_checked() {
 async fn a_token_for_another_hub_is_refused() {
     let (hub, _) = hub_with_clock().await;
     let d = device(&hub, "d1").await;
-    let key =
-        SymmetricKey::new(d.authentication.symmetric_key.primary_key.clone().unwrap()).unwrap();
+    let key = SymmetricKey::new(d.symmetric_key.primary_key.clone().unwrap()).unwrap();
     let signed_for = |sr: &str| {
         SasToken::generate(sr, &key, Timestamp::from_unix_secs(T0 + 60), None)
             .as_str()
@@ -146,7 +145,7 @@ async fn disable_closes_the_session_and_refuses_reconnects() {
         .await
         .is_err());
     let t = hub.get_twin("d1").unwrap();
-    assert_eq!(t.status_reason.as_deref(), Some("stolen"));
+    assert_eq!(t.identity.status_reason.as_deref(), Some("stolen"));
     hub.enable_device("d1").await.unwrap();
     assert!(hub
         .connect(request(&d, token_for(&d, None, 60)))
@@ -171,10 +170,7 @@ async fn key_regeneration_closes_the_session() {
     let d = device(&hub, "d1").await;
     let mut dev = Raw::connect(&hub, &d).await;
     let d2 = hub.regenerate_key("d1", KeyKind::Primary).await.unwrap();
-    assert_ne!(
-        d2.authentication.symmetric_key.primary_key,
-        d.authentication.symmetric_key.primary_key
-    );
+    assert_ne!(d2.symmetric_key.primary_key, d.symmetric_key.primary_key);
     assert!(dev.closed().await);
     assert!(hub
         .connect(request(&d, token_for(&d, None, 60)))
@@ -331,7 +327,13 @@ async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
     hub.send_c2d("d1", CloudMessage::new("second").message_id("m-2"))
         .await
         .unwrap();
-    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 2);
+    assert_eq!(
+        hub.get_twin("d1")
+            .unwrap()
+            .identity
+            .cloud_to_device_message_count,
+        2
+    );
 
     let mut dev = Raw::connect(&hub, &d).await;
     dev.subscribe(&["devices/d1/messages/devicebound/#"]).await;
@@ -355,12 +357,24 @@ async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
         .await
         .unwrap();
     for _ in 0..100 {
-        if hub.get_twin("d1").unwrap().cloud_to_device_message_count == 1 {
+        if hub
+            .get_twin("d1")
+            .unwrap()
+            .identity
+            .cloud_to_device_message_count
+            == 1
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 1);
+    assert_eq!(
+        hub.get_twin("d1")
+            .unwrap()
+            .identity
+            .cloud_to_device_message_count,
+        1
+    );
     drop(dev);
     let mut dev = Raw::connect(&hub, &d).await;
     dev.subscribe(&["devices/d1/messages/devicebound/#"]).await;
@@ -386,6 +400,12 @@ async fn cloud_to_device_is_queued_delivered_acknowledged_and_redelivered() {
     hub.send_c2d("d1", CloudMessage::new("fresh"))
         .await
         .unwrap();
-    assert_eq!(hub.get_twin("d1").unwrap().cloud_to_device_message_count, 1);
+    assert_eq!(
+        hub.get_twin("d1")
+            .unwrap()
+            .identity
+            .cloud_to_device_message_count,
+        1
+    );
     assert_eq!(hub.purge_c2d("d1").await.unwrap(), 1);
 }

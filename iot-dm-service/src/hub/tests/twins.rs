@@ -100,6 +100,12 @@ async fn a_desired_change_that_is_not_durable_is_never_told() {
         }
     }
     assert_eq!(versions, vec![2], "events: {versions:?}");
+    // nor to a back end reading through the API: the write it would show is not durable
+    let read = crate::api::TwinApi::get_twin(&hub, "d1").await;
+    assert!(
+        read.is_err(),
+        "a read showed a write whose commit failed: {read:?}"
+    );
 
     // after a restart on what is durable, the hub serves version 2: what the device holds
     failing.fail_commits(false);

@@ -70,7 +70,7 @@ impl Hub {
                 version: twin.desired().version(),
                 body,
             });
-            e.sync_twin();
+            e.share_identity();
             let twin = e.twin.clone();
             let hub = self.clone();
             let visible = twin.clone();
@@ -139,7 +139,10 @@ impl Hub {
 #[async_trait]
 impl TwinApi for Hub {
     async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        Hub::get_twin(self, device_id)
+        let twin = Hub::get_twin(self, device_id)?;
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(twin)
     }
 
     /// Merges tags and desired properties (`PATCH /twins/{id}`), if `if_match` (the twin ETag
@@ -173,6 +176,8 @@ impl TwinApi for Hub {
     }
 
     async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {
-        Hub::get_archived_twin(self, device_id)
+        let twin = Hub::get_archived_twin(self, device_id)?;
+        self.inner.settled().await?;
+        Ok(twin)
     }
 }

@@ -115,13 +115,19 @@ impl QueryApi for Hub {
     /// `FROM devices.jobs` reads the jobs' device records (see the jobs wing).
     async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
         let query = Query::parse(sql)?;
-        if query.collection() == Collection::Jobs {
-            return self.query_device_jobs(&query, request).await;
-        }
-        Hub::query_page(self, sql, request)
+        let page = if query.collection() == Collection::Jobs {
+            self.query_device_jobs(&query, request).await?
+        } else {
+            Hub::query_page(self, sql, request)?
+        };
+        // shown outside the hub: only once durable (see `Inner::settled`)
+        self.inner.settled().await?;
+        Ok(page)
     }
 
     async fn query_archive_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
-        Hub::query_archive_page(self, sql, request)
+        let page = Hub::query_archive_page(self, sql, request)?;
+        self.inner.settled().await?;
+        Ok(page)
     }
 }

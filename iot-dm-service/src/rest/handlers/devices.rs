@@ -103,16 +103,16 @@ async fn put_device(cx: Ctx) -> Result<Reply, ApiError> {
             }
             let mut device = cx.hub.get_device(id)?;
             if let Some(s) = body.status {
-                device.status = s;
+                device.identity_mut().status = s;
             }
             if body.status_reason.is_some() {
-                device.status_reason = body.status_reason;
+                device.identity_mut().status_reason = body.status_reason;
             }
             if let Some(a) = auth {
-                device.authentication = a;
+                device.set_authentication(a);
             }
             if let Some(c) = body.capabilities {
-                device.capabilities = c;
+                device.identity_mut().capabilities = c;
             }
             Reply::json(&cx.hub.update_device(device, Some(if_match)).await?)
         }

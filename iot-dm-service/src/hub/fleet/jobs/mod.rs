@@ -80,6 +80,10 @@ pub(crate) enum Command {
 pub(crate) struct Jobs {
     pub(crate) config: JobsConfig,
     pub(crate) book: Mutex<BTreeMap<String, records::Job>>,
+    /// Held for writing by a scheduler round from its first change to the book until its
+    /// commit is durable, and for reading by the API's reads: nothing a reader is shown is
+    /// rolled back by a crash.
+    pub(crate) gate: tokio::sync::RwLock<()>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -107,6 +111,7 @@ impl Jobs {
         let jobs = Jobs {
             config,
             book: Mutex::new(book),
+            gate: tokio::sync::RwLock::new(()),
             commands: tx,
         };
         Ok((jobs, rx))
@@ -228,6 +233,7 @@ impl JobApi for Hub {
     }
 
     async fn get_job(&self, job_id: &str) -> Result<JobResponse, HubError> {
+        let _durable = self.inner.jobs.gate.read().await;
         locked(&self.inner.jobs.book)
             .get(job_id)
             .map(|j| j.job.clone())
@@ -255,6 +261,7 @@ impl JobApi for Hub {
         request: &PageRequest,
     ) -> Result<JobPage, HubError> {
         let size = page_size(request)?;
+        let _durable = self.inner.jobs.gate.read().await;
         let book = locked(&self.inner.jobs.book);
         let after = request.continuation_token().map(str::to_string);
         let mut items: Vec<JobResponse> = book

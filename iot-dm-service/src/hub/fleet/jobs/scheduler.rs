@@ -120,6 +120,8 @@ async fn round(
     let mut starts = Vec::new();
     let mut created = Vec::new();
     let wake;
+    // readers wait for this round's commit (see `Jobs::gate`)
+    let gate = jobs.gate.write().await;
     {
         let mut book = locked(&jobs.book);
         for cmd in cmds {
@@ -173,6 +175,7 @@ async fn round(
             return TICK;
         }
     }
+    drop(gate);
     for (tx, r) in replies {
         let _ = tx.send(r);
     }
