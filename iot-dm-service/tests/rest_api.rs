@@ -13,6 +13,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use iot_dm_core::clock::Timestamp;
+use iot_dm_core::job::JobRequest;
 use iot_dm_core::wire::ServiceConnectionString;
 use iot_dm_service::access::{AccessPolicy, RateLimit, Rights};
 use iot_dm_service::api::prelude::*;
@@ -46,7 +47,11 @@ async fn create(s: &Served, id: &str) {
 
 async fn prepare(s: &Served, method: &Method, pattern: &str, n: usize) -> Case {
     let id = format!("m{n}");
-    let at = |p: &str| p.replace("{id}", &id).replace("{name}", &format!("p{n}"));
+    let at = |p: &str| {
+        p.replace("{id}", &id)
+            .replace("{name}", &format!("p{n}"))
+            .replace("{jobId}", &format!("j{n}"))
+    };
     let case = |body: Option<Value>, ok: &'static [u16]| Case {
         path: at(pattern),
         body,
@@ -163,8 +168,25 @@ async fn prepare(s: &Served, method: &Method, pattern: &str, n: usize) -> Case {
                 .unwrap();
             case(None, &[204])
         }
+        ("PUT", "/jobs/v2/{jobId}") => case(Some(nobody_job(n)), &[200]),
+        ("GET", "/jobs/v2/query") => case(None, &[200]),
+        ("GET", "/jobs/v2/{jobId}")
+        | ("POST", "/jobs/v2/{jobId}/cancel")
+        | ("POST", "/jobs/v2/{jobId}/pause")
+        | ("POST", "/jobs/v2/{jobId}/resume")
+        | ("GET", "/jobs/v2/{jobId}/devices") => {
+            let request = JobRequest::from_json(&nobody_job(n)).unwrap();
+            s.hub.create_job(&request).await.unwrap();
+            case(None, &[200])
+        }
         (m, p) => panic!("route {m} {p} has no case in the authorization matrix: add one"),
     }
+}
+
+/// A twin job that targets no device.
+fn nobody_job(n: usize) -> Value {
+    json!({"jobId": format!("j{n}"), "type": "scheduleUpdateTwin",
+           "queryCondition": "deviceId = 'nobody'", "updateTwin": {"tags": {"a": 1}}})
 }
 
 fn bad_signature_token() -> String {
@@ -184,7 +206,7 @@ async fn authorization_matrix_every_policy_against_every_route() {
     let mut request_ids = HashSet::new();
     let mut n = 0;
     let routes = rest::routes();
-    assert_eq!(routes.len(), 31, "the contract has 31 routes");
+    assert_eq!(routes.len(), 38, "the contract has 38 routes");
     for route in &routes {
         // 401: no token, a token signed with another key, an expired token
         let expired = s.token_until(
@@ -195,7 +217,8 @@ async fn authorization_matrix_every_policy_against_every_route() {
         let placeholder = route
             .path
             .replace("{id}", "nobody")
-            .replace("{name}", "nobody");
+            .replace("{name}", "nobody")
+            .replace("{jobId}", "nobody");
         for auth in [None, Some(bad.as_str()), Some(expired.as_str())] {
             let mut headers = vec![("content-type", "application/json")];
             if let Some(a) = auth {

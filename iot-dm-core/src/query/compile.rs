@@ -50,8 +50,21 @@ pub(crate) enum CmpOp {
 }
 
 impl CmpOp {
+    /// The comparison a binary operator is, if it is one.
+    pub(crate) fn of(op: BinaryOp) -> Option<CmpOp> {
+        Some(match op {
+            BinaryOp::Eq => CmpOp::Eq,
+            BinaryOp::Ne => CmpOp::Ne,
+            BinaryOp::Lt => CmpOp::Lt,
+            BinaryOp::Le => CmpOp::Le,
+            BinaryOp::Gt => CmpOp::Gt,
+            BinaryOp::Ge => CmpOp::Ge,
+            _ => return None,
+        })
+    }
+
     /// The operator with its operands swapped: `a op b` is `b op.flip() a`.
-    fn flip(self) -> CmpOp {
+    pub(crate) fn flip(self) -> CmpOp {
         match self {
             CmpOp::Eq => CmpOp::Eq,
             CmpOp::Ne => CmpOp::Ne,

@@ -195,6 +195,7 @@ pub use ast::{
     is_keyword, Aggregate, BinaryOp, Collection, Expr, Function, Literal, Path, Select, SelectExpr,
     SelectItem, Statement, KEYWORDS,
 };
+pub(crate) use compile::CmpOp;
 pub use error::{ParseErrorKind, Position, QueryError, MAX_QUERY_CHARS};
 pub use paging::{Page, PageRequest, TwinKey, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};

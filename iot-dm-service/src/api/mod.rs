@@ -15,6 +15,7 @@
 //! | [`MessageApi`] | cloud-to-device messages |
 //! | [`AccessApi`] | shared access policies |
 //! | [`CertificateApi`] | X.509 certification authorities |
+//! | [`JobApi`] | jobs over the fleet: scheduled twin updates and direct methods |
 //!
 //! Code written against `&dyn ServiceApi` (or a generic `A: ServiceApi`, or only the area
 //! traits it needs) switches between the two by configuration. Errors are [`HubError`](crate::HubError) in both
@@ -48,6 +49,7 @@ pub const API_VERSION: &str = "2021-04-12";
 
 mod access;
 mod certificates;
+mod jobs;
 mod messages;
 mod methods;
 mod query;
@@ -56,6 +58,7 @@ mod twins;
 
 pub use access::AccessApi;
 pub use certificates::CertificateApi;
+pub use jobs::{DeviceJobPage, JobApi, JobFilter, JobPage};
 pub use messages::MessageApi;
 pub use methods::MethodApi;
 pub use query::QueryApi;
@@ -67,8 +70,8 @@ pub use crate::hub::{RegistryStatistics, ServiceStatistics};
 /// Every area trait, for `use iot_dm_service::api::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccessApi, CertificateApi, MessageApi, MethodApi, QueryApi, RegistryApi, ServiceApi,
-        TwinApi,
+        AccessApi, CertificateApi, JobApi, MessageApi, MethodApi, QueryApi, RegistryApi,
+        ServiceApi, TwinApi,
     };
 }
 
@@ -77,12 +80,19 @@ pub mod prelude {
 ///
 /// Every method is one request to the hub; none of them retries.
 pub trait ServiceApi:
-    RegistryApi + TwinApi + QueryApi + MethodApi + MessageApi + AccessApi + CertificateApi
+    RegistryApi + TwinApi + QueryApi + MethodApi + MessageApi + AccessApi + CertificateApi + JobApi
 {
 }
 
 impl<T> ServiceApi for T where
-    T: RegistryApi + TwinApi + QueryApi + MethodApi + MessageApi + AccessApi + CertificateApi
+    T: RegistryApi
+        + TwinApi
+        + QueryApi
+        + MethodApi
+        + MessageApi
+        + AccessApi
+        + CertificateApi
+        + JobApi
 {
 }
 

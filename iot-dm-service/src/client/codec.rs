@@ -4,6 +4,8 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+use iot_dm_core::query::PageRequest;
+
 use super::errors::About;
 use super::{path, Answer, ServiceClient};
 use crate::hub::{HubError, KeyKind};
@@ -27,6 +29,15 @@ pub(crate) fn continuation(answer: &Answer) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
+}
+
+/// The paging headers of a page request.
+pub(crate) fn paging(request: &PageRequest) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("x-ms-max-item-count", request.page_size().to_string())];
+    if let Some(c) = request.continuation_token() {
+        headers.push(("x-ms-continuation", c.to_string()));
+    }
+    headers
 }
 
 pub(crate) fn device(id: &str) -> About<'_> {

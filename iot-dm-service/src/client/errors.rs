@@ -10,6 +10,7 @@ pub(crate) struct About<'a> {
     pub(crate) device_id: Option<&'a str>,
     pub(crate) if_match: Option<&'a str>,
     pub(crate) timeout_secs: u64,
+    pub(crate) job_id: Option<&'a str>,
 }
 
 /// IoT Hub's six-digit code for an `ErrorCode:` name (for hubs that send no `errorCode`).
@@ -19,6 +20,9 @@ fn code_of_name(name: &str) -> Option<u32> {
         "DeviceAlreadyExists" => 409_001,
         "PreconditionFailed" => 412_001,
         "DeviceNotOnline" => 404_103,
+        "JobNotFound" => 404_002,
+        "JobAlreadyExists" => 409_104,
+        "ThrottlingMaxActiveJobCountExceeded" => 429_004,
         "GatewayTimeout" => 504_101,
         "ArgumentInvalid" => 400_004,
         "ArgumentNull" => 400_005,
@@ -106,6 +110,15 @@ pub(crate) fn from_response(
         404_103 => HubError::DeviceNotOnline {
             device_id: device_id(),
         },
+        404_002 => HubError::JobNotFound {
+            job_id: about.job_id.unwrap_or_default().to_string(),
+        },
+        409_104 => HubError::JobAlreadyExists {
+            job_id: about.job_id.unwrap_or_default().to_string(),
+        },
+        429_004 => HubError::TooManyActiveJobs {
+            limit: nums.last().copied().unwrap_or(0),
+        },
         504_101 => HubError::GatewayTimeout {
             device_id: device_id(),
             timeout_secs: about.timeout_secs,
@@ -175,6 +188,7 @@ mod tests {
                 device_id: Some("d1"),
                 if_match: Some("\"x\""),
                 timeout_secs: 7,
+                job_id: Some("j1"),
             },
         )
     }
@@ -190,6 +204,27 @@ mod tests {
         assert!(map(409, &b(409_001, "DeviceAlreadyExists", "x")).is_conflict());
         assert!(map(412, &b(412_001, "PreconditionFailed", "x")).is_precondition_failed());
         assert!(map(404, &b(404_103, "DeviceNotOnline", "x")).is_not_online());
+        assert!(matches!(
+            map(404, &b(404_002, "JobNotFound", "x")),
+            HubError::JobNotFound { job_id } if job_id == "j1"
+        ));
+        assert!(matches!(
+            map(409, &b(409_104, "JobAlreadyExists", "x")),
+            HubError::JobAlreadyExists { job_id } if job_id == "j1"
+        ));
+        let e = map(
+            429,
+            &b(
+                429_004,
+                "ThrottlingMaxActiveJobCountExceeded",
+                "the limit is 3",
+            ),
+        );
+        assert!(
+            matches!(e, HubError::TooManyActiveJobs { limit: 3 }),
+            "{e:?}"
+        );
+        assert!(e.is_throttled());
         assert!(matches!(
             map(504, &b(504_101, "GatewayTimeout", "x")),
             HubError::GatewayTimeout {

@@ -30,6 +30,7 @@ impl MethodApi for ServiceClient {
                     device_id: Some(device_id),
                     if_match: None,
                     timeout_secs,
+                    ..About::default()
                 },
             )
             .await?;

@@ -49,6 +49,7 @@
 mod certificates;
 mod codec;
 mod errors;
+mod jobs;
 mod messages;
 mod methods;
 mod policies;

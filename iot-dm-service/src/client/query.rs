@@ -6,7 +6,7 @@ use serde_json::json;
 
 use iot_dm_core::query::{Page as QueryPage, PageRequest};
 
-use super::codec::{body, continuation, parse};
+use super::codec::{body, continuation, paging, parse};
 use super::errors::About;
 use super::{path, ServiceClient};
 use crate::api::QueryApi;
@@ -19,10 +19,7 @@ impl ServiceClient {
         sql: &str,
         request: &PageRequest,
     ) -> Result<QueryPage, HubError> {
-        let mut headers = vec![("x-ms-max-item-count", request.page_size().to_string())];
-        if let Some(c) = request.continuation_token() {
-            headers.push(("x-ms-continuation", c.to_string()));
-        }
+        let headers = paging(request);
         let answer = self
             .call(
                 Method::POST,

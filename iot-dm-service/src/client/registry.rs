@@ -130,6 +130,7 @@ impl RegistryApi for ServiceClient {
                     device_id: Some(&id),
                     if_match: Some(if_match),
                     timeout_secs: 0,
+                    ..About::default()
                 },
             )
             .await?;
@@ -149,6 +150,7 @@ impl RegistryApi for ServiceClient {
                 device_id: Some(device_id),
                 if_match,
                 timeout_secs: 0,
+                ..About::default()
             },
         )
         .await?;

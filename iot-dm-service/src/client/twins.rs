@@ -65,6 +65,7 @@ impl ServiceClient {
                     device_id: Some(device_id),
                     if_match,
                     timeout_secs: 0,
+                    ..About::default()
                 },
             )
             .await?;

@@ -1,5 +1,6 @@
 //! The hub's error type, with IoT Hub's error codes.
 
+use iot_dm_core::job::JobError;
 use iot_dm_core::lifecycle::LifecycleError;
 use iot_dm_core::method::MethodError;
 use iot_dm_core::query::QueryError;
@@ -85,6 +86,27 @@ pub enum HubError {
         /// The limit.
         limit: usize,
     },
+    /// No job with this id (IoT Hub's 404002).
+    #[error("job {job_id:?} not found")]
+    JobNotFound {
+        /// The job id.
+        job_id: String,
+    },
+    /// A job with this id exists (IoT Hub's 409104).
+    #[error("job {job_id:?} already exists")]
+    JobAlreadyExists {
+        /// The job id.
+        job_id: String,
+    },
+    /// As many jobs as the hub allows are queued, scheduled or running (IoT Hub's 429004).
+    #[error("too many active jobs: the limit is {limit}")]
+    TooManyActiveJobs {
+        /// The limit.
+        limit: usize,
+    },
+    /// A job request is invalid (the error names the field).
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// The store failed to make a write durable. The write was not acknowledged.
     #[error("storage failed: {0}")]
     Store(StoreError),
@@ -176,7 +198,11 @@ impl HubError {
             HubError::GatewayTimeout { .. } => 504_101,
             HubError::Twin(e) if e.is_precondition_failed() => 412_001,
             HubError::Method(MethodError::PayloadTooLarge { .. }) => 413_001,
+            HubError::JobNotFound { .. } => 404_002,
+            HubError::JobAlreadyExists { .. } => 409_104,
+            HubError::TooManyActiveJobs { .. } => 429_004,
             HubError::InvalidInput { .. }
+            | HubError::Job(_)
             | HubError::Twin(_)
             | HubError::Method(_)
             | HubError::Query(_)
@@ -212,6 +238,9 @@ impl HubError {
             409_001 => "DeviceAlreadyExists",
             412_001 => "PreconditionFailed",
             404_103 => "DeviceNotOnline",
+            404_002 => "JobNotFound",
+            409_104 => "JobAlreadyExists",
+            429_004 => "ThrottlingMaxActiveJobCountExceeded",
             504_101 => "GatewayTimeout",
             413_001 => "MessageTooLarge",
             413_002 => "TooManyDevices",

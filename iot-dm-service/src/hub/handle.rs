@@ -11,7 +11,7 @@ use iot_dm_core::twin::TwinLimits;
 
 use super::engine::log::{self as persist, Sequencer};
 use super::engine::State;
-use super::{registry, sessions, HubError, HubEvent, Telemetry};
+use super::{fleet, registry, sessions, HubError, HubEvent, Telemetry};
 use crate::store::{Committer, MemoryStore, Store};
 
 /// Where the hub keeps its data.
@@ -36,6 +36,7 @@ pub struct HubBuilder {
     host_name: String,
     event_capacity: usize,
     checkpoint_interval: std::time::Duration,
+    jobs: fleet::jobs::JobsConfig,
 }
 
 impl Default for HubBuilder {
@@ -47,6 +48,7 @@ impl Default for HubBuilder {
             host_name: "localhost".into(),
             event_capacity: 4096,
             checkpoint_interval: std::time::Duration::from_secs(1),
+            jobs: fleet::jobs::JobsConfig::default(),
         }
     }
 }
@@ -104,6 +106,21 @@ impl HubBuilder {
         self
     }
 
+    /// How many jobs may be queued, scheduled or running at once
+    /// ([`DEFAULT_MAX_ACTIVE_JOBS`](crate::hub::DEFAULT_MAX_ACTIVE_JOBS) by default); creating
+    /// one more fails with `429004 ThrottlingMaxActiveJobCountExceeded`.
+    pub fn max_active_jobs(mut self, n: usize) -> Self {
+        self.jobs.max_active = n.max(1);
+        self
+    }
+
+    /// How long a job that ended is kept, with its device records
+    /// ([`DEFAULT_JOB_RETENTION`](crate::hub::DEFAULT_JOB_RETENTION), 30 days, by default).
+    pub fn job_retention(mut self, keep: std::time::Duration) -> Self {
+        self.jobs.retention = keep;
+        self
+    }
+
     /// Opens the store, loads every device, replays the log, and returns the hub.
     pub async fn open(self) -> Result<Hub, HubError> {
         let store: Arc<dyn Store> = match self.storage {
@@ -118,6 +135,8 @@ impl HubBuilder {
         let cas = registry::CaRegistry::load(store.as_ref()).await?;
         let policies = registry::load_policies(store.as_ref(), self.clock.now()).await?;
         let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
+        let (jobs, job_commands) =
+            fleet::jobs::Jobs::open(store.as_ref(), self.jobs, self.clock.now()).await?;
         tracing::info!(
             devices = state.devices.len(),
             replayed,
@@ -143,9 +162,11 @@ impl HubBuilder {
                 sequencer,
                 cas,
                 policies,
+                jobs,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
+        fleet::jobs::spawn_scheduler(&hub.inner, job_commands);
         Ok(hub)
     }
 }
@@ -169,6 +190,7 @@ pub(crate) struct Inner {
     pub(crate) sequencer: Sequencer,
     pub(crate) cas: registry::CaRegistry,
     pub(crate) policies: registry::PolicyRegistry,
+    pub(crate) jobs: fleet::jobs::Jobs,
 }
 
 /// The hub. See the [module docs](self).

@@ -26,6 +26,7 @@
 mod engine;
 mod error;
 mod events;
+mod fleet;
 mod handle;
 mod registry;
 mod sessions;
@@ -33,6 +34,7 @@ mod twins;
 
 pub use error::HubError;
 pub use events::{Actor, HubEvent};
+pub use fleet::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT};
 pub use registry::{
     generate_key, thumbprints, Authentication, BulkError, BulkResult, CaCertificate, Device,
     DevicePage, DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind,

@@ -81,6 +81,7 @@ pub(crate) fn table() -> Vec<Route> {
         handlers::statistics::routes(),
         handlers::policies::routes(),
         handlers::certificates::routes(),
+        handlers::jobs::routes(),
     ]
     .into_iter()
     .flatten()

@@ -74,6 +74,14 @@ impl MethodApi for Hub {
 }
 
 impl Hub {
+    /// Whether the device has a session that listens for direct methods now.
+    pub fn listening_for_methods(&self, device_id: &str) -> bool {
+        self.inner
+            .sessions
+            .get(device_id)
+            .is_some_and(|h| h.shared.subs.methods.load(Ordering::Relaxed))
+    }
+
     fn forget(&self, session: &SessionHandle, rid: &RequestId) {
         locked(&session.shared.pending).remove(rid.as_str());
     }

@@ -86,6 +86,22 @@ impl Hub {
         Ok((*twin).clone())
     }
 
+    /// Merges tags and desired properties by `actor`, if `if_match` (the twin ETag or `*`)
+    /// matches; the device gets the desired part as a notification.
+    pub(crate) async fn update_twin_as(
+        &self,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+        actor: Actor,
+    ) -> Result<Twin, HubError> {
+        self.service_twin_write(device_id, actor, |twin, now, limits| {
+            twin.update(patch, if_match, now, limits)?;
+            Ok(patch.desired.clone())
+        })
+        .await
+    }
+
     /// Merges a device's reported-properties patch. The write is applied and queued before this
     /// returns; the [`Ack`] resolves once it is durable, with the new reported `$version`.
     pub(crate) fn patch_reported_queued(
@@ -137,11 +153,8 @@ impl TwinApi for Hub {
         patch: &TwinPatch,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
-        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
-            twin.update(patch, if_match, now, limits)?;
-            Ok(patch.desired.clone())
-        })
-        .await
+        self.update_twin_as(device_id, patch, if_match, Actor::Service)
+            .await
     }
 
     /// Replaces the tags and desired properties given (`PUT /twins/{id}`), if `if_match`

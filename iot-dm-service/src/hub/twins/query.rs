@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use iot_dm_core::query::{Condition, Page, PageRequest, Query, TwinKey};
+use iot_dm_core::query::{Collection, Condition, Page, PageRequest, Query, TwinKey};
 use iot_dm_core::twin::Twin;
 
 use crate::api::QueryApi;
@@ -102,13 +102,24 @@ impl Hub {
             .filter(|t| condition.matches(t))
             .collect()
     }
+
+    /// Every live twin, in device-id order (the target of a `*` job).
+    pub(crate) fn live_twins(&self) -> Vec<Arc<Twin>> {
+        self.snapshots(None, Set::Live).collect()
+    }
 }
 
 /// Queries of the embedded hub: the synchronous inherent methods, for in-process callers.
 #[async_trait]
 impl QueryApi for Hub {
+    /// `FROM devices.jobs` reads the jobs' device records (see the jobs wing).
     async fn query_page(&self, sql: &str, request: &PageRequest) -> Result<Page, HubError> {
-        let page = Hub::query_page(self, sql, request)?;
+        let query = Query::parse(sql)?;
+        let page = if query.collection() == Collection::Jobs {
+            self.query_device_jobs(&query, request).await?
+        } else {
+            Hub::query_page(self, sql, request)?
+        };
         // shown outside the hub: only once durable (see `Inner::settled`)
         self.inner.settled().await?;
         Ok(page)

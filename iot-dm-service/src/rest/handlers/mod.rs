@@ -3,6 +3,7 @@
 
 pub(crate) mod certificates;
 pub(crate) mod devices;
+pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod messages;
 pub(crate) mod policies;
@@ -12,6 +13,9 @@ pub(crate) mod twins;
 
 use serde::Deserialize;
 
+use iot_dm_core::query::{PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+use super::context::Ctx;
 use super::error::ApiError;
 use crate::hub::KeyKind;
 
@@ -33,4 +37,14 @@ impl WhichKey {
             )),
         }
     }
+}
+
+/// The page a request asks for: `x-ms-max-item-count` and `x-ms-continuation`.
+pub(crate) fn page_request(cx: &Ctx) -> Result<PageRequest, ApiError> {
+    let size = cx.count_header("x-ms-max-item-count", 1..=MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)?;
+    Ok(PageRequest::new().size(size).continuation_opt(
+        cx.header("x-ms-continuation")?
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+    ))
 }

@@ -3,9 +3,7 @@
 
 use serde::Deserialize;
 
-use iot_dm_core::query::{
-    Collection, PageRequest, Query, Select, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
-};
+use iot_dm_core::query::{Collection, Query, Select};
 
 use crate::rest::context::{Ctx, Reply};
 use crate::rest::error::ApiError;
@@ -39,14 +37,11 @@ pub(crate) fn item_type(query: &Query) -> &'static str {
 async fn run(cx: Ctx, archive: bool) -> Result<Reply, ApiError> {
     let body: QueryBody = cx.json("query specification")?;
     let parsed = Query::parse(&body.query).map_err(HubError::from)?;
-    let size = cx.count_header("x-ms-max-item-count", 1..=MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)?;
-    let request = PageRequest::new().size(size).continuation_opt(
-        cx.header("x-ms-continuation")?
-            .filter(|c| !c.is_empty())
-            .map(str::to_string),
-    );
+    let request = super::page_request(&cx)?;
     let page = if archive {
         cx.hub.query_archive_page(&body.query, &request)?
+    } else if parsed.collection() == Collection::Jobs {
+        cx.hub.query_device_jobs(&parsed, &request).await?
     } else {
         cx.hub.query_page(&body.query, &request)?
     };
