@@ -17,6 +17,10 @@ use super::router::Router;
 use super::API_VERSIONS;
 use crate::{Hub, HubError};
 
+/// The most of a refused (too large) body still read, so that the client sees the 413; past
+/// it the connection is closed at once.
+const DRAIN_LIMIT: usize = 4 << 20;
+
 /// The JSON content type of every body.
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
@@ -142,7 +146,7 @@ impl Service {
     async fn read_body(
         &self,
         headers: &http::HeaderMap,
-        body: Incoming,
+        mut body: Incoming,
     ) -> Result<Bytes, ApiError> {
         let too_large = |size: usize| {
             ApiError::from(HubError::RequestTooLarge {
@@ -156,12 +160,15 @@ impl Service {
             .and_then(|v| v.parse::<usize>().ok())
         {
             if len > self.max_body {
+                if len <= DRAIN_LIMIT {
+                    self.drain(&mut body).await;
+                }
                 return Err(too_large(len));
             }
         }
         let collected = tokio::time::timeout(
             self.body_read_timeout,
-            Limited::new(body, self.max_body).collect(),
+            Limited::new(&mut body, self.max_body).collect(),
         )
         .await
         .map_err(|_| {
@@ -177,6 +184,7 @@ impl Service {
         match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                self.drain(&mut body).await;
                 Err(too_large(self.max_body + 1))
             }
             Err(e) => Err(ApiError::new(
@@ -185,6 +193,22 @@ impl Service {
                 format!("reading the request body: {e}"),
             )),
         }
+    }
+
+    /// Reads and throws away the rest of a refused body, up to [`DRAIN_LIMIT`] bytes and
+    /// within the body read timeout, so that a client still sending it reads the 413 instead
+    /// of finding its connection reset.
+    async fn drain(&self, body: &mut Incoming) {
+        let discard = async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.body_read_timeout, discard).await;
     }
 
     fn failure(&self, e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
