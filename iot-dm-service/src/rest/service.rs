@@ -21,6 +21,14 @@ use crate::{Hub, HubError};
 /// it the connection is closed at once.
 const DRAIN_LIMIT: usize = 4 << 20;
 
+/// The body length a request declares (`Content-Length`), if any.
+fn declared_length(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// The JSON content type of every body.
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
@@ -119,17 +127,30 @@ impl Service {
     }
 
     async fn dispatch(&self, request: Request<Incoming>) -> Result<Reply, ApiError> {
-        let (parts, body) = request.into_parts();
-        let (route, params) = self.router.find(&parts.method, parts.uri.path())?;
-        let query = parse_query(parts.uri.query());
-        check_api_version(&query)?;
-        let authorization = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or(""));
-        self.hub
-            .authorize(authorization, route.need)
-            .map_err(ApiError::from)?;
+        let (parts, mut body) = request.into_parts();
+        let checked = (|| {
+            let (route, params) = self.router.find(&parts.method, parts.uri.path())?;
+            let query = parse_query(parts.uri.query());
+            check_api_version(&query)?;
+            let authorization = parts
+                .headers
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or(""));
+            self.hub
+                .authorize(authorization, route.need)
+                .map_err(ApiError::from)?;
+            Ok::<_, ApiError>((route, params, query))
+        })();
+        let (route, params, query) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                // refused before its body was read: read it anyway, so the answer arrives
+                if declared_length(&parts.headers).is_none_or(|n| n <= DRAIN_LIMIT) {
+                    self.drain(&mut body).await;
+                }
+                return Err(e);
+            }
+        };
         let body = self.read_body(&parts.headers, body).await?;
         (route.handler)(Ctx {
             hub: self.hub.clone(),
@@ -154,11 +175,7 @@ impl Service {
                 limit: self.max_body,
             })
         };
-        if let Some(len) = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
+        if let Some(len) = declared_length(headers) {
             if len > self.max_body {
                 if len <= DRAIN_LIMIT {
                     self.drain(&mut body).await;
