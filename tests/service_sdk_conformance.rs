@@ -250,7 +250,11 @@ async fn run_jobs(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
     let twin_job = hub.get_job(&format!("{prefix}-twin")).await.unwrap();
     assert_eq!(twin_job.status, JobStatus::Completed, "{sdk}: {twin_job:?}");
     let method_job = hub.get_job(&format!("{prefix}-method")).await.unwrap();
-    assert_eq!(method_job.status, JobStatus::Completed, "{sdk}: {method_job:?}");
+    assert_eq!(
+        method_job.status,
+        JobStatus::Completed,
+        "{sdk}: {method_job:?}"
+    );
     let stats = method_job.device_job_statistics.unwrap();
     assert_eq!((stats.device_count, stats.succeeded_count), (2, 2), "{sdk}");
     let later = hub.get_job(&format!("{prefix}-later")).await.unwrap();
