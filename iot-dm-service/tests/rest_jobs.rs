@@ -1,5 +1,6 @@
-//! Jobs over REST: the requests the official Python (`2020-09-30`) and Node (`2021-04-12`)
-//! service SDKs send, the bodies they parse, the error codes, and `ServiceClient`.
+//! Jobs over REST: the requests the official Python and Node service SDKs send (both pinned
+//! releases send `api-version=2021-04-12`; older Python releases sent `2020-09-30`, accepted
+//! too), the bodies they parse, the error codes, and `ServiceClient`.
 
 #![allow(clippy::unwrap_used)]
 
