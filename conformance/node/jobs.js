@@ -16,6 +16,7 @@ const host = /HostName=([^;]+)/.exec(ownerCs)[1];
 const prefix = 'jobs-node';
 const devices = [`${prefix}-d0`, `${prefix}-d1`];
 const fleet = `deviceId IN ['${devices[0]}', '${devices[1]}']`;
+const methodPayload = { delay: 1, failOn: devices[1] };
 let current = 'start';
 
 function step(name, data) {
@@ -117,7 +118,9 @@ function agree(job, rows) {
     await client.setOptions({ ca });
     await client.open();
     client.onDeviceMethod('reboot', (request, response) => {
-      response.send(200 + i, { device: deviceId, echo: request.payload }, (e) => { if (e) fail(e); });
+      // a device named in the payload's failOn answers 500
+      const refuse = request.payload && request.payload.failOn === deviceId;
+      response.send(refuse ? 500 : 200 + i, { device: deviceId, echo: request.payload }, (e) => { if (e) fail(e); });
     });
     clients.push(client);
   }
@@ -162,22 +165,26 @@ function agree(job, rows) {
 
   current = 'method job';
   const methodJobId = `${prefix}-method`;
-  // the tag the twin job set; a start time now and a time bound of 60 s
-  const method = await jobs.scheduleDeviceMethod(methodJobId, `tags.fleet = '${prefix}'`, { methodName: 'reboot', payload: { delay: 1 }, responseTimeoutInSeconds: 10 }, new Date(), 60);
+  // the tag the twin job set; a start time now and a time bound of 60 s; the second device
+  // answers 500
+  const method = await jobs.scheduleDeviceMethod(methodJobId, `tags.fleet = '${prefix}'`, { methodName: 'reboot', payload: methodPayload, responseTimeoutInSeconds: 10 }, new Date(), 60);
   checkJob(method.jobStatus, methodJobId, 'scheduleDeviceMethod', 'the created method job');
   const c2d = method.jobStatus.cloudToDeviceMethod;
-  check(c2d && c2d.methodName === 'reboot' && JSON.stringify(c2d.payload) === '{"delay":1}' && c2d.responseTimeoutInSeconds === 10, 'cloudToDeviceMethod echoed', c2d);
+  check(c2d && c2d.methodName === 'reboot' && JSON.stringify(c2d.payload) === JSON.stringify(methodPayload) && c2d.responseTimeoutInSeconds === 10, 'cloudToDeviceMethod echoed', c2d);
   done = await waitEnded(jobs, methodJobId);
+  // a job whose devices failed still completes; the failures are in its statistics
   check(done.status === 'completed', 'method job completed', done);
   rows = await deviceJobs(registry, methodJobId);
   stats = agree(done, rows);
-  check(stats.succeededCount === 2, 'method job statistics', stats);
+  check(stats.succeededCount === 1 && stats.failedCount === 1, 'method job statistics', stats);
   for (const r of rows) {
-    const i = devices.indexOf(r.deviceId);
-    check(r.jobId === methodJobId && r.jobType === 'scheduleDeviceMethod' && r.status === 'completed', 'device-job record', r);
+    const ok = r.deviceId === devices[0];
+    check(r.jobId === methodJobId && r.jobType === 'scheduleDeviceMethod', 'device-job record', r);
+    check(r.status === (ok ? 'completed' : 'failed'), 'device-job status', r);
     const answer = r.outcome && r.outcome.deviceMethodResponse;
-    const expected = { device: r.deviceId, echo: { delay: 1 } };
-    check(answer && answer.status === 200 + i && JSON.stringify(answer.payload) === JSON.stringify(expected), "outcome.deviceMethodResponse: the device's status and payload", r);
+    const expected = { device: r.deviceId, echo: methodPayload };
+    check(answer && answer.status === (ok ? 200 : 500) && JSON.stringify(answer.payload) === JSON.stringify(expected), "outcome.deviceMethodResponse: the device's status and payload", r);
+    if (!ok) check(r.error && r.error.code === 'DeviceMethodFailed' && r.error.description.includes('500'), "the failed device's error", r);
     for (const field of ['createdDateTimeUtc', 'lastUpdatedDateTimeUtc', 'startTimeUtc', 'endTimeUtc']) {
       check(rfc3339.test(r[field]), `device-job ${field}`, r);
     }
@@ -231,7 +238,7 @@ function agree(job, rows) {
   check(JSON.stringify(everything.ids) === JSON.stringify([laterJobId, methodJobId, twinJobId].sort()), 'every job', everything.ids);
   check(everything.pages === 3, '3 pages of 1', everything.pages);
   const item = everything.found.find((j) => j.jobId === methodJobId);
-  check(rfc3339.test(item.endTime) && item.deviceJobStatistics.succeededCount === 2, 'a listed job as getJob shows it', item);
+  check(rfc3339.test(item.endTime) && item.deviceJobStatistics.failedCount === 1, 'a listed job as getJob shows it', item);
   check(JSON.stringify((await all('scheduleUpdateTwin')).ids) === JSON.stringify([twinJobId]), 'jobType scheduleUpdateTwin');
   check(JSON.stringify((await all(undefined, 'completed', 5)).ids) === JSON.stringify([methodJobId, twinJobId].sort()), 'jobStatus completed');
   check(JSON.stringify((await all('scheduleDeviceMethod', 'completed')).ids) === JSON.stringify([methodJobId]), 'jobType and jobStatus');

@@ -26,6 +26,7 @@ from msrest.exceptions import HttpOperationError
 PREFIX = "jobs-python"
 DEVICES = [f"{PREFIX}-d0", f"{PREFIX}-d1"]
 FLEET = f"deviceId IN ['{DEVICES[0]}', '{DEVICES[1]}']"
+METHOD_PAYLOAD = {"delay": 1, "failOn": DEVICES[1]}
 current = "start"
 
 
@@ -146,8 +147,10 @@ def main():
 
         def on_method(request, client=client, device_id=device_id, status=200 + i):
             if request.name == "reboot":
+                # a device named in the payload's failOn answers 500
+                refuse = isinstance(request.payload, dict) and request.payload.get("failOn") == device_id
                 answer = MethodResponse.create_from_method_request(
-                    request, status, {"device": device_id, "echo": request.payload}
+                    request, 500 if refuse else status, {"device": device_id, "echo": request.payload}
                 )
             else:
                 answer = MethodResponse.create_from_method_request(request, 404, None)
@@ -205,7 +208,8 @@ def main():
     request = JobRequest(
         job_id=method_job_id,
         type="scheduleDeviceMethod",
-        cloud_to_device_method=CloudToDeviceMethod(method_name="reboot", payload={"delay": 1}, response_timeout_in_seconds=10),
+        # the second device answers 500
+        cloud_to_device_method=CloudToDeviceMethod(method_name="reboot", payload=METHOD_PAYLOAD, response_timeout_in_seconds=10),
         # the tag the twin job set
         query_condition=f"tags.fleet = '{PREFIX}'",
         start_time=utc_now(),
@@ -214,18 +218,23 @@ def main():
     created = jobs.create_scheduled_job(method_job_id, request)
     check_job(created, method_job_id, "scheduleDeviceMethod", "the created method job")
     method = created.cloud_to_device_method
-    check(method is not None and method.method_name == "reboot" and method.payload == {"delay": 1}, "cloud_to_device_method echoed", method)
+    check(method is not None and method.method_name == "reboot" and method.payload == METHOD_PAYLOAD, "cloud_to_device_method echoed", method)
     check(method.response_timeout_in_seconds == 10, "response_timeout_in_seconds echoed", method)
     done = wait_ended(jobs, method_job_id)
+    # a job whose devices failed still completes; the failures are in its statistics
     check(done.status == "completed", "method job completed", (done.status, done.failure_reason, done.status_message))
     twins, rows = device_jobs(registry, method_job_id)
     stats = agree(done, twins)
-    check(stats["succeededCount"] == 2, "method job statistics", stats)
+    check((stats["succeededCount"], stats["failedCount"]) == (1, 1), "method job statistics", stats)
     for r in rows:
-        i = DEVICES.index(r["deviceId"])
-        check(r["jobId"] == method_job_id and r["jobType"] == "scheduleDeviceMethod" and r["status"] == "completed", "device-job record", r)
+        ok = r["deviceId"] == DEVICES[0]
+        check(r["jobId"] == method_job_id and r["jobType"] == "scheduleDeviceMethod", "device-job record", r)
+        check(r["status"] == ("completed" if ok else "failed"), "device-job status", r)
         response = r.get("outcome", {}).get("deviceMethodResponse")
-        check(response == {"status": 200 + i, "payload": {"device": r["deviceId"], "echo": {"delay": 1}}}, "outcome.deviceMethodResponse: the device's status and payload", r)
+        expected = {"status": 200 if ok else 500, "payload": {"device": r["deviceId"], "echo": METHOD_PAYLOAD}}
+        check(response == expected, "outcome.deviceMethodResponse: the device's status and payload", r)
+        if not ok:
+            check(r.get("error", {}).get("code") == "DeviceMethodFailed" and "500" in r["error"]["description"], "the failed device's error", r)
         for field in ("createdDateTimeUtc", "lastUpdatedDateTimeUtc", "startTimeUtc", "endTimeUtc"):
             check(isinstance(r.get(field), str) and r[field].endswith("Z"), f"device-job {field}", r)
     step("METHOD_JOB", {"statistics": stats, "outcomes": [r["outcome"]["deviceMethodResponse"] for r in rows]})
@@ -287,7 +296,7 @@ def main():
     item = next(i for i in everything.items if i["jobId"] == method_job_id)
     for field in ("createdTime", "startTime", "endTime"):
         check(isinstance(item.get(field), str) and item[field].endswith("Z"), f"job {field} in RFC 3339 UTC", item)
-    check(item["deviceJobStatistics"]["succeededCount"] == 2, "deviceJobStatistics in the list", item)
+    check(item["deviceJobStatistics"]["failedCount"] == 1, "deviceJobStatistics in the list", item)
     try:
         jobs.get_scheduled_job(f"{PREFIX}-missing")
         raise AssertionError("getting an unknown job succeeded")
