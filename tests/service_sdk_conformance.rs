@@ -11,6 +11,11 @@
 //! per step; this harness checks the sequence and then the hub's own state. See
 //! `conformance/README.md`.
 //!
+//! The jobs scripts (`conformance/node/jobs.js`, `conformance/python/jobs.py`) do the same for
+//! IoT Hub jobs v2 through the SDKs' job clients: a twin-update job, a method job answered by
+//! device-SDK devices over MQTT, a job scheduled ahead and cancelled, the job list by type and
+//! status, and `deviceJobStatistics` against the `devices.jobs` records.
+//!
 //! With `IOT_DM_CONFORMANCE=1` (as `.ci/run` sets after installing the SDKs) a missing SDK is a
 //! failure; without it, an SDK that is not installed is skipped with a note.
 
