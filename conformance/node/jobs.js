@@ -156,10 +156,13 @@ function agree(job, rows) {
   let rows = await deviceJobs(registry, twinJobId);
   let stats = agree(done, rows);
   check(JSON.stringify(stats) === JSON.stringify({ deviceCount: 2, failedCount: 0, succeededCount: 2, runningCount: 0, pendingCount: 0 }), 'twin job statistics', stats);
-  for (const deviceId of devices) {
+  for (const [i, deviceId] of devices.entries()) {
     const twin = (await registry.getTwin(deviceId)).responseBody;
     check(twin.tags.fleet === prefix, 'the tag the job set', twin.tags);
     check(twin.properties.desired.fw === '2.0' && twin.properties.desired.interval === 30, 'the desired properties the job set', twin.properties.desired);
+    // and the device, through the device SDK over MQTT
+    const seen = (await clients[i].getTwin()).properties.desired;
+    check(seen.fw === '2.0' && seen.$version === twin.properties.desired.$version, "the device's twin", seen);
   }
   step('TWIN_JOB', stats);
 

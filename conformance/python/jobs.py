@@ -196,11 +196,14 @@ def main():
     check(stats == {"deviceCount": 2, "succeededCount": 2, "failedCount": 0, "runningCount": 0, "pendingCount": 0}, "twin job statistics", stats)
     for r in rows:
         check(r["jobId"] == twin_job_id and r["jobType"] == "scheduleUpdateTwin", "device-job jobId, jobType", r)
-    for device_id in DEVICES:
+    for device_id, client in zip(DEVICES, clients):
         twin = registry.get_twin(device_id)
         check(twin.tags.get("fleet") == PREFIX, "the tag the job set", twin.tags)
         desired = twin.properties.desired
         check(desired.get("fw") == "2.0" and desired.get("interval") == 30, "the desired properties the job set", desired)
+        # and the device, through the device SDK over MQTT
+        seen = client.get_twin()["desired"]
+        check(seen.get("fw") == "2.0" and seen.get("$version") == desired.get("$version"), "the device's twin", seen)
     step("TWIN_JOB", stats)
 
     current = "method job"
