@@ -141,6 +141,7 @@ async fn sdk_requests_and_replies() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("x-ms-item-type"), Some("jobResponse"));
     assert_eq!(a.header("x-ms-continuation"), None);
+    assert_eq!(a.header("vary"), Some("User-Agent"));
     let list = a.json();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["jobId"], "py-job");

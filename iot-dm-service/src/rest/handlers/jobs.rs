@@ -8,9 +8,8 @@
 //! it, or, for clients generated from IoT Hub's REST specification (the Python SDK), the
 //! `QueryResult` object `{"type", "items", "continuationToken"}` that specification declares.
 
-use serde_json::{json, Value};
-
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use iot_dm_core::job::{JobRequest, JobResponse, JobStatus, JobType};
 
@@ -102,7 +101,9 @@ async fn list(cx: Ctx) -> Result<Reply, ApiError> {
     let page = cx.hub.query_jobs(&filter, &page_request(&cx)?).await?;
     let shape = ListShape::of(cx.header("user-agent").ok().flatten());
     let body = shape.body(&page.items, page.continuation.as_deref());
-    let reply = Reply::json(&body)?.header("x-ms-item-type", "jobResponse");
+    let reply = Reply::json(&body)?
+        .header("x-ms-item-type", "jobResponse")
+        .header("vary", "User-Agent");
     Ok(paged(reply, page.continuation.as_deref()))
 }
 
