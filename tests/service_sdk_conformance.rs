@@ -11,6 +11,11 @@
 //! per step; this harness checks the sequence and then the hub's own state. See
 //! `conformance/README.md`.
 //!
+//! The jobs scripts (`conformance/node/jobs.js`, `conformance/python/jobs.py`) do the same for
+//! IoT Hub jobs v2 through the SDKs' job clients: a twin-update job, a method job answered by
+//! device-SDK devices over MQTT, a job scheduled ahead and cancelled, the job list by type and
+//! status, and `deviceJobStatistics` against the `devices.jobs` records.
+//!
 //! With `IOT_DM_CONFORMANCE=1` (as `.ci/run` sets after installing the SDKs) a missing SDK is a
 //! failure; without it, an SDK that is not installed is skipped with a note.
 
@@ -27,6 +32,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use iot_dm::core::job::JobStatus;
+use iot_dm::service::api::prelude::*;
 use sdk_hub::SdkHub;
 
 const REST_ADDR: &str = "127.0.0.1:443";
@@ -50,9 +57,9 @@ fn conformance_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance")
 }
 
-/// How to run an SDK's service script, if the SDK is installed: program, script, and the
-/// environment variable through which that SDK trusts a CA file.
-fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
+/// How to run an SDK's script `name` (`service` or `jobs`), if the SDK is installed: program,
+/// script, and the environment variable through which that SDK trusts a CA file.
+fn sdk_command(sdk: &str, name: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
     let dir = conformance_dir();
     match sdk {
         "node" => {
@@ -62,7 +69,7 @@ fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
             installed.then(|| {
                 (
                     PathBuf::from("node"),
-                    dir.join("node/service.js"),
+                    dir.join(format!("node/{name}.js")),
                     "NODE_EXTRA_CA_CERTS",
                 )
             })
@@ -79,38 +86,28 @@ fn sdk_command(sdk: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
-            ok.then(|| (python, dir.join("python/service.py"), "REQUESTS_CA_BUNDLE"))
+            ok.then(|| {
+                (
+                    python,
+                    dir.join(format!("python/{name}.py")),
+                    "REQUESTS_CA_BUNDLE",
+                )
+            })
         }
         _ => None,
     }
 }
 
-async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
-    let SdkHub {
-        _dir,
-        ca_path,
-        hub,
-        server,
-        ..
-    } = SdkHub::start_with_rest(REST_ADDR).await;
-
-    let owner = hub.service_connection_string("iothubowner").unwrap();
-    let read_only = hub.service_connection_string("registryRead").unwrap();
+/// Runs an SDK script to its end: every line of `steps` in order (other stdout lines are SDK
+/// chatter), a `FAIL` line ends it with the script's stderr, and it must exit with success.
+async fn run_steps(sdk: &str, steps: &[&str], command: &mut Command) {
     let sdk_hub::Script {
         mut child,
         stdout: mut lines,
         stderr,
-    } = sdk_hub::spawn_script(
-        sdk,
-        Command::new(program)
-            .arg(script)
-            .arg(&owner)
-            .arg(&read_only)
-            .arg(&ca_path)
-            .env(ca_variable, &ca_path),
-    );
+    } = sdk_hub::spawn_script(sdk, command);
     let mut seen: Vec<&str> = Vec::new();
-    while seen.len() < STEPS.len() {
+    while seen.len() < steps.len() {
         let line = match tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
             Ok(Ok(Some(l))) => l,
             other => {
@@ -129,10 +126,10 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
                 stderr.await.unwrap_or_default()
             );
         }
-        let Some(&expected) = STEPS.get(seen.len()) else {
+        let Some(&expected) = steps.get(seen.len()) else {
             break;
         };
-        if !STEPS.contains(&name) {
+        if !steps.contains(&name) {
             continue; // SDK chatter on stdout
         }
         assert_eq!(name, expected, "{sdk}: steps out of order after {seen:?}");
@@ -144,6 +141,30 @@ async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{sdk}: the script exited with {status}");
+}
+
+async fn run_sdk(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
+    let SdkHub {
+        _dir,
+        ca_path,
+        hub,
+        server,
+        ..
+    } = SdkHub::start_with_rest(REST_ADDR).await;
+
+    let owner = hub.service_connection_string("iothubowner").unwrap();
+    let read_only = hub.service_connection_string("registryRead").unwrap();
+    run_steps(
+        sdk,
+        &STEPS,
+        Command::new(program)
+            .arg(script)
+            .arg(&owner)
+            .arg(&read_only)
+            .arg(&ca_path)
+            .env(ca_variable, &ca_path),
+    )
+    .await;
 
     // The hub's own view agrees with what the SDK saw.
     let prefix = format!("svc-{sdk}");
@@ -181,9 +202,97 @@ async fn official_service_sdks_work_against_the_hub() {
         .unwrap();
     let mut ran = 0;
     for sdk in ["node", "python"] {
-        match sdk_command(sdk) {
+        match sdk_command(sdk, "service") {
             Some((program, script, ca_variable)) => {
                 run_sdk(sdk, &program, &script, ca_variable).await;
+                ran += 1;
+            }
+            None if required() => {
+                panic!("the {sdk} service SDK is not installed (run conformance/setup.sh)")
+            }
+            None => eprintln!(
+                "skipping the {sdk} service SDK: not installed (IOT_DM_CONFORMANCE=1 makes this a failure)"
+            ),
+        }
+    }
+    if required() {
+        assert_eq!(ran, 2);
+    }
+}
+
+const JOB_STEPS: [&str; 6] = [
+    "DEVICES",
+    "TWIN_JOB",
+    "METHOD_JOB",
+    "SCHEDULED_CANCELLED",
+    "JOBS_QUERIED",
+    "DONE",
+];
+
+async fn run_jobs(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
+    let SdkHub {
+        _dir,
+        ca_path,
+        hub,
+        server,
+        ..
+    } = SdkHub::start_with_rest(REST_ADDR).await;
+
+    let owner = hub.service_connection_string("iothubowner").unwrap();
+    run_steps(
+        sdk,
+        &JOB_STEPS,
+        Command::new(program)
+            .arg(script)
+            .arg(&owner)
+            .arg(&ca_path)
+            .env(ca_variable, &ca_path),
+    )
+    .await;
+
+    // The hub's own records agree with what the SDK saw.
+    let prefix = format!("jobs-{sdk}");
+    let twin_job = hub.get_job(&format!("{prefix}-twin")).await.unwrap();
+    assert_eq!(twin_job.status, JobStatus::Completed, "{sdk}: {twin_job:?}");
+    let method_job = hub.get_job(&format!("{prefix}-method")).await.unwrap();
+    assert_eq!(
+        method_job.status,
+        JobStatus::Completed,
+        "{sdk}: {method_job:?}"
+    );
+    let stats = method_job.device_job_statistics.unwrap();
+    assert_eq!(
+        (
+            stats.device_count,
+            stats.succeeded_count,
+            stats.failed_count
+        ),
+        (2, 1, 1),
+        "{sdk}"
+    );
+    let later = hub.get_job(&format!("{prefix}-later")).await.unwrap();
+    assert_eq!(later.status, JobStatus::Cancelled, "{sdk}: {later:?}");
+    for i in 0..2 {
+        let twin = hub.get_twin(&format!("{prefix}-d{i}")).unwrap();
+        let desired = twin.desired().doc().to_value();
+        assert_eq!(desired["fw"], "2.0", "{sdk}: {desired}");
+    }
+
+    server.shutdown().await.unwrap();
+}
+
+/// IoT Hub jobs v2 through both SDKs' job clients, each against a fresh hub, on devices of the
+/// device SDKs that answer the method over MQTT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_service_sdks_schedule_jobs() {
+    let _ports = tokio::task::spawn_blocking(ports::lock_standard_ports)
+        .await
+        .unwrap();
+    let mut ran = 0;
+    for sdk in ["node", "python"] {
+        match sdk_command(sdk, "jobs") {
+            Some((program, script, ca_variable)) => {
+                run_jobs(sdk, &program, &script, ca_variable).await;
                 ran += 1;
             }
             None if required() => {

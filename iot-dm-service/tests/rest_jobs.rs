@@ -1,5 +1,6 @@
-//! Jobs over REST: the requests the official Python (`2020-09-30`) and Node (`2021-04-12`)
-//! service SDKs send, the bodies they parse, the error codes, and `ServiceClient`.
+//! Jobs over REST: the requests the official Python and Node service SDKs send (both pinned
+//! releases send `api-version=2021-04-12`; older Python releases sent `2020-09-30`, accepted
+//! too), the bodies they parse, the error codes, and `ServiceClient`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -98,21 +99,53 @@ async fn sdk_requests_and_replies() {
         "2"
     );
 
-    // Python's query_scheduled_jobs deserializes a QueryResult {type, items, continuationToken}
+    // Python's query_scheduled_jobs (msrest, User-Agent naming iothubgatewayserviceapis)
+    // deserializes a QueryResult {type, items, continuationToken}
+    let token = s.token(OWNER);
     let a = s
-        .call(
-            OWNER,
+        .raw(
             Method::GET,
-            "/jobs/v2/query?jobType=scheduleDeviceMethod&jobStatus=completed",
-            None,
+            "/jobs/v2/query?jobType=scheduleDeviceMethod&jobStatus=completed&api-version=2021-04-12",
+            &[
+                ("authorization", &token),
+                ("accept", "application/json"),
+                (
+                    "user-agent",
+                    "python/3.11.7 (Linux-6.1-x86_64-with-glibc2.36) msrest/0.7.1 iothubgatewayserviceapis/2021-04-12",
+                ),
+            ],
+            "",
         )
         .await;
     assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-ms-item-type"), Some("jobResponse"));
     let list = a.json();
     assert_eq!(list["type"], "jobResponse");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["jobId"], "py-job");
     assert!(list["continuationToken"].is_null());
+    // Node's JobClient.createQuery(type, status, pageSize).next() hands IoT Hub's JSON array to
+    // its caller, paged by headers; the last page has no x-ms-continuation
+    let a = s
+        .raw(
+            Method::GET,
+            "/jobs/v2/query?api-version=2021-04-12&jobStatus=completed&jobType=scheduleDeviceMethod",
+            &[
+                ("authorization", &token),
+                ("user-agent", "azure-iothub/1.16.6"),
+                ("x-ms-max-item-count", "1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-ms-item-type"), Some("jobResponse"));
+    assert_eq!(a.header("x-ms-continuation"), None);
+    assert_eq!(a.header("vary"), Some("User-Agent"));
+    let list = a.json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["jobId"], "py-job");
+    assert_eq!(list[0]["status"], "completed");
     let a = s
         .call(OWNER, Method::GET, "/jobs/v2/query?jobStatus=bogus", None)
         .await;

@@ -21,13 +21,18 @@ fn job(id: &str) -> About<'_> {
     }
 }
 
-/// The job list body, `{"type", "items", "continuationToken"}` (the shape the Python SDK reads).
+/// The job list body: a JSON array of jobs (IoT Hub's), or the `QueryResult` object
+/// `{"type", "items", "continuationToken"}` of IoT Hub's REST specification.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListBody {
-    items: Vec<JobResponse>,
-    #[serde(default)]
-    continuation_token: Option<String>,
+#[serde(untagged)]
+enum ListBody {
+    Array(Vec<JobResponse>),
+    #[serde(rename_all = "camelCase")]
+    QueryResult {
+        items: Vec<JobResponse>,
+        #[serde(default)]
+        continuation_token: Option<String>,
+    },
 }
 
 impl ServiceClient {
@@ -99,9 +104,14 @@ impl JobApi for ServiceClient {
                 About::default(),
             )
             .await?;
-        let list: ListBody = parse(&answer, "job list")?;
-        let next = continuation(&answer).or(list.continuation_token);
-        Ok(JobPage::new(list.items, next))
+        let (items, token) = match parse(&answer, "job list")? {
+            ListBody::Array(items) => (items, None),
+            ListBody::QueryResult {
+                items,
+                continuation_token,
+            } => (items, continuation_token),
+        };
+        Ok(JobPage::new(items, continuation(&answer).or(token)))
     }
 
     async fn device_jobs(
