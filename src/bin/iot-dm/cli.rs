@@ -48,6 +48,9 @@ pub enum Command {
     /// Shared access policies (the owner's: needs a policy with every right).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Jobs: twin updates and direct methods over many devices, with a rollout policy.
+    #[command(subcommand)]
+    Job(crate::job::args::JobCommand),
 }
 
 /// `iot-dm hub`.

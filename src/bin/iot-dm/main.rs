@@ -11,6 +11,7 @@ mod device;
 mod error;
 mod hub;
 mod input;
+mod job;
 mod output;
 mod policy;
 mod remote;
@@ -110,6 +111,7 @@ async fn operate(
                 .service_connection_string(out, a.policy.as_deref())
                 .await
         }
+        Command::Job(cmd) => job::run(api, out, cmd).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {
