@@ -392,6 +392,51 @@ fn cancel_pause_resume_and_the_canary() {
     assert_eq!(listed[0]["jobId"], "later");
     assert_eq!(hub.json(&["job", "cancel", "later"])["status"], "cancelled");
 
+    // a window that is closed now (the devices have no time zone: UTC), and a gate no twin
+    // meets: the devices are held back, which the follower shows
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let closed = format!("daily {:02}:00 30", (secs / 3600 + 12) % 24);
+    for (id, flag, value, label) in [
+        ("win", "--window", closed.as_str(), "3 waiting for a window"),
+        ("gated", "--gate", "tags.ready = true", "3 gated"),
+    ] {
+        hub.ok(&[
+            "job",
+            "create",
+            id,
+            "--query",
+            "*",
+            "--tags",
+            r#"{"y":1}"#,
+            flag,
+            value,
+        ]);
+        until(&hub, id, "held devices", |j| {
+            j["status"] == "running" && j["deviceJobStatistics"]["pendingCount"] == 3
+        });
+        let held = hub.json(&["job", "devices", id, "--status", "scheduled"]);
+        assert_eq!(held.as_array().unwrap().len(), 3, "{held}");
+        let out = hub.run(&[
+            "job",
+            "wait",
+            id,
+            "--wait-timeout",
+            "1",
+            "--interval-ms",
+            "100",
+        ]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("job {id} running: 0 succeeded, 0 failed, {label}")),
+            "{}",
+            stdout(&out)
+        );
+        hub.ok(&["job", "cancel", id]);
+    }
+
     // the canary: hold after the first device, until resumed
     hub.ok(&[
         "job",

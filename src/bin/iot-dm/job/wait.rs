@@ -75,16 +75,20 @@ pub fn progress_text(job: &JobResponse, held: Option<u64>) -> String {
         }
         (_, Some(s)) => {
             text.push_str(&format!(
-                ": {} succeeded, {} failed, {} running",
-                s.succeeded_count, s.failed_count, s.running_count
+                ": {} succeeded, {} failed",
+                s.succeeded_count, s.failed_count
             ));
-            let pending = s.pending_count - held.unwrap_or(0).min(s.pending_count);
-            if let (Some(n), Some(label)) = (held, held_label(job)) {
-                text.push_str(&format!(", {n} {label}"));
-            }
-            text.push_str(&format!(", {pending} pending"));
-            if s.canceled_count > 0 {
-                text.push_str(&format!(", {} canceled", s.canceled_count));
+            let held = held.unwrap_or(0).min(s.pending_count);
+            let label = held_label(job).unwrap_or("held back");
+            for (n, what) in [
+                (s.running_count, "running"),
+                (held, label),
+                (s.pending_count - held, "pending"),
+                (s.canceled_count, "canceled"),
+            ] {
+                if n > 0 {
+                    text.push_str(&format!(", {n} {what}"));
+                }
             }
         }
         (_, None) => {}
@@ -106,7 +110,7 @@ fn bar(interactive: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}") {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:16}] {pos}/{len} {wide_msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -152,9 +156,12 @@ pub async fn follow(
             bar.set_length(s.device_count);
             bar.set_position(done(&s));
         }
-        bar.set_message(progress_text(&job, held));
+        let text = progress_text(&job, held);
+        // while it runs the counts say it all
+        let short = text.strip_prefix("running: ").unwrap_or(&text).to_string();
+        bar.set_message(short);
         if !interactive && !out.json && last_status != Some(job.status) {
-            eprintln!("job {job_id}: {}", progress_text(&job, held));
+            eprintln!("job {job_id}: {text}");
         }
         last_status = Some(job.status);
         if let Some(limit) = f.wait_timeout {
@@ -163,7 +170,7 @@ pub async fn follow(
                 if out.json {
                     out.json_value(&job)?;
                 } else {
-                    out.line(format!("job {job_id} {}", progress_text(&job, held)))?;
+                    out.line(format!("job {job_id} {text}"))?;
                 }
                 return Err(CliError::Job(format!(
                     "job {job_id} is still {} after {limit} s; it goes on (follow it with `iot-dm job wait {job_id}`)",
