@@ -18,7 +18,7 @@ use crate::output::Out;
 use args::{JobCommand, JobCreateArgs, JobDevicesArgs, JobListArgs, JobTypeArg};
 
 /// Rows fetched per request when paging.
-const PAGE: usize = 1000;
+pub const PAGE: usize = 1000;
 
 /// Runs a `job` subcommand.
 pub async fn run(api: &dyn ServiceApi, out: &mut Out<'_>, command: JobCommand) -> CliResult {
@@ -93,13 +93,17 @@ fn device_status(text: &str) -> CliResult<DeviceJobStatus> {
     })
 }
 
-/// Every job the filter passes, paging through the continuations.
-pub async fn all_jobs(api: &dyn ServiceApi, filter: &JobFilter) -> CliResult<Vec<JobResponse>> {
+/// Every job the filter passes, paging through the continuations, `page` at a time.
+pub async fn all_jobs(
+    api: &dyn ServiceApi,
+    filter: &JobFilter,
+    page: usize,
+) -> CliResult<Vec<JobResponse>> {
     let mut jobs = Vec::new();
     let mut continuation: Option<String> = None;
     loop {
         let request = PageRequest::new()
-            .size(PAGE)
+            .size(page)
             .continuation_opt(continuation.take());
         let page = api.query_jobs(filter, &request).await?;
         jobs.extend(page.items);
@@ -110,13 +114,17 @@ pub async fn all_jobs(api: &dyn ServiceApi, filter: &JobFilter) -> CliResult<Vec
     }
 }
 
-/// Every device record of a job, paging through the continuations.
-pub async fn all_devices(api: &dyn ServiceApi, job_id: &str) -> CliResult<Vec<DeviceJob>> {
+/// Every device record of a job, paging through the continuations, `page` at a time.
+pub async fn all_devices(
+    api: &dyn ServiceApi,
+    job_id: &str,
+    page: usize,
+) -> CliResult<Vec<DeviceJob>> {
     let mut records = Vec::new();
     let mut continuation: Option<String> = None;
     loop {
         let request = PageRequest::new()
-            .size(PAGE)
+            .size(page)
             .continuation_opt(continuation.take());
         let page = api.device_jobs(job_id, &request).await?;
         records.extend(page.items);
@@ -139,7 +147,7 @@ pub async fn list(api: &dyn ServiceApi, out: &mut Out<'_>, args: &JobListArgs) -
     if let Some(s) = &args.status {
         filter = filter.status(job_status(s)?);
     }
-    let jobs = all_jobs(api, &filter).await?;
+    let jobs = all_jobs(api, &filter, PAGE).await?;
     if out.json {
         return out.json_value(&jobs);
     }
@@ -150,7 +158,7 @@ pub async fn list(api: &dyn ServiceApi, out: &mut Out<'_>, args: &JobListArgs) -
 /// `job devices ID [--status S]`.
 pub async fn devices(api: &dyn ServiceApi, out: &mut Out<'_>, args: &JobDevicesArgs) -> CliResult {
     let want = args.status.as_deref().map(device_status).transpose()?;
-    let mut records = all_devices(api, &args.job_id).await?;
+    let mut records = all_devices(api, &args.job_id, PAGE).await?;
     if let Some(s) = want {
         records.retain(|r| r.status == s);
     }

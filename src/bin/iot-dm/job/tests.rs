@@ -314,3 +314,35 @@ async fn create_show_list_and_devices() {
     let job = hub.get_job("t1").await.unwrap();
     assert_eq!(job.status, JobStatus::Completed);
 }
+
+#[tokio::test]
+async fn lists_page_through_continuations() {
+    let hub = hub().await;
+    for id in ["a", "b", "c"] {
+        hub.create_device(DeviceSpec::new(id.parse().unwrap()))
+            .await
+            .unwrap();
+    }
+    for id in ["j1", "j2", "j3"] {
+        let a = create_args(&[id, "--query", "*", "--tags", r#"{"x":1}"#]);
+        run(true, async |o| super::create(&hub, o, &a).await)
+            .await
+            .unwrap();
+    }
+    let filter = iot_dm::service::api::JobFilter::new();
+    let jobs = super::all_jobs(&hub, &filter, 1).await.unwrap();
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(ids, ["j1", "j2", "j3"]);
+    let w = super::args::FollowArgs {
+        interval_ms: 50,
+        wait_timeout: Some(30),
+    };
+    run(false, async |o| {
+        super::wait::follow(&hub, o, "j3", &w).await
+    })
+    .await
+    .unwrap();
+    let records = super::all_devices(&hub, "j3", 1).await.unwrap();
+    let ids: Vec<&str> = records.iter().map(|r| r.device_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+}

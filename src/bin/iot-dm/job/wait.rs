@@ -55,7 +55,7 @@ async fn held(api: &dyn ServiceApi, job: &JobResponse) -> CliResult<Option<u64>>
     {
         return Ok(None);
     }
-    let records = super::all_devices(api, &job.job_id).await?;
+    let records = super::all_devices(api, &job.job_id, super::PAGE).await?;
     Ok(Some(
         records
             .iter()
