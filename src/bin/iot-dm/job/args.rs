@@ -121,7 +121,8 @@ pub struct JobCreateArgs {
     /// The devices: a WHERE clause without WHERE (e.g. "tags.site = 'north'"), or * for all.
     #[arg(long, value_name = "CONDITION")]
     pub query: Option<String>,
-    /// When to start, UTC (e.g. 2026-06-01T02:00:00Z); now when absent.
+    /// When to start, RFC 3339 (e.g. 2026-06-01T02:00:00Z or 2026-06-01T04:00:00+02:00); now
+    /// when absent.
     #[arg(long, value_name = "RFC3339")]
     pub start_time: Option<String>,
     /// Seconds the job may run, from its start (default 3600).

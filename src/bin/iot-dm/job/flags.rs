@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use iot_dm::core::clock::Timestamp;
 use iot_dm::core::job::{JobError, JobRequest};
 
 use super::args::{JobCreateArgs, RolloutArgs};
@@ -164,7 +165,7 @@ pub fn request(args: &JobCreateArgs) -> CliResult<JobRequest> {
         d.set("--query", "queryCondition", json!(q));
     }
     if let Some(t) = &args.start_time {
-        d.set("--start-time", "startTime", json!(t));
+        d.set("--start-time", "startTime", json!(utc(t)));
     }
     if let Some(s) = args.max_execution_time {
         d.set(
@@ -263,6 +264,37 @@ fn work(args: &JobCreateArgs, d: &mut Draft) -> CliResult {
         d.body.insert("type".into(), json!("scheduleUpdateTwin"));
     }
     Ok(())
+}
+
+/// An RFC 3339 time with a numeric offset (`2026-06-01T04:00:00+02:00`) in UTC, as the hub
+/// takes it (`2026-06-01T02:00:00.000Z`); any other text is left for the validation to judge.
+pub fn utc(text: &str) -> String {
+    let t = text.trim();
+    let Some(split) = t.len().checked_sub(6).filter(|i| t.is_char_boundary(*i)) else {
+        return t.to_string();
+    };
+    let (base, offset) = t.split_at(split);
+    let b = offset.as_bytes();
+    let sign = match b.first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return t.to_string(),
+    };
+    let two = |s: &str| s.parse::<i64>().ok().filter(|_| s.len() == 2);
+    let (Some(h), Some(m), Some(b':')) = (
+        offset.get(1..3).and_then(two),
+        offset.get(4..6).and_then(two),
+        b.get(3),
+    ) else {
+        return t.to_string();
+    };
+    match base.parse::<Timestamp>() {
+        Ok(local) if h <= 23 && m <= 59 => {
+            let ticks = sign * (h * 60 + m) * 60 * 10_000_000;
+            Timestamp::from_ticks(local.ticks() - ticks).to_string()
+        }
+        _ => t.to_string(),
+    }
 }
 
 /// Parses a `--window`: `DAYS HH:MM MINUTES` or five cron fields and `MINUTES`.
