@@ -121,13 +121,12 @@ fn twin_jobs_show_list_and_devices() {
     let created = hub.json(&["job", "create", "tag-all", "--file", file.to_str().unwrap()]);
     assert_eq!(created["jobId"], "tag-all");
     assert_eq!(created["status"], "queued");
-    let out = hub.run(&["job", "wait", "tag-all", "--interval-ms", "100"]);
+    // --json: only the ended job on stdout
+    let out = hub.run(&["--json", "job", "wait", "tag-all", "--interval-ms", "100"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("job tag-all completed: 3 of 3 device(s) succeeded"),
-        "{}",
-        stdout(&out)
-    );
+    let ended: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(ended["status"], "completed");
+    assert_eq!(ended["deviceJobStatistics"]["succeededCount"], 3);
 
     // list, filtered
     let table = hub.ok(&["job", "list"]);
