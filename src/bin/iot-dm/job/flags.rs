@@ -280,7 +280,11 @@ pub fn utc(text: &str) -> String {
         Some(b'-') => -1,
         _ => return t.to_string(),
     };
-    let two = |s: &str| s.parse::<i64>().ok().filter(|_| s.len() == 2);
+    let two = |s: &str| {
+        (s.len() == 2 && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+    };
     let (Some(h), Some(m), Some(b':')) = (
         offset.get(1..3).and_then(two),
         offset.get(4..6).and_then(two),

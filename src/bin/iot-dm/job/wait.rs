@@ -18,6 +18,8 @@ const MIN_INTERVAL_MS: u64 = 50;
 /// Jobs up to this many devices have their held-back devices counted from the records; for
 /// larger ones the bar shows them with the pending ones.
 const COUNT_HELD_UP_TO: u64 = 10_000;
+/// How often the held-back devices are counted again.
+const RECOUNT: Duration = Duration::from_secs(2);
 /// Transport failures in a row tolerated while following.
 const RETRIES: u32 = 5;
 
@@ -130,6 +132,8 @@ pub async fn follow(
     let begun = Instant::now();
     let mut failures = 0;
     let mut last_status = None;
+    let mut last_count: Option<Instant> = None;
+    let mut held_now: Option<u64> = None;
     loop {
         let job = match api.get_job(job_id).await {
             Ok(job) => {
@@ -151,7 +155,13 @@ pub async fn follow(
             return summary(out, &job);
         }
         // only a detail of the bar: when the records cannot be read, the bar goes without
-        let held: Option<u64> = held(api, &job).await.unwrap_or_default();
+        // (a job without a count to show costs no request; one with a count is counted again
+        // every RECOUNT)
+        if held_now.is_none() || last_count.is_none_or(|t: Instant| t.elapsed() >= RECOUNT) {
+            held_now = held(api, &job).await.unwrap_or_default();
+            last_count = Some(Instant::now());
+        }
+        let held = held_now.filter(|_| job.status == JobStatus::Running);
         if let Some(s) = job.device_job_statistics {
             bar.set_length(s.device_count);
             bar.set_position(done(&s));
