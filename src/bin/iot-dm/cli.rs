@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Run an iot-dm hub, and manage its devices, twins, queries and methods.
+/// Run an iot-dm hub, and manage its devices, twins, queries, methods and jobs.
 #[derive(Debug, Parser)]
 #[command(
     name = "iot-dm",
