@@ -354,6 +354,14 @@ fn rollout(r: &RolloutArgs, d: &mut Draft) -> CliResult {
         }
     };
     let had = !policy.is_empty();
+    for (flag, v) in [
+        ("--ramp-factor", r.ramp_factor),
+        ("--abort-failure-percent", r.abort_failure_percent),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            return Err(CliError::usage(format!("{flag} must be a finite number")));
+        }
+    }
     let mut rate = take_object(&mut policy, "rate");
     let mut set_rate = |name: &str, flag: &'static str, v: Option<Value>| {
         if let Some(v) = v {

@@ -209,6 +209,10 @@ fn bad_flags_name_the_flag_and_the_field() {
         ),
         (vec!["--tags", "[1]"], "--tags must be a JSON object"),
         (vec!["--payload", "{}"], "need --method"),
+        (
+            vec!["--tags", "{}", "--ramp-factor", "NaN"],
+            "--ramp-factor must be a finite number",
+        ),
         (vec![], "what should the job do"),
     ] {
         let mut all = vec!["j"];
