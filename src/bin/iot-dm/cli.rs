@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Run an iot-dm hub, and manage its devices, twins, queries and methods.
+/// Run an iot-dm hub, and manage its devices, twins, queries, methods and jobs.
 #[derive(Debug, Parser)]
 #[command(
     name = "iot-dm",
@@ -48,6 +48,9 @@ pub enum Command {
     /// Shared access policies (the owner's: needs a policy with every right).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Jobs: twin updates and direct methods over many devices, with a rollout policy.
+    #[command(subcommand)]
+    Job(crate::job::args::JobCommand),
 }
 
 /// `iot-dm hub`.

@@ -32,6 +32,10 @@ pub enum CliError {
     /// Some of a batch failed; the details were printed.
     #[error("{0}")]
     Partial(String),
+    /// A followed job ended without completing (failed, cancelled), or is still going when
+    /// the wait gave up.
+    #[error("{0}")]
+    Job(String),
 }
 
 impl CliError {
@@ -55,7 +59,9 @@ impl CliError {
             CliError::Hub(e) if e.is_unauthorized() || e.is_forbidden() => EXIT_ACCESS,
             CliError::Hub(e) if e.http_status() == 404 && !e.is_not_online() => EXIT_NOT_FOUND,
             CliError::Hub(e) if e.is_invalid_input() => EXIT_USAGE,
-            CliError::Hub(_) | CliError::Io { .. } | CliError::Partial(_) => EXIT_FAILURE,
+            CliError::Hub(_) | CliError::Io { .. } | CliError::Partial(_) | CliError::Job(_) => {
+                EXIT_FAILURE
+            }
         }
     }
 

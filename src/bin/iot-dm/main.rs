@@ -1,8 +1,8 @@
-//! `iot-dm`: run a hub, and manage its devices, twins, queries and direct methods from the
-//! command line. Run `iot-dm --help` for the commands.
+//! `iot-dm`: run a hub, and manage its devices, twins, queries, direct methods and jobs from
+//! the command line. Run `iot-dm --help` for the commands.
 //!
-//! Exit codes: 0 success, 1 failure, 2 bad usage or input, 3 refused access (401/403),
-//! 4 not found.
+//! Exit codes: 0 success, 1 failure (also: a followed job that did not complete), 2 bad usage
+//! or input, 3 refused access (401/403), 4 not found.
 
 mod bulk;
 mod cli;
@@ -11,6 +11,7 @@ mod device;
 mod error;
 mod hub;
 mod input;
+mod job;
 mod output;
 mod policy;
 mod remote;
@@ -110,6 +111,7 @@ async fn operate(
                 .service_connection_string(out, a.policy.as_deref())
                 .await
         }
+        Command::Job(cmd) => job::run(api, out, cmd).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {
