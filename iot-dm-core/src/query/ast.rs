@@ -292,11 +292,16 @@ impl Expr {
             }
             Expr::Neg(e) => {
                 f.write_char('-')?;
-                if matches!(**e, Expr::Literal(Literal::Int(_) | Literal::Float(_))) {
+                match &**e {
                     // `-5` would read back as the constant -5.
-                    write!(f, "({e})")?;
-                } else {
-                    e.fmt_prec(f, PREC_PRIMARY)?;
+                    Expr::Literal(Literal::Int(_) | Literal::Float(_)) => write!(f, "({e})")?,
+                    // `- -x`, not `-(-x)`: parentheses count as nesting, so a chain of minuses
+                    // that parses would print past the nesting limit
+                    Expr::Neg(_) => {
+                        f.write_char(' ')?;
+                        e.fmt_prec(f, PREC_NEG)?;
+                    }
+                    _ => e.fmt_prec(f, PREC_PRIMARY)?,
                 }
             }
             Expr::Binary { op, left, right } => {
@@ -531,6 +536,8 @@ mod tests {
         assert_eq!(e.to_string(), "-(5)");
         let e = Expr::Neg(Box::new(bin(BinaryOp::Add, path("a"), path("b"))));
         assert_eq!(e.to_string(), "-(a + b)");
+        let e = Expr::Neg(Box::new(Expr::Neg(Box::new(path("a")))));
+        assert_eq!(e.to_string(), "- -a");
     }
 
     #[test]
