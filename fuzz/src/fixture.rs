@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use iot_dm::core::clock::Timestamp;
 use iot_dm::core::wire::{self, SasToken, ServiceConnectionString, SymmetricKey};
+use iot_dm::service::access::{AccessPolicy, Rights};
+use iot_dm::service::api::AccessApi;
 use iot_dm::service::hub::DeviceSpec;
 use iot_dm::service::mqtt::Listener;
 use iot_dm::service::{Hub, HubServer};
@@ -31,8 +33,14 @@ pub struct Fixture {
     pub rest: SocketAddr,
     /// A valid CONNECT for [`DEVICE`], encoded.
     pub connect: Vec<u8>,
+    /// A valid CONNECT for a device no input can name (its id is random), for the health
+    /// check: the REST targets may delete or disable [`DEVICE`].
+    pub health_connect: Vec<u8>,
     /// A valid `SharedAccessSignature ...` of the `iothubowner` policy.
     pub owner_token: String,
+    /// A token of a policy no input can name, for the health check: the REST targets may
+    /// change the owner policy's keys.
+    pub health_token: String,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
@@ -69,53 +77,29 @@ fn start() -> Fixture {
         .enable_all()
         .build()
         .expect("a runtime");
-    let (server, connect, owner_token) = runtime.block_on(async {
+    let (server, connect, health_connect, owner_token, health_token) = runtime.block_on(async {
         let hub = Hub::builder()
             .host_name(HOST)
             .open()
             .await
             .expect("an in-memory hub");
-        let device = hub
-            .create_device(DeviceSpec::new(DEVICE.parse().expect("a device id")))
-            .await
-            .expect("the device");
-        let key = device
-            .authentication()
-            .symmetric_key
-            .primary_key
-            .clone()
-            .expect("a generated key");
-        let key = SymmetricKey::new(key).expect("a valid key");
         let far = Timestamp::now() + Duration::from_secs(30 * 24 * 3600);
-        let token = SasToken::generate(
-            &wire::device_resource_uri(HOST, &device.device_id),
-            &key,
-            far,
-            None,
-        );
-        let mut c = Connect::new(DEVICE);
-        c.keep_alive = 60;
-        c.set_login(
-            format!("{HOST}/{DEVICE}/?api-version=2021-04-12"),
-            token.as_str(),
-        );
-        let mut connect = BytesMut::new();
-        Packet::Connect(c)
-            .write(&mut connect, usize::MAX)
-            .expect("CONNECT encodes");
-        let owner = ServiceConnectionString::parse(
-            &hub.service_connection_string("iothubowner")
-                .expect("the owner policy"),
-        )
-        .expect("a connection string")
-        .sas_token(far);
+        let connect = connect_of(&hub, DEVICE, far).await;
+        let health = format!("health-{:016x}", random_u64());
+        let health_connect = connect_of(&hub, &health, far).await;
+        let owner = token_of(&hub, "iothubowner", far).await;
+        let watcher = format!("health-{health}");
+        hub.put_access_policy(AccessPolicy::new(&watcher, Rights::REGISTRY_READ))
+            .await
+            .expect("the health policy");
+        let health_token = token_of(&hub, &watcher, far).await;
         let server = HubServer::builder(hub)
             .mqtt_listen(Listener::Tcp, loopback())
             .rest_listen(loopback())
             .start()
             .await
             .expect("the server starts");
-        (server, connect.to_vec(), owner.as_str().to_string())
+        (server, connect, health_connect, owner, health_token)
     });
     let mqtt = server.mqtt_addr(Listener::Tcp).expect("the MQTT listener");
     let rest = server.rest_addr().expect("the REST listener");
@@ -125,8 +109,62 @@ fn start() -> Fixture {
         mqtt,
         rest,
         connect,
+        health_connect,
         owner_token,
+        health_token,
     }
+}
+
+/// A token of `policy`, valid until `expiry`.
+async fn token_of(hub: &Hub, policy: &str, expiry: Timestamp) -> String {
+    let cs = AccessApi::service_connection_string(hub, policy)
+        .await
+        .expect("the policy");
+    ServiceConnectionString::parse(&cs)
+        .expect("a connection string")
+        .sas_token(expiry)
+        .as_str()
+        .to_string()
+}
+
+/// Registers `id` and returns a valid CONNECT for it, encoded.
+async fn connect_of(hub: &Hub, id: &str, expiry: Timestamp) -> Vec<u8> {
+    let device = hub
+        .create_device(DeviceSpec::new(id.parse().expect("a device id")))
+        .await
+        .expect("the device");
+    let key = device
+        .authentication()
+        .symmetric_key
+        .primary_key
+        .clone()
+        .expect("a generated key");
+    let key = SymmetricKey::new(key).expect("a valid key");
+    let token = SasToken::generate(
+        &wire::device_resource_uri(HOST, &device.device_id),
+        &key,
+        expiry,
+        None,
+    );
+    let mut c = Connect::new(id);
+    c.keep_alive = 60;
+    c.set_login(
+        format!("{HOST}/{id}/?api-version=2021-04-12"),
+        token.as_str(),
+    );
+    let mut out = BytesMut::new();
+    Packet::Connect(c)
+        .write(&mut out, usize::MAX)
+        .expect("CONNECT encodes");
+    out.to_vec()
+}
+
+/// A random number from the standard library's randomly keyed hasher.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish()
 }
 
 fn loopback() -> SocketAddr {
@@ -227,11 +265,12 @@ pub fn count_input(f: &Fixture) {
     }
 }
 
-/// Panics unless a valid CONNECT is accepted and `GET /statistics/service` answers 200.
+/// Panics unless a valid CONNECT is accepted and `GET /statistics/service` answers 200 (for
+/// the device and the policy no input can name).
 pub fn assert_serviceable(f: &Fixture) {
     f.runtime.block_on(async {
         let mut s = TcpStream::connect(f.mqtt).await.expect("the hub accepts");
-        s.write_all(&f.connect).await.expect("CONNECT sent");
+        s.write_all(&f.health_connect).await.expect("CONNECT sent");
         let mut ack = [0u8; 4];
         tokio::time::timeout(IO_TIMEOUT, s.read_exact(&mut ack))
             .await
@@ -241,7 +280,7 @@ pub fn assert_serviceable(f: &Fixture) {
         let request = format!(
             "GET /statistics/service?api-version=2021-04-12 HTTP/1.1\r\nhost: {HOST}\r\n\
              authorization: {}\r\nconnection: close\r\n\r\n",
-            f.owner_token
+            f.health_token
         );
         let answer = http_exchange(f.rest, request.as_bytes())
             .await
