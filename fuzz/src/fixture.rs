@@ -189,7 +189,7 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Sends an HTTP request on a new connection to `addr` and returns the first response (head
 /// and body, as its `content-length` or chunking says), or what came before the server closed.
-/// When nothing comes back within 100 ms (an incomplete request), the sending side is closed,
+/// When nothing comes back within 30 ms (an incomplete request), the sending side is closed,
 /// which ends the request. `None` when the connection was reset or nothing ended within
 /// [`IO_TIMEOUT`].
 pub async fn http_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
@@ -208,7 +208,7 @@ pub async fn http_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
             let read = if closed_ours || !out.is_empty() {
                 s.read(&mut chunk).await
             } else {
-                match tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk)).await {
+                match tokio::time::timeout(Duration::from_millis(30), s.read(&mut chunk)).await {
                     Ok(r) => r,
                     Err(_) => {
                         closed_ours = true;
