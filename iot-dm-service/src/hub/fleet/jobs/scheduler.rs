@@ -53,21 +53,17 @@ struct Start {
 
 /// Spawns the scheduler of the hub behind `inner`.
 pub(crate) fn spawn(inner: Weak<Inner>, commands: mpsc::UnboundedReceiver<Command>) {
-    let Some(strong) = inner.upgrade() else {
-        return;
-    };
-    let events = strong.events.subscribe();
-    drop(strong);
-    tokio::spawn(scheduler(inner, commands, events));
+    tokio::spawn(scheduler(inner, commands));
 }
 
-async fn scheduler(
-    inner: Weak<Inner>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    mut events: broadcast::Receiver<HubEvent>,
-) {
+async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut wait = Duration::ZERO;
+    // twin changes are watched only while a running job needs them (a gate or a success
+    // condition): subscribed for good, the scheduler would wake for every change in the hub
+    let mut events: Option<broadcast::Receiver<HubEvent>> = None;
+    // events were missed (just subscribed, or lagging): look at every watched device again
+    let mut recheck = false;
     loop {
         let mut cmds = Vec::new();
         let mut dones = Vec::new();
@@ -78,9 +74,10 @@ async fn scheduler(
                 None => return,
             },
             Some(d) = done_rx.recv() => dones.push(d),
-            e = events.recv() => match e {
+            e = next_event(&mut events) => match e {
                 Ok(HubEvent::TwinChanged { device_id, .. }) => changed.push(device_id.to_string()),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => recheck = true,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tokio::time::sleep(wait) => {}
@@ -91,9 +88,16 @@ async fn scheduler(
         while let Ok(d) = done_rx.try_recv() {
             dones.push(d);
         }
-        while let Ok(e) = events.try_recv() {
-            if let HubEvent::TwinChanged { device_id, .. } = e {
-                changed.push(device_id.to_string());
+        if let Some(rx) = &mut events {
+            loop {
+                match rx.try_recv() {
+                    Ok(HubEvent::TwinChanged { device_id, .. }) => {
+                        changed.push(device_id.to_string())
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => recheck = true,
+                    Err(_) => break,
+                }
             }
         }
         let Some(inner) = inner.upgrade() else { return };
@@ -101,8 +105,53 @@ async fn scheduler(
         if hub.is_closed() {
             return;
         }
+        if std::mem::take(&mut recheck) {
+            changed.extend(watched_devices(&hub));
+        }
         wait = round(&hub, cmds, dones, changed, &done_tx).await;
+        let watch = watching(&hub);
+        if watch && events.is_none() {
+            events = Some(hub.inner.events.subscribe());
+            recheck = true;
+            wait = Duration::ZERO;
+        } else if !watch {
+            events = None;
+        }
     }
+}
+
+/// The next hub event, or never while nothing is watched.
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<HubEvent>>,
+) -> Result<HubEvent, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the job is running under a policy that reads twins as they change (a gate or a
+/// success condition).
+fn watches_twins(job: &Job) -> bool {
+    job.job.status == JobStatus::Running
+        && job.plan.as_ref().is_some_and(|plan| {
+            let p = plan.policy();
+            p.gate.is_some() || p.success_condition.is_some()
+        })
+}
+
+/// Whether any job watches twins.
+fn watching(hub: &Hub) -> bool {
+    locked(&hub.inner.jobs.book).values().any(watches_twins)
+}
+
+/// The devices of the jobs that watch twins.
+fn watched_devices(hub: &Hub) -> Vec<String> {
+    let book = locked(&hub.inner.jobs.book);
+    book.values()
+        .filter(|job| watches_twins(job))
+        .flat_map(|job| job.slots.iter().map(|s| s.id.to_string()))
+        .collect()
 }
 
 /// One round; returns how long to sleep before the next.
