@@ -59,8 +59,8 @@ impl crate::hub::Inner {
     }
 
     /// The hot path for a device's reported patch: merges `patch` into a copy of the twin
-    /// (the identity gets a new `lastActivityTime`, and device and twin share it) and stores only a log entry for it instead of the whole
-    /// record. The device's `lastActivityTime` follows the twin's. Returns the new twin; the
+    /// (the identity gets a new `lastActivityTime` when the second changed, and device and
+    /// twin share it) and stores only a log entry for it instead of the whole record. The device's `lastActivityTime` follows the twin's. Returns the new twin; the
     /// [`Ack`] resolves once the log entry is durable.
     pub(crate) fn write_reported(
         &self,
@@ -89,9 +89,15 @@ impl crate::hub::Inner {
             value,
         };
         let ack = self.committer.submit(vec![op]);
-        // the identity's copy is shared by the device and the new twin (and by the old twin
-        // until its readers let go)
-        guard.device.identity_mut().last_activity_time = Some(now);
+        // the identity is shared by the device and its twins, so changing it means a copy:
+        // `lastActivityTime` moves on once a second at most, not on every patch of a busy
+        // device
+        let seen = guard.device.identity.last_activity_time;
+        if seen.is_none_or(|t| t.unix_secs() != now.unix_secs()) {
+            // the copy is shared by the device and the new twin (and by the old twin until its
+            // readers let go)
+            guard.device.identity_mut().last_activity_time = Some(now);
+        }
         twin.identity = Arc::clone(&guard.device.identity);
         let twin = Arc::new(twin);
         guard.twin = twin.clone();
