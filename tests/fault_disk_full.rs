@@ -4,7 +4,8 @@
 //! little of it and the hub's own writes (large tags and desired documents over REST) take the
 //! rest, until the hub refuses a write. The test checks that the refusal is a clear error (HTTP
 //! 507, `507001 InsufficientStorage`, naming the disk), that the hub keeps serving reads, that
-//! once the filler is deleted writes succeed again without a restart, and that after kill -9
+//! a device's reported patch over MQTT is refused too (twin response 507), that once the filler
+//! is deleted writes succeed again without a restart, and that after kill -9
 //! and a restart every write acknowledged before, during and after the full disk is there.
 //!
 //! Mounting needs root. Without it the test says why and passes, unless `IOT_DM_FAULTS=1`
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use iot_dm::core::twin::TwinPatch;
+use iot_dm::device::{DeviceClient, DeviceCredentials, MqttTransport};
 use iot_dm::service::api::prelude::*;
 use iot_dm::service::client::ServiceClient;
 use iot_dm::service::hub::DeviceSpec;
@@ -79,6 +81,22 @@ fn big_doc(i: u64) -> Value {
 
 fn num(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Connects device `id` over MQTT/TLS.
+async fn connect(hub: &HubProcess, id: &str, key: &str) -> DeviceClient {
+    let creds = DeviceCredentials::symmetric_key("localhost", id.parse().unwrap(), key).unwrap();
+    let transport = MqttTransport::builder("localhost")
+        .port(hub.mqtt_port)
+        .ca_pem(std::fs::read(&hub.ca).unwrap())
+        .build()
+        .unwrap();
+    DeviceClient::builder(creds, transport)
+        .connect_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// Fills `path` with zeros until the disk is full, then gives `leave` bytes back.
@@ -150,11 +168,17 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
     let mut hub = tokio::task::block_in_place(|| HubProcess::start(dir.path()));
     let (mqtt, rest) = (hub.mqtt_port, hub.rest_port);
     let api = hub.service_client();
+    let mut keys = Vec::new();
     for d in 0..DEVICES {
-        api.create_device(DeviceSpec::new(format!("disk-{d}").parse().unwrap()))
+        let created = api
+            .create_device(DeviceSpec::new(format!("disk-{d}").parse().unwrap()))
             .await
             .unwrap();
+        keys.push(created.symmetric_key.primary_key.unwrap());
     }
+    // a device patches its reported properties over MQTT/TLS too
+    let device = connect(&hub, "disk-0", &keys[0]).await;
+    device.update_reported(json!({"r": 1})).await.unwrap();
     // acknowledged before the disk is full
     let mut acked = HashMap::new();
     let mut i = 0;
@@ -197,6 +221,10 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
     }
     read_back(&api, &acked, "on the full disk").await;
     assert_eq!(acked.len(), during, "a refused write was acknowledged");
+    match device.update_reported(json!({"r": 2})).await {
+        Err(iot_dm::device::Error::Hub { status: 507, .. }) => {}
+        other => panic!("a reported patch on the full disk: {other:?}"),
+    }
 
     // space returns: writes succeed again, without a restart
     std::fs::remove_file(&filler).unwrap();
@@ -219,11 +247,26 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
         write(&api, i, &mut acked).await.unwrap();
     }
     read_back(&api, &acked, "after space returned").await;
+    device.update_reported(json!({"r": 3})).await.unwrap();
+    device.close().await;
 
     // nothing acknowledged is lost: kill -9, restart on the same store, read back
     hub.kill9();
     hub = tokio::task::block_in_place(|| HubProcess::start_on(dir.path(), mqtt, rest));
-    read_back(&hub.service_client(), &acked, "after the restart").await;
+    let api = hub.service_client();
+    read_back(&api, &acked, "after the restart").await;
+    let reported = api
+        .get_twin("disk-0")
+        .await
+        .unwrap()
+        .reported()
+        .doc()
+        .to_value();
+    assert_eq!(
+        num(&reported, "r"),
+        3,
+        "the reported patch acknowledged last"
+    );
     println!("{i} rounds in all; every acknowledged write read back after kill -9");
     drop(hub);
     drop(disk);
