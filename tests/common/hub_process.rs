@@ -30,6 +30,8 @@ pub struct HubProcess {
     child: Child,
     /// Where devices connect (MQTT over TLS).
     pub mqtt_port: u16,
+    /// Where the REST API listens.
+    pub rest_port: u16,
     /// The owner (iothubowner) connection string.
     pub owner_cs: String,
     /// The REST API.
@@ -41,9 +43,16 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts a hub keeping its data under `dir`.
     pub fn start(dir: &Path) -> HubProcess {
-        let rest = free_port();
-        let mqtt = free_port();
+        HubProcess::start_on(dir, free_port(), free_port())
+    }
+
+    /// Starts a hub keeping its data under `dir`, serving MQTT and REST on these 127.0.0.1
+    /// ports (a restart on the ports of a hub that was killed: its devices reconnect by
+    /// themselves).
+    pub fn start_on(dir: &Path, mqtt: u16, rest: u16) -> HubProcess {
         let cs_file = dir.join("owner.cs");
+        // the file a killed hub wrote is no sign that this one is up
+        let _ = std::fs::remove_file(&cs_file);
         let child = Command::new(BIN)
             .args(["hub", "--log", "warn", "--data"])
             .arg(dir.join("data"))
@@ -59,6 +68,7 @@ impl HubProcess {
         let mut hub = HubProcess {
             child,
             mqtt_port: mqtt,
+            rest_port: rest,
             owner_cs: String::new(),
             url: format!("https://127.0.0.1:{rest}"),
             ca: dir.join("data").join("certs").join("ca.pem"),
@@ -73,6 +83,30 @@ impl HubProcess {
         }
         hub.owner_cs = std::fs::read_to_string(&cs_file).unwrap();
         hub
+    }
+
+    /// Kills the hub with SIGKILL (no shutdown, no flush) and reaps it.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A back-end client for the REST API, as the owner.
+    pub fn service_client(&self) -> iot_dm::service::client::ServiceClient {
+        iot_dm::service::client::ServiceClient::builder(self.owner_cs.trim())
+            .unwrap()
+            .ca_pem(std::fs::read(&self.ca).unwrap())
+            .base_url(&self.url)
+            .unwrap()
+            .request_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
     }
 
     /// Runs `iot-dm ARGS` against this hub as the owner (stdout and stderr are pipes).

@@ -36,6 +36,7 @@ fn code_of_name(name: &str) -> Option<u32> {
         "DeviceMaximumQueueDepthExceeded" => 403_004,
         "ServiceUnavailable" => 503_001,
         "ServerError" => 500_001,
+        "InsufficientStorage" => 507_001,
         _ => return None,
     })
 }

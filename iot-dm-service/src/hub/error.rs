@@ -107,6 +107,18 @@ pub enum HubError {
     /// A job request is invalid (the error names the field).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The disk holding the store has less free space than a write needs (IoT Hub has no such
+    /// error; HTTP 507 Insufficient Storage, `507001`). Nothing was written, and writes succeed
+    /// again once space is freed on that disk; reads go on.
+    #[error("the disk holding the store ({path}) is full: {free} bytes free, a write needs {needed}; nothing was written, free space on that disk and retry")]
+    InsufficientStorage {
+        /// The directory of the store file.
+        path: String,
+        /// The bytes free.
+        free: u64,
+        /// The bytes a write needs free.
+        needed: u64,
+    },
     /// The store failed to make a write durable. The write was not acknowledged.
     #[error("storage failed: {0}")]
     Store(StoreError),
@@ -209,6 +221,8 @@ impl HubError {
             | HubError::Lifecycle(_) => 400_004,
             HubError::TooManyDevices { .. } => 413_002,
             HubError::QueueFull { .. } => 403_004,
+            HubError::InsufficientStorage { .. } => 507_001,
+            HubError::Store(e) if e.is_disk_full() => 507_001,
             HubError::Store(_) | HubError::Internal { .. } => 500_001,
             HubError::Closed => 503_001,
             HubError::Unauthorized { .. } => 401_003,
@@ -246,6 +260,7 @@ impl HubError {
             413_002 => "TooManyDevices",
             403_004 => "DeviceMaximumQueueDepthExceeded",
             500_001 => "ServerError",
+            507_001 => "InsufficientStorage",
             503_001 => "ServiceUnavailable",
             401_003 => "IotHubUnauthorizedAccess",
             403_000 => "Forbidden",

@@ -10,6 +10,7 @@ use iot_dm_core::clock::{Clock, SystemClock, Timestamp};
 use iot_dm_core::twin::TwinLimits;
 
 use super::engine::log::{self as persist, Sequencer};
+use super::engine::space::SpaceGuard;
 use super::engine::State;
 use super::{fleet, registry, sessions, HubError, HubEvent, Telemetry};
 use crate::store::{Committer, MemoryStore, Store};
@@ -37,6 +38,7 @@ pub struct HubBuilder {
     event_capacity: usize,
     checkpoint_interval: std::time::Duration,
     jobs: fleet::jobs::JobsConfig,
+    min_free_space: u64,
 }
 
 impl Default for HubBuilder {
@@ -49,6 +51,7 @@ impl Default for HubBuilder {
             event_capacity: 4096,
             checkpoint_interval: std::time::Duration::from_secs(1),
             jobs: fleet::jobs::JobsConfig::default(),
+            min_free_space: super::engine::space::DEFAULT_MIN_FREE_SPACE,
         }
     }
 }
@@ -121,12 +124,26 @@ impl HubBuilder {
         self
     }
 
+    /// The free space a write needs on the disk holding the embedded durable store
+    /// ([`DEFAULT_MIN_FREE_SPACE`](crate::hub::DEFAULT_MIN_FREE_SPACE), 16 MiB, by default; 0
+    /// turns the check off). Under it writes are refused with
+    /// [`HubError::InsufficientStorage`] (HTTP 507) before anything changes, and succeed again
+    /// once space returns; reads go on. Other stores are not checked.
+    pub fn min_free_space(mut self, bytes: u64) -> Self {
+        self.min_free_space = bytes;
+        self
+    }
+
     /// Opens the store, loads every device, replays the log, and returns the hub.
     pub async fn open(self) -> Result<Hub, HubError> {
+        let mut space = None;
         let store: Arc<dyn Store> = match self.storage {
             Storage::Memory => Arc::new(MemoryStore::new()),
             #[cfg(feature = "store-redb")]
-            Storage::Redb(path) => Arc::new(open_redb(path).await?),
+            Storage::Redb(path) => {
+                space = Some(SpaceGuard::new(&path, self.min_free_space));
+                Arc::new(open_redb(path).await?)
+            }
             Storage::Custom(s) => s,
         };
         let started = std::time::Instant::now();
@@ -153,6 +170,7 @@ impl HubBuilder {
                 backend: store.backend(),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 committer,
+                space,
                 clock: self.clock,
                 limits: self.limits,
                 host_name: self.host_name,
@@ -181,6 +199,8 @@ pub(crate) struct Inner {
     pub(crate) backend: &'static str,
     pub(crate) closed: std::sync::atomic::AtomicBool,
     pub(crate) committer: Committer,
+    /// The free space writes need on the store's disk (the embedded durable store only).
+    pub(crate) space: Option<SpaceGuard>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: TwinLimits,
     pub(crate) host_name: String,

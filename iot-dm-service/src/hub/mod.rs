@@ -32,6 +32,7 @@ mod registry;
 mod sessions;
 mod twins;
 
+pub use engine::space::DEFAULT_MIN_FREE_SPACE;
 pub use error::HubError;
 pub use events::{Actor, HubEvent};
 pub use fleet::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT};

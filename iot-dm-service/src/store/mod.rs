@@ -468,6 +468,16 @@ impl StoreError {
         matches!(self, StoreError::Poisoned { .. })
     }
 
+    /// The disk is full: an I/O error of kind `StorageFull` (`ENOSPC`), or a poisoning it
+    /// caused.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            StoreError::Poisoned { cause, .. } => cause.is_disk_full(),
+            _ => false,
+        }
+    }
+
     /// A key or value broke a size limit.
     pub fn is_too_large(&self) -> bool {
         matches!(

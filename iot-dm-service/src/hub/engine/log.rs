@@ -166,6 +166,11 @@ pub(crate) fn spawn_checkpointer(inner: Weak<Inner>, interval: Duration) {
             if inner.closed.load(Ordering::SeqCst) {
                 return;
             }
+            // on a nearly full disk the log keeps the patches: folding them waits for space
+            // (a failed commit would poison the committer)
+            if inner.room_for_write().is_err() {
+                continue;
+            }
             if let Err(e) = checkpoint(&inner).await {
                 tracing::error!(%e, "checkpoint failed; the hub refuses writes until restarted");
                 return;

@@ -17,6 +17,7 @@
 //! | `record/` | the binary format of a device record (and the earlier formats it upgrades) |
 //! | `log.rs` | the write sequence, the reported-patch log, checkpoints and replay after a crash |
 //! | `meta.rs` | [`MetaCollection`]: durable named records (policies, CA certificates, ...) |
+//! | `space.rs` | the free space a write needs on the disk holding the store |
 //!
 //! **Durable before visible.** A write runs on a copy of the entry under the entry's lock; on
 //! success the copy replaces the entry and its record is handed to the group committer
@@ -31,6 +32,7 @@ mod entry;
 pub(crate) mod log;
 mod meta;
 mod record;
+pub(crate) mod space;
 mod state;
 mod write;
 

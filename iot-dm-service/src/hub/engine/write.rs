@@ -14,6 +14,15 @@ use crate::hub::error::HubError;
 use crate::store::{OnDurable, Op, Table};
 
 impl crate::hub::Inner {
+    /// `Ok` when the disk holding the store has room for a write (see `space.rs`). Every write
+    /// path asks before it changes anything, so a refused write leaves no trace.
+    pub(crate) fn room_for_write(&self) -> Result<(), HubError> {
+        match &self.space {
+            Some(space) => space.check(),
+            None => Ok(()),
+        }
+    }
+
     /// Resolves once every write applied so far is durable. Whatever leaves the hub for a
     /// reader outside it (a REST response, a device's twin GET) waits for this first, so that
     /// nothing a reader saw is rolled back by a crash; a failed commit fails the read.
@@ -40,6 +49,7 @@ impl crate::hub::Inner {
         slot: &Slot,
         f: impl FnOnce(&mut Entry) -> Result<(R, Option<OnDurable>), HubError>,
     ) -> Result<(R, Ack), HubError> {
+        self.room_for_write()?;
         let mut guard = lock(slot);
         if guard.deleted {
             return Err(HubError::not_found(guard.device.device_id.as_str()));
@@ -69,6 +79,7 @@ impl crate::hub::Inner {
         now: Timestamp,
         limits: &TwinLimits,
     ) -> Result<(Arc<Twin>, Ack), HubError> {
+        self.room_for_write()?;
         let mut guard = lock(slot);
         if guard.deleted || !guard.is_live() {
             return Err(HubError::not_found(guard.device.device_id.as_str()));

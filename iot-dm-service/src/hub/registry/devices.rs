@@ -65,6 +65,7 @@ impl Hub {
 
     /// Inserts a new entry, failing when the id is taken, and waits until it is durable.
     async fn insert_slot(&self, entry: Entry) -> Result<(), HubError> {
+        self.inner.room_for_write()?;
         let id = entry.device.device_id.clone();
         let op = put_op(&entry)?;
         let slot = Arc::new(Mutex::new(entry));
@@ -402,6 +403,7 @@ impl RegistryApi for Hub {
     /// `if_match` is the identity's ETag or `*`.
     async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<(), HubError> {
         let slot = self.inner.state.slot(device_id)?;
+        self.inner.room_for_write()?;
         let (id, ack, from) = {
             let mut guard = lock(&slot);
             if guard.deleted {
