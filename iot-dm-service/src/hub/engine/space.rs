@@ -9,7 +9,7 @@
 //! fails, the committer is poisoned, and the error still says the disk is full.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::hub::HubError;
@@ -25,8 +25,12 @@ const FRESH: Duration = Duration::from_millis(100);
 pub(crate) struct SpaceGuard {
     dir: PathBuf,
     min_free: u64,
-    /// The last reading: when, and how many bytes were free.
-    last: Mutex<Option<(Instant, u64)>>,
+    /// What the readings' times count from.
+    origin: Instant,
+    /// When the last reading was taken (nanoseconds after `origin`; 0: never), and how many
+    /// bytes were free then. Atomics rather than a lock: every write of the hub passes here.
+    read_at: AtomicU64,
+    free: AtomicU64,
 }
 
 impl SpaceGuard {
@@ -39,7 +43,9 @@ impl SpaceGuard {
         SpaceGuard {
             dir,
             min_free,
-            last: Mutex::new(None),
+            origin: Instant::now(),
+            read_at: AtomicU64::new(0),
+            free: AtomicU64::new(0),
         }
     }
 
@@ -50,17 +56,24 @@ impl SpaceGuard {
         if self.min_free == 0 {
             return Ok(());
         }
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, free)) = *last {
-            if now.duration_since(at) < FRESH && free >= self.min_free.saturating_mul(4) {
-                return Ok(());
-            }
+        // at least 1, so that 0 can mean "never read"
+        let now = u64::try_from(self.origin.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let at = self.read_at.load(Ordering::Relaxed);
+        let fresh = u64::try_from(FRESH.as_nanos()).unwrap_or(u64::MAX);
+        if at != 0
+            && now.saturating_sub(at) < fresh
+            && self.free.load(Ordering::Relaxed) >= self.min_free.saturating_mul(4)
+        {
+            return Ok(());
         }
         let Some(free) = free_bytes(&self.dir) else {
             return Ok(());
         };
-        *last = Some((now, free));
+        // two writers reading at once store about the same figures: either one will do
+        self.free.store(free, Ordering::Relaxed);
+        self.read_at.store(now, Ordering::Relaxed);
         if free < self.min_free {
             return Err(HubError::InsufficientStorage {
                 path: self.dir.display().to_string(),
