@@ -6,143 +6,18 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions, unwrap
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use iot_dm::core::method::MethodResponse;
 use iot_dm::device::{DeviceClient, DeviceCredentials, MqttTransport};
 
-const BIN: &str = env!("CARGO_BIN_EXE_iot-dm");
+#[path = "common/hub_process.rs"]
+mod hub_process;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The hub process; killed when dropped (a failing test leaves nothing behind).
-struct HubProcess {
-    child: Child,
-    mqtt_port: u16,
-    owner_cs: String,
-    url: String,
-    ca: PathBuf,
-}
-
-impl HubProcess {
-    fn start(dir: &Path) -> HubProcess {
-        HubProcess::start_with(dir, &[], Stdio::inherit())
-    }
-
-    /// Starts a hub with `extra` arguments, its stderr (the operational log) going to `log`.
-    fn start_with(dir: &Path, extra: &[&str], log: Stdio) -> HubProcess {
-        let rest = free_port();
-        let mqtt = free_port();
-        let cs_file = dir.join("owner.cs");
-        let child = Command::new(BIN)
-            .args(["hub", "--data"])
-            .arg(dir.join("data"))
-            .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-            .args(["--rest", &format!("127.0.0.1:{rest}")])
-            .args(["--host", "localhost", "--owner-connection-string-file"])
-            .arg(&cs_file)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut hub = HubProcess {
-            child,
-            mqtt_port: mqtt,
-            owner_cs: String::new(),
-            url: format!("https://127.0.0.1:{rest}"),
-            ca: dir.join("data").join("certs").join("ca.pem"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cs_file.exists() {
-            if let Some(status) = hub.child.try_wait().unwrap() {
-                panic!("the hub exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "the hub did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        hub.owner_cs = std::fs::read_to_string(&cs_file).unwrap();
-        hub
-    }
-
-    /// Runs `iot-dm ARGS` against this hub with `cs` as the connection string.
-    fn run_as(&self, cs: &str, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("IOT_DM_CONNECTION_STRING", cs)
-            .env("IOT_DM_URL", &self.url)
-            .env("IOT_DM_CA", &self.ca)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.owner_cs, args)
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "iot-dm {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    /// Sends SIGTERM and expects a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        if sent.map(|s| s.success()).unwrap_or(false) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = self.child.try_wait().unwrap() {
-                    assert!(status.success(), "the hub exited with {status}");
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            panic!("the hub did not stop within 10 s of SIGTERM");
-        }
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use hub_process::{code, stderr, HubProcess, BIN};
 
 #[test]
 fn operate_a_hub_from_the_command_line() {

@@ -50,19 +50,30 @@ impl HubProcess {
     /// ports (a restart on the ports of a hub that was killed: its devices reconnect by
     /// themselves).
     pub fn start_on(dir: &Path, mqtt: u16, rest: u16) -> HubProcess {
+        HubProcess::spawn(dir, mqtt, rest, &["--log", "warn"], Stdio::inherit())
+    }
+
+    /// Starts a hub with `extra` arguments (they replace the default `--log warn`), its
+    /// stderr (the operational log) going to `log`.
+    pub fn start_with(dir: &Path, extra: &[&str], log: Stdio) -> HubProcess {
+        HubProcess::spawn(dir, free_port(), free_port(), extra, log)
+    }
+
+    fn spawn(dir: &Path, mqtt: u16, rest: u16, extra: &[&str], log: Stdio) -> HubProcess {
         let cs_file = dir.join("owner.cs");
         // the file a killed hub wrote is no sign that this one is up
         let _ = std::fs::remove_file(&cs_file);
         let child = Command::new(BIN)
-            .args(["hub", "--log", "warn", "--data"])
+            .args(["hub", "--data"])
             .arg(dir.join("data"))
             .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
             .args(["--rest", &format!("127.0.0.1:{rest}")])
             .args(["--host", "localhost", "--owner-connection-string-file"])
             .arg(&cs_file)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut hub = HubProcess {
@@ -109,16 +120,39 @@ impl HubProcess {
             .unwrap()
     }
 
-    /// Runs `iot-dm ARGS` against this hub as the owner (stdout and stderr are pipes).
-    pub fn run(&self, args: &[&str]) -> Output {
+    /// Runs `iot-dm ARGS` against this hub with `cs` as the connection string (stdout and
+    /// stderr are pipes).
+    pub fn run_as(&self, cs: &str, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .env("IOT_DM_CONNECTION_STRING", &self.owner_cs)
+            .env("IOT_DM_CONNECTION_STRING", cs)
             .env("IOT_DM_URL", &self.url)
             .env("IOT_DM_CA", &self.ca)
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// Runs `iot-dm ARGS` against this hub as the owner (stdout and stderr are pipes).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_as(&self.owner_cs, args)
+    }
+
+    /// Sends SIGTERM and expects a clean exit within 10 s.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        if sent.map(|s| s.success()).unwrap_or(false) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    assert!(status.success(), "the hub exited with {status}");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            panic!("the hub did not stop within 10 s of SIGTERM");
+        }
     }
 
     /// Runs and expects success; returns stdout.
