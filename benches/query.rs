@@ -2,9 +2,10 @@
 //! through the paging API, a GROUP BY, and parsing.
 //!
 //! `cargo bench --bench query` builds 1,000,000 twins of about 1 KB each (set
-//! `IOT_DM_BENCH_TWINS` to use another count), then packs their sections a page of 1024 at a
-//! time, as the hub does with the twins it loads (`IOT_DM_BENCH_UNPACKED=1` keeps the layout
-//! of twins built one at a time). Under `cargo test` the benches run once over a
+//! `IOT_DM_BENCH_TWINS` to use another count) and lays them out as the hub does when it loads
+//! its store: each page of 1024 records is encoded as stored, read back, and its documents made
+//! section by section (`IOT_DM_BENCH_UNPACKED=1` keeps the layout of twins built one at a
+//! time from JSON). Under `cargo test` the benches run once over a
 //! small fleet.
 
 use std::hint::black_box;
@@ -12,8 +13,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use iot_dm::core::binary::Reader;
 use iot_dm::core::query::{PageRequest, Query};
-use iot_dm::core::twin::{pack_sections, Twin};
+use iot_dm::core::twin::{install_deferred, Twin};
 use serde_json::Value;
 
 const SCAN: &str = "SELECT * FROM devices WHERE tags.location.region = 'us-west' \
@@ -59,17 +61,39 @@ fn twins() -> &'static [Twin] {
         let started = Instant::now();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut json_bytes = 0usize;
-        let mut twins: Vec<Twin> = (0..n as u64)
-            .map(|i| {
-                let v = twin_json(i, &mut rng);
-                json_bytes += v.to_string().len();
-                serde_json::from_value(v).expect("generated twin is valid")
-            })
-            .collect();
-        // laid out as the hub lays out the twins it loads: each page's sections together
+        let mut build = |i: u64| -> Twin {
+            let v = twin_json(i, &mut rng);
+            json_bytes += v.to_string().len();
+            serde_json::from_value(v).expect("generated twin is valid")
+        };
+        // laid out as the hub lays out the twins it loads: a page of stored records is read,
+        // then its documents are made section by section (`install_deferred`)
         let packed = std::env::var_os("IOT_DM_BENCH_UNPACKED").is_none();
+        let mut twins: Vec<Twin> = Vec::with_capacity(n);
         if packed {
-            twins.chunks_mut(LOAD_PAGE).for_each(pack_sections);
+            let mut stored: Vec<Vec<u8>> = Vec::with_capacity(LOAD_PAGE);
+            for start in (0..n as u64).step_by(LOAD_PAGE) {
+                let end = (start + LOAD_PAGE as u64).min(n as u64);
+                stored.clear();
+                for i in start..end {
+                    let mut out = Vec::new();
+                    build(i).write_binary(&mut out);
+                    stored.push(out);
+                }
+                let mut read: Vec<_> = stored
+                    .iter()
+                    .map(|bytes| {
+                        Twin::read_binary_deferred(&mut Reader::new(bytes))
+                            .expect("a stored twin reads back")
+                    })
+                    .collect();
+                let mut batch: Vec<_> = read.iter_mut().map(|(t, d)| (t, *d)).collect();
+                install_deferred(&mut batch).expect("documents read back");
+                drop(batch);
+                twins.extend(read.into_iter().map(|(t, _)| t));
+            }
+        } else {
+            twins.extend((0..n as u64).map(&mut build));
         }
         let heap: usize = twins.iter().map(Twin::heap_size).sum();
         let rss = rss_kib().saturating_sub(rss_before) * 1024;
@@ -79,7 +103,7 @@ fn twins() -> &'static [Twin] {
              resident memory grew by {} bytes per twin",
             started.elapsed(),
             if packed {
-                "sections packed per page of 1024, as the hub loads them"
+                "read a page of 1024 stored records at a time, as the hub loads them"
             } else {
                 "interleaved, as built one at a time"
             },
