@@ -20,6 +20,9 @@ use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
 use crate::store::{Op, Store, Table};
 
+/// The buffer a device record is written into (most take about 300 bytes).
+const RECORD_CAPACITY: usize = 384;
+
 /// Device records read per page while loading.
 const LOAD_PAGE: usize = 1024;
 
@@ -31,6 +34,15 @@ pub(crate) struct StoredJob {
     pub(crate) job: JobResponse,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) plan: Option<Rollout>,
+}
+
+/// A [`StoredJob`] borrowed from the job in memory, for writing.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredJobRef<'a> {
+    job: &'a JobResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'a Rollout>,
 }
 
 impl MetaRecord for StoredJob {
@@ -130,6 +142,11 @@ pub(crate) struct Job {
     pub(crate) waiting: u64,
     /// What the job does to each device (made when first needed).
     pub(crate) work: Option<Work>,
+    /// The slots whose record must be written, so that a round's writes cost what changed,
+    /// not the size of the job.
+    pub(crate) dirty_slots: Vec<u32>,
+    /// The size of the job record last written, to size the next one's buffer.
+    pub(crate) plan_len: usize,
 }
 
 impl Job {
@@ -144,7 +161,17 @@ impl Job {
             dirty: true,
             waiting: 0,
             work: None,
+            dirty_slots: Vec::new(),
+            plan_len: 0,
         }
+    }
+
+    /// Sets the job's devices (in device-id order); every new slot's record is to be written.
+    pub(crate) fn set_slots(&mut self, slots: Vec<Slot>) {
+        self.slots = slots;
+        self.dirty_slots = (0..self.slots.len() as u32)
+            .filter(|i| self.slots[*i as usize].dirty)
+            .collect();
     }
 
     /// Records an operator pause (or its end) in the status message.
@@ -162,7 +189,10 @@ impl Job {
         self.counts.count(status);
         slot.status = status;
         slot.updated = now;
-        slot.dirty = true;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty_slots.push(i as u32);
+        }
         self.job.device_job_statistics = Some(self.counts);
         self.dirty = true;
     }
@@ -190,12 +220,15 @@ impl Job {
     /// The ops that store what changed (device records, then the job record), and forgets the
     /// details written.
     pub(crate) fn take_ops(&mut self, ops: &mut Vec<Op>) -> Result<(), HubError> {
-        for i in 0..self.slots.len() {
-            if !self.slots[i].dirty {
+        let mut dirty = std::mem::take(&mut self.dirty_slots);
+        dirty.sort_unstable();
+        for i in dirty.into_iter().map(|i| i as usize) {
+            if !self.slots.get(i).is_some_and(|s| s.dirty) {
                 continue;
             }
             if let Some(r) = self.record(i) {
-                let value = serde_json::to_vec(&r).map_err(|e| HubError::Internal {
+                let mut value = Vec::with_capacity(RECORD_CAPACITY);
+                serde_json::to_writer(&mut value, &r).map_err(|e| HubError::Internal {
                     message: e.to_string(),
                 })?;
                 ops.push(Op::put(
@@ -209,11 +242,22 @@ impl Job {
             slot.detail = None;
         }
         if self.dirty {
-            let stored = StoredJob {
-                job: self.job.clone(),
-                plan: self.plan.clone(),
+            // the plan is written from where it is, not cloned first (a million devices
+            // take about 11 MB)
+            let stored = StoredJobRef {
+                job: &self.job,
+                plan: self.plan.as_ref(),
             };
-            ops.push(MetaCollection::<StoredJob>::put_op(&stored)?);
+            let mut value = Vec::with_capacity(self.plan_len + 1024);
+            serde_json::to_writer(&mut value, &stored).map_err(|e| HubError::Internal {
+                message: format!("encoding job {}: {e}", self.job.job_id),
+            })?;
+            self.plan_len = value.len();
+            ops.push(Op::put(
+                Table::Meta,
+                format!("{}{}", StoredJob::PREFIX, self.job.job_id),
+                value,
+            ));
             self.dirty = false;
         }
         Ok(())

@@ -30,7 +30,7 @@ fn running_job(kind: &str, ids: &[&str]) -> Job {
     let mut plan = Rollout::new(RolloutPolicy::default(), None, T0).unwrap();
     plan.add_devices(&twins, T0).unwrap();
     job.plan = Some(plan);
-    job.slots = ids.iter().map(|id| Slot::new(id, T0)).collect();
+    job.set_slots(ids.iter().map(|id| Slot::new(id, T0)).collect());
     job.counts.device_count = ids.len() as u64;
     job.counts.pending_count = ids.len() as u64;
     job
