@@ -96,7 +96,9 @@ fn patches_under_job(n: usize, patchers: usize) {
     let rt = runtime("iot-hub");
     let served = rt.block_on(devices::Served::start(0, n));
     let secs = if full_run() { 5.0 } else { 1.0 };
-    let (alone, with, job) = rt.block_on(served.patch_ratio(patchers, secs));
+    let load = runtime("load");
+    let (alone, with, job) = rt.block_on(served.patch_ratio(load.handle(), patchers, secs));
+    load.shutdown_timeout(Duration::from_secs(5));
     let ratio = with / alone.max(1e-9);
     println!(
         "jobs/patches_under_job: {patchers} TLS devices, {alone:.0} patches/s alone, {with:.0} \

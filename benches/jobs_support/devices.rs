@@ -173,12 +173,16 @@ impl Served {
 
     /// Reported patches per second from `patchers` TLS devices for `secs` alone, then while a
     /// twin job runs over every twin (the window ends when the job does); and what the job did.
-    pub async fn patch_ratio(&self, patchers: usize, secs: f64) -> (f64, f64, String) {
+    pub async fn patch_ratio(
+        &self,
+        load: &tokio::runtime::Handle,
+        patchers: usize,
+        secs: f64,
+    ) -> (f64, f64, String) {
         let mut pairs = Vec::with_capacity(patchers);
         for i in 0..patchers {
             pairs.push(sas_device(&self.hub, &format!("p-{i:05}")).await);
         }
-        let load = crate::fleet::runtime("load");
         let tls = self.certs.client_config().expect("client config");
         let addr = self.addr();
         let acks = Arc::new(AtomicU64::new(0));
@@ -240,7 +244,6 @@ impl Served {
             None => format!("still running at the window's end, {} of {} done", s.succeeded_count, s.device_count),
         };
         until_forgotten(&self.hub, &id).await;
-        load.shutdown_timeout(Duration::from_secs(5));
         (alone, with, what)
     }
 
