@@ -20,13 +20,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "mqtt_support/client.rs"]
+#[allow(dead_code)]
+mod client;
 #[path = "jobs_support/devices.rs"]
 mod devices;
 #[path = "jobs_support/fleet.rs"]
 mod fleet;
-#[path = "mqtt_support/client.rs"]
-#[allow(dead_code)]
-mod client;
 #[path = "common/rss.rs"]
 mod rss;
 
@@ -145,5 +145,8 @@ fn main() {
         patches_under_job(twins, patchers);
     }
     c.final_summary();
-    println!("jobs benches: {:.1} s in all", started.elapsed().as_secs_f64());
+    println!(
+        "jobs benches: {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
 }

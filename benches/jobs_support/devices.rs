@@ -58,7 +58,9 @@ async fn sas_device(hub: &Hub, id: &str) -> (String, String) {
     let key = SymmetricKey::new(d.symmetric_key.primary_key.expect("key")).expect("key");
     let expiry = Timestamp::from_unix_secs(SystemClock.now().unix_secs() + 24 * 3600);
     let uri = wire::device_resource_uri(HOST, &d.device_id);
-    let token = SasToken::generate(&uri, &key, expiry, None).as_str().to_string();
+    let token = SasToken::generate(&uri, &key, expiry, None)
+        .as_str()
+        .to_string();
     (id.to_string(), token)
 }
 
@@ -192,8 +194,16 @@ impl Served {
             .map(|(id, token)| {
                 let (tls, acks, stop) = (tls.clone(), acks.clone(), stop.clone());
                 load.spawn(async move {
-                    let c = Client::connect(addr, Some(tls), HOST, &id, &token, 0, &["$iothub/twin/res/#"])
-                        .await?;
+                    let c = Client::connect(
+                        addr,
+                        Some(tls),
+                        HOST,
+                        &id,
+                        &token,
+                        0,
+                        &["$iothub/twin/res/#"],
+                    )
+                    .await?;
                     patch_until(c, &acks, &stop).await
                 })
             })
@@ -241,7 +251,10 @@ impl Served {
                 s.succeeded_count,
                 s.device_count
             ),
-            None => format!("still running at the window's end, {} of {} done", s.succeeded_count, s.device_count),
+            None => format!(
+                "still running at the window's end, {} of {} done",
+                s.succeeded_count, s.device_count
+            ),
         };
         until_forgotten(&self.hub, &id).await;
         (alone, with, what)
@@ -338,7 +351,12 @@ async fn answer(mut c: Client) {
         loop {
             match c.try_next() {
                 Ok(Some(Packet::Publish(p))) => {
-                    let rid = p.topic.rsplit("$rid=").next().unwrap_or_default().to_string();
+                    let rid = p
+                        .topic
+                        .rsplit("$rid=")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let topic = format!("$iothub/methods/res/200/?$rid={rid}");
                     if c.publish(topic, b"{\"ok\":true}".to_vec()).is_err() {
                         return;
