@@ -14,7 +14,7 @@
 //!   of a running job (target: at most 200 bytes).
 //!
 //! Sizes: `IOT_DM_BENCH_TWINS` (twin job and the fleet of the patch bench, default 1,000,000
-//! under `cargo bench`), `IOT_DM_BENCH_DEVICES` (method job, default 10,000),
+//! under `cargo bench`), `IOT_DM_BENCH_METHOD_DEVICES` (method job, default 10,000),
 //! `IOT_DM_BENCH_PATCHERS` (patching devices, default 1,000). Under `cargo test` every part
 //! runs once on a small fleet. A filter argument (a plain substring) selects parts.
 
@@ -128,7 +128,7 @@ fn main() {
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let wants = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let twins = env_size("IOT_DM_BENCH_TWINS", 1_000_000, 2_000);
-    let devices = env_size("IOT_DM_BENCH_DEVICES", 10_000, 200);
+    let devices = env_size("IOT_DM_BENCH_METHOD_DEVICES", 10_000, 200);
     let patchers = env_size("IOT_DM_BENCH_PATCHERS", 1_000, 50);
     let mut c = Criterion::default().configure_from_args();
     let started = Instant::now();
