@@ -10,8 +10,8 @@ use tokio::task::AbortHandle;
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::job::{
-    DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics, DeviceJobStatus,
-    DeviceMethodResponse, JobResponse,
+    DeviceJob, DeviceJobError, DeviceJobStatistics, DeviceJobStatus, DeviceMethodResponse,
+    JobResponse,
 };
 use iot_dm_core::rollout::Rollout;
 
@@ -73,7 +73,37 @@ pub(crate) fn delete_job_ops(job_id: &str) -> Vec<Op> {
 
 /// The store key of a device record.
 pub(crate) fn device_key(job_id: &str, device_id: &str) -> Vec<u8> {
-    format!("{job_id}/{device_id}").into_bytes()
+    let mut key = Vec::with_capacity(job_id.len() + 1 + device_id.len());
+    key.extend_from_slice(job_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(device_id.as_bytes());
+    key
+}
+
+/// A [`DeviceJob`] borrowed from the job in memory, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceJobRef<'a> {
+    device_id: &'a str,
+    job_id: &'a str,
+    job_type: iot_dm_core::job::JobType,
+    status: DeviceJobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time_utc: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time_utc: Option<Timestamp>,
+    created_date_time_utc: Timestamp,
+    last_updated_date_time_utc: Timestamp,
+    outcome: OutcomeRef<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a DeviceJobError>,
+}
+
+/// A [`DeviceJobOutcome`](iot_dm_core::job::DeviceJobOutcome) borrowed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeRef<'a> {
+    device_method_response: Option<&'a DeviceMethodResponse>,
 }
 
 /// What a device's latest attempt ended with, kept until its record is written.
@@ -197,7 +227,8 @@ impl Job {
         self.dirty = true;
     }
 
-    /// The record of device `i` as `devices.jobs` shows it.
+    /// The record of device `i` as `devices.jobs` shows it (what [`Job::record_ref`] writes).
+    #[cfg(test)]
     pub(crate) fn record(&self, i: usize) -> Option<DeviceJob> {
         let slot = self.slots.get(i)?;
         let detail = slot.detail.as_deref().cloned().unwrap_or_default();
@@ -210,10 +241,31 @@ impl Job {
             end_time_utc: slot.end,
             created_date_time_utc: self.job.start_time.unwrap_or(slot.updated),
             last_updated_date_time_utc: slot.updated,
-            outcome: DeviceJobOutcome {
+            outcome: iot_dm_core::job::DeviceJobOutcome {
                 device_method_response: detail.response,
             },
             error: detail.error,
+        })
+    }
+
+    /// The record of device `i`, borrowed from the slot and the job: what [`Job::record`]
+    /// gives, written without copying it first.
+    pub(crate) fn record_ref(&self, i: usize) -> Option<DeviceJobRef<'_>> {
+        let slot = self.slots.get(i)?;
+        let detail = slot.detail.as_deref();
+        Some(DeviceJobRef {
+            device_id: &slot.id,
+            job_id: &self.job.job_id,
+            job_type: self.job.job_type,
+            status: slot.status,
+            start_time_utc: slot.start,
+            end_time_utc: slot.end,
+            created_date_time_utc: self.job.start_time.unwrap_or(slot.updated),
+            last_updated_date_time_utc: slot.updated,
+            outcome: OutcomeRef {
+                device_method_response: detail.and_then(|d| d.response.as_ref()),
+            },
+            error: detail.and_then(|d| d.error.as_ref()),
         })
     }
 
@@ -226,14 +278,14 @@ impl Job {
             if !self.slots.get(i).is_some_and(|s| s.dirty) {
                 continue;
             }
-            if let Some(r) = self.record(i) {
+            if let Some(r) = self.record_ref(i) {
                 let mut value = Vec::with_capacity(RECORD_CAPACITY);
                 serde_json::to_writer(&mut value, &r).map_err(|e| HubError::Internal {
                     message: e.to_string(),
                 })?;
                 ops.push(Op::put(
                     Table::Jobs,
-                    device_key(&self.job.job_id, &r.device_id),
+                    device_key(&self.job.job_id, r.device_id),
                     value,
                 ));
             }

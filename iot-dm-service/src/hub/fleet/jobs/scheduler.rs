@@ -31,7 +31,7 @@ pub const MAX_IN_FLIGHT: usize = 256;
 
 /// Twin updates one job runs at once, at most (the rate policy may allow fewer). They run in
 /// the hub, not on a device, so what bounds them is the cost of the rounds that record them.
-pub const MAX_TWIN_IN_FLIGHT: usize = 16_384;
+pub const MAX_TWIN_IN_FLIGHT: usize = 65_536;
 
 /// A round that took longer than this is followed by a pause as long as it took (at most
 /// [`MAX_PACE`]), so that the attempts that end meanwhile are recorded together: a round's
