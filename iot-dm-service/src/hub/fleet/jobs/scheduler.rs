@@ -39,7 +39,7 @@ pub const MAX_TWIN_IN_FLIGHT: usize = 65_536;
 const PACE_FROM: Duration = Duration::from_millis(2);
 
 /// The longest pause between two rounds.
-const MAX_PACE: Duration = Duration::from_millis(50);
+const MAX_PACE: Duration = Duration::from_millis(20);
 
 /// The longest the scheduler sleeps, so that a clock that jumps is noticed.
 const TICK: Duration = Duration::from_millis(200);
