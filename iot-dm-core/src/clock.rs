@@ -233,6 +233,13 @@ impl fmt::Display for Timestamp {
                 return f.write_str(text);
             }
         }
+        self.format_any(f)
+    }
+}
+
+impl Timestamp {
+    /// The text of any timestamp (the years [`Timestamp::format_short`] leaves out too).
+    fn format_any(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.ticks().div_euclid(TICKS_PER_SEC);
         let frac = self.ticks().rem_euclid(TICKS_PER_SEC);
         let days = secs.div_euclid(86_400);
@@ -402,6 +409,40 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_ticks(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod short_format_tests {
+    use super::Timestamp;
+    use std::fmt;
+
+    struct Any(Timestamp);
+    impl fmt::Display for Any {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.format_any(f)
+        }
+    }
+
+    #[test]
+    fn the_short_format_writes_what_the_general_one_does() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut ticks = vec![0, 1, 9_999_999, 10_000_000, -1, 1_700_000_000_0000000];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // years 1970 to about 2500, any fraction, and whole milliseconds
+            let t = (x % 167_000_000_000_000_000) as i64;
+            ticks.push(t);
+            ticks.push(t - t % 10_000);
+        }
+        for t in ticks {
+            let ts = Timestamp::from_ticks(t);
+            assert_eq!(ts.to_string(), Any(ts).to_string(), "{t}");
+            let json = serde_json::to_string(&ts).unwrap();
+            assert_eq!(json, format!("\"{}\"", Any(ts)), "{t}");
+        }
     }
 }
 
