@@ -183,8 +183,63 @@ impl std::ops::Add<std::time::Duration> for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The text of a timestamp of the years 0 to 9999 (every one a hub makes), written without
+    /// allocating: records carry several, and a job writes millions of records.
+    fn format_short(&self, buf: &mut [u8; 28]) -> Option<usize> {
+        let secs = self.ticks().div_euclid(TICKS_PER_SEC);
+        let frac = self.ticks().rem_euclid(TICKS_PER_SEC);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let mut put = |at: usize, v: i64, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, y, 4);
+        put(5, m, 2);
+        put(8, d, 2);
+        put(11, sod / 3600, 2);
+        put(14, (sod / 60) % 60, 2);
+        put(17, sod % 60, 2);
+        put(20, frac, 7);
+        buf[4] = b'-';
+        buf[7] = b'-';
+        buf[10] = b'T';
+        buf[13] = b':';
+        buf[16] = b':';
+        buf[19] = b'.';
+        // at least millisecond precision, trailing zeros past the 3rd digit trimmed
+        let mut end = 27;
+        while end > 23 && buf[end - 1] == b'0' {
+            end -= 1;
+        }
+        buf[end] = b'Z';
+        Some(end + 1)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 28];
+        if let Some(n) = self.format_short(&mut buf) {
+            if let Ok(text) = std::str::from_utf8(&buf[..n]) {
+                return f.write_str(text);
+            }
+        }
+        self.format_any(f)
+    }
+}
+
+impl Timestamp {
+    /// The text of any timestamp (the years [`Timestamp::format_short`] leaves out too).
+    fn format_any(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.ticks().div_euclid(TICKS_PER_SEC);
         let frac = self.ticks().rem_euclid(TICKS_PER_SEC);
         let days = secs.div_euclid(86_400);
@@ -282,7 +337,14 @@ impl FromStr for Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0u8; 28];
+        match self.format_short(&mut buf) {
+            Some(n) => match std::str::from_utf8(&buf[..n]) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => s.collect_str(self),
+            },
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -347,6 +409,40 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_ticks(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod short_format_tests {
+    use super::Timestamp;
+    use std::fmt;
+
+    struct Any(Timestamp);
+    impl fmt::Display for Any {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.format_any(f)
+        }
+    }
+
+    #[test]
+    fn the_short_format_writes_what_the_general_one_does() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut ticks = vec![0, 1, 9_999_999, 10_000_000, -1, 17_000_000_000_000_000];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // years 1970 to about 2500, any fraction, and whole milliseconds
+            let t = (x % 167_000_000_000_000_000) as i64;
+            ticks.push(t);
+            ticks.push(t - t % 10_000);
+        }
+        for t in ticks {
+            let ts = Timestamp::from_ticks(t);
+            assert_eq!(ts.to_string(), Any(ts).to_string(), "{t}");
+            let json = serde_json::to_string(&ts).unwrap();
+            assert_eq!(json, format!("\"{}\"", Any(ts)), "{t}");
+        }
     }
 }
 

@@ -37,8 +37,11 @@ struct Snapshot {
     changes: Vec<Change>,
 }
 
-fn pack_u32<'a>(v: impl IntoIterator<Item = &'a u32>) -> String {
-    let bytes: Vec<u8> = v.into_iter().flat_map(|i| i.to_le_bytes()).collect();
+fn pack_u32<'a>(v: impl ExactSizeIterator<Item = &'a u32>) -> String {
+    let mut bytes = Vec::with_capacity(v.len() * 4);
+    for i in v {
+        bytes.extend_from_slice(&i.to_le_bytes());
+    }
     STANDARD.encode(bytes)
 }
 
@@ -59,7 +62,11 @@ fn unpack_u32(s: &str, len: usize) -> Result<Vec<u32>, String> {
 
 impl Serialize for Rollout {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let devices: Vec<u8> = self.slots.iter().flat_map(|d| d.to_bytes()).collect();
+        // a job writes its plan often: packed in one pass into a buffer of the right size
+        let mut devices = Vec::with_capacity(self.slots.len() * 8);
+        for d in &self.slots {
+            devices.extend_from_slice(&d.to_bytes());
+        }
         Snapshot {
             format: FORMAT,
             policy: self.policy.clone(),
@@ -67,12 +74,12 @@ impl Serialize for Rollout {
             now: self.now,
             devices: STANDARD.encode(devices),
             zones: self.zones.names().to_vec(),
-            ready: pack_u32(&self.ready),
-            retry: pack_u32(&self.retry),
+            ready: pack_u32(self.ready.iter()),
+            retry: pack_u32(self.retry.iter()),
             buckets: self
                 .buckets
                 .iter()
-                .map(|(t, v)| (*t, pack_u32(v)))
+                .map(|(t, v)| (*t, pack_u32(v.iter())))
                 .collect(),
             timers: self.timers.iter().map(|Reverse(t)| *t).collect(),
             rate_spent: self.limiter.entries().collect(),

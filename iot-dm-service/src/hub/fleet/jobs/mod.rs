@@ -15,7 +15,8 @@
 //! [`DEFAULT_JOB_RETENTION`], IoT Hub's 30 days), then deleted with its device records. A job
 //! without `maxExecutionTimeInSeconds` runs for at most
 //! [`DEFAULT_MAX_EXECUTION_SECONDS`](iot_dm_core::job::DEFAULT_MAX_EXECUTION_SECONDS) (one
-//! hour). At most [`MAX_IN_FLIGHT`] attempts of one job run at once.
+//! hour). At most [`MAX_IN_FLIGHT`] method calls (or [`MAX_TWIN_IN_FLIGHT`] twin updates) of
+//! one job run at once.
 
 mod commands;
 mod records;
@@ -41,7 +42,7 @@ use crate::hub::error::HubError;
 use crate::hub::{Hub, Inner};
 use crate::store::{Store, Table};
 
-pub use scheduler::MAX_IN_FLIGHT;
+pub use scheduler::{MAX_IN_FLIGHT, MAX_TWIN_IN_FLIGHT};
 
 /// The default cap on active jobs (IoT Hub's S3 tier allows 10).
 pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 10;

@@ -10,8 +10,8 @@ use tokio::task::AbortHandle;
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::job::{
-    DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics, DeviceJobStatus,
-    DeviceMethodResponse, JobResponse,
+    DeviceJob, DeviceJobError, DeviceJobStatistics, DeviceJobStatus, DeviceMethodResponse,
+    JobResponse,
 };
 use iot_dm_core::rollout::Rollout;
 
@@ -19,6 +19,9 @@ use super::run::Work;
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
 use crate::store::{Op, Store, Table};
+
+/// The buffer a device record is written into (most take about 300 bytes).
+const RECORD_CAPACITY: usize = 384;
 
 /// Device records read per page while loading.
 const LOAD_PAGE: usize = 1024;
@@ -31,6 +34,15 @@ pub(crate) struct StoredJob {
     pub(crate) job: JobResponse,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) plan: Option<Rollout>,
+}
+
+/// A [`StoredJob`] borrowed from the job in memory, for writing.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredJobRef<'a> {
+    job: &'a JobResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'a Rollout>,
 }
 
 impl MetaRecord for StoredJob {
@@ -61,7 +73,37 @@ pub(crate) fn delete_job_ops(job_id: &str) -> Vec<Op> {
 
 /// The store key of a device record.
 pub(crate) fn device_key(job_id: &str, device_id: &str) -> Vec<u8> {
-    format!("{job_id}/{device_id}").into_bytes()
+    let mut key = Vec::with_capacity(job_id.len() + 1 + device_id.len());
+    key.extend_from_slice(job_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(device_id.as_bytes());
+    key
+}
+
+/// A [`DeviceJob`] borrowed from the job in memory, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceJobRef<'a> {
+    device_id: &'a str,
+    job_id: &'a str,
+    job_type: iot_dm_core::job::JobType,
+    status: DeviceJobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time_utc: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time_utc: Option<Timestamp>,
+    created_date_time_utc: Timestamp,
+    last_updated_date_time_utc: Timestamp,
+    outcome: OutcomeRef<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a DeviceJobError>,
+}
+
+/// A [`DeviceJobOutcome`](iot_dm_core::job::DeviceJobOutcome) borrowed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeRef<'a> {
+    device_method_response: Option<&'a DeviceMethodResponse>,
 }
 
 /// What a device's latest attempt ended with, kept until its record is written.
@@ -130,6 +172,11 @@ pub(crate) struct Job {
     pub(crate) waiting: u64,
     /// What the job does to each device (made when first needed).
     pub(crate) work: Option<Work>,
+    /// The slots whose record must be written, so that a round's writes cost what changed,
+    /// not the size of the job.
+    pub(crate) dirty_slots: Vec<u32>,
+    /// The size of the job record last written, to size the next one's buffer.
+    pub(crate) plan_len: usize,
 }
 
 impl Job {
@@ -144,7 +191,17 @@ impl Job {
             dirty: true,
             waiting: 0,
             work: None,
+            dirty_slots: Vec::new(),
+            plan_len: 0,
         }
+    }
+
+    /// Sets the job's devices (in device-id order); every new slot's record is to be written.
+    pub(crate) fn set_slots(&mut self, slots: Vec<Slot>) {
+        self.slots = slots;
+        self.dirty_slots = (0..self.slots.len() as u32)
+            .filter(|i| self.slots[*i as usize].dirty)
+            .collect();
     }
 
     /// Records an operator pause (or its end) in the status message.
@@ -162,12 +219,16 @@ impl Job {
         self.counts.count(status);
         slot.status = status;
         slot.updated = now;
-        slot.dirty = true;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty_slots.push(i as u32);
+        }
         self.job.device_job_statistics = Some(self.counts);
         self.dirty = true;
     }
 
-    /// The record of device `i` as `devices.jobs` shows it.
+    /// The record of device `i` as `devices.jobs` shows it (what [`Job::record_ref`] writes).
+    #[cfg(test)]
     pub(crate) fn record(&self, i: usize) -> Option<DeviceJob> {
         let slot = self.slots.get(i)?;
         let detail = slot.detail.as_deref().cloned().unwrap_or_default();
@@ -180,27 +241,51 @@ impl Job {
             end_time_utc: slot.end,
             created_date_time_utc: self.job.start_time.unwrap_or(slot.updated),
             last_updated_date_time_utc: slot.updated,
-            outcome: DeviceJobOutcome {
+            outcome: iot_dm_core::job::DeviceJobOutcome {
                 device_method_response: detail.response,
             },
             error: detail.error,
         })
     }
 
+    /// The record of device `i`, borrowed from the slot and the job: what [`Job::record`]
+    /// gives, written without copying it first.
+    pub(crate) fn record_ref(&self, i: usize) -> Option<DeviceJobRef<'_>> {
+        let slot = self.slots.get(i)?;
+        let detail = slot.detail.as_deref();
+        Some(DeviceJobRef {
+            device_id: &slot.id,
+            job_id: &self.job.job_id,
+            job_type: self.job.job_type,
+            status: slot.status,
+            start_time_utc: slot.start,
+            end_time_utc: slot.end,
+            created_date_time_utc: self.job.start_time.unwrap_or(slot.updated),
+            last_updated_date_time_utc: slot.updated,
+            outcome: OutcomeRef {
+                device_method_response: detail.and_then(|d| d.response.as_ref()),
+            },
+            error: detail.and_then(|d| d.error.as_ref()),
+        })
+    }
+
     /// The ops that store what changed (device records, then the job record), and forgets the
     /// details written.
     pub(crate) fn take_ops(&mut self, ops: &mut Vec<Op>) -> Result<(), HubError> {
-        for i in 0..self.slots.len() {
-            if !self.slots[i].dirty {
+        let mut dirty = std::mem::take(&mut self.dirty_slots);
+        dirty.sort_unstable();
+        for i in dirty.into_iter().map(|i| i as usize) {
+            if !self.slots.get(i).is_some_and(|s| s.dirty) {
                 continue;
             }
-            if let Some(r) = self.record(i) {
-                let value = serde_json::to_vec(&r).map_err(|e| HubError::Internal {
+            if let Some(r) = self.record_ref(i) {
+                let mut value = Vec::with_capacity(RECORD_CAPACITY);
+                serde_json::to_writer(&mut value, &r).map_err(|e| HubError::Internal {
                     message: e.to_string(),
                 })?;
                 ops.push(Op::put(
                     Table::Jobs,
-                    device_key(&self.job.job_id, &r.device_id),
+                    device_key(&self.job.job_id, r.device_id),
                     value,
                 ));
             }
@@ -209,11 +294,22 @@ impl Job {
             slot.detail = None;
         }
         if self.dirty {
-            let stored = StoredJob {
-                job: self.job.clone(),
-                plan: self.plan.clone(),
+            // the plan is written from where it is, not cloned first (a million devices
+            // take about 11 MB)
+            let stored = StoredJobRef {
+                job: &self.job,
+                plan: self.plan.as_ref(),
             };
-            ops.push(MetaCollection::<StoredJob>::put_op(&stored)?);
+            let mut value = Vec::with_capacity(self.plan_len + 1024);
+            serde_json::to_writer(&mut value, &stored).map_err(|e| HubError::Internal {
+                message: format!("encoding job {}: {e}", self.job.job_id),
+            })?;
+            self.plan_len = value.len();
+            ops.push(Op::put(
+                Table::Meta,
+                format!("{}{}", StoredJob::PREFIX, self.job.job_id),
+                value,
+            ));
             self.dirty = false;
         }
         Ok(())

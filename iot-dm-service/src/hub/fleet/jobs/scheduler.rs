@@ -26,8 +26,20 @@ use crate::hub::error::HubError;
 use crate::hub::events::HubEvent;
 use crate::hub::{Hub, Inner};
 
-/// Attempts one job runs at once, at most (the rate policy may allow fewer).
+/// Method calls one job runs at once, at most (the rate policy may allow fewer).
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Twin updates one job runs at once, at most (the rate policy may allow fewer). They run in
+/// the hub, not on a device, so what bounds them is the cost of the rounds that record them.
+pub const MAX_TWIN_IN_FLIGHT: usize = 65_536;
+
+/// A round that took longer than this is followed by a pause as long as it took (at most
+/// [`MAX_PACE`]), so that the attempts that end meanwhile are recorded together: a round's
+/// fixed cost (the plan it writes grows with the job) is paid once per batch, not per device.
+const PACE_FROM: Duration = Duration::from_millis(2);
+
+/// The longest pause between two rounds.
+const MAX_PACE: Duration = Duration::from_millis(20);
 
 /// The longest the scheduler sleeps, so that a clock that jumps is noticed.
 const TICK: Duration = Duration::from_millis(200);
@@ -64,7 +76,11 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
     let mut events: Option<broadcast::Receiver<HubEvent>> = None;
     // events were missed (just subscribed, or lagging): look at every watched device again
     let mut recheck = false;
+    let mut pace = Duration::ZERO;
     loop {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
         let mut cmds = Vec::new();
         let mut dones = Vec::new();
         let mut changed = Vec::new();
@@ -108,7 +124,14 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
         if std::mem::take(&mut recheck) {
             changed.extend(watched_devices(&hub));
         }
+        let started = Instant::now();
         wait = round(&hub, cmds, dones, changed, &done_tx).await;
+        let cost = started.elapsed();
+        pace = if cost > PACE_FROM {
+            cost.min(MAX_PACE)
+        } else {
+            Duration::ZERO
+        };
         let watch = watching(&hub);
         if watch && events.is_none() {
             events = Some(hub.inner.events.subscribe());
@@ -367,8 +390,8 @@ fn advance(hub: &Hub, job: &mut Job, now: Timestamp, starts: &mut Vec<Start>) {
         }
     }
     if job.job.status == JobStatus::Running {
+        let room = in_flight_cap(job).saturating_sub(job.in_flight.len());
         if let (Some(w), Some(plan)) = (&work, &mut job.plan) {
-            let room = MAX_IN_FLIGHT.saturating_sub(job.in_flight.len());
             let handed = plan.poll_start(now, room);
             for s in handed {
                 let i = s.device.0;
@@ -416,6 +439,14 @@ fn advance(hub: &Hub, job: &mut Job, now: Timestamp, starts: &mut Vec<Start>) {
         job.job.end_time = Some(now);
         job.dirty = true;
         tracing::info!(job = %job.job.job_id, status = job.job.status.as_str(), "job ended");
+    }
+}
+
+/// How many attempts of `job` may run at once.
+fn in_flight_cap(job: &Job) -> usize {
+    match job.job.job_type {
+        JobType::ScheduleUpdateTwin => MAX_TWIN_IN_FLIGHT,
+        JobType::ScheduleDeviceMethod => MAX_IN_FLIGHT,
     }
 }
 
@@ -487,10 +518,12 @@ fn start_job(hub: &Hub, job: &mut Job, now: Timestamp) {
     if let Err(e) = plan.add_devices(twins.iter().map(|t| &**t), now) {
         return fail(job, "TooManyDevices", e.to_string());
     }
-    job.slots = twins
-        .iter()
-        .map(|t| Slot::new(t.device_id.as_str(), now))
-        .collect();
+    job.set_slots(
+        twins
+            .iter()
+            .map(|t| Slot::new(t.device_id.as_str(), now))
+            .collect(),
+    );
     job.counts = Default::default();
     job.counts.device_count = job.slots.len() as u64;
     job.counts.pending_count = job.slots.len() as u64;
@@ -559,7 +592,7 @@ fn next_wake(
             JobStatus::Running | JobStatus::Cancelled => {
                 if let Some(t) = job.plan.as_ref().and_then(Rollout::next_wakeup) {
                     // a full job waits for an attempt to end, not for the clock
-                    if t > now || job.in_flight.len() < MAX_IN_FLIGHT {
+                    if t > now || job.in_flight.len() < in_flight_cap(job) {
                         consider(t);
                     }
                 }

@@ -30,7 +30,7 @@ fn running_job(kind: &str, ids: &[&str]) -> Job {
     let mut plan = Rollout::new(RolloutPolicy::default(), None, T0).unwrap();
     plan.add_devices(&twins, T0).unwrap();
     job.plan = Some(plan);
-    job.slots = ids.iter().map(|id| Slot::new(id, T0)).collect();
+    job.set_slots(ids.iter().map(|id| Slot::new(id, T0)).collect());
     job.counts.device_count = ids.len() as u64;
     job.counts.pending_count = ids.len() as u64;
     job
@@ -46,6 +46,29 @@ fn per_device_bookkeeping_is_small() {
         "{}",
         std::mem::size_of::<Slot>()
     );
+}
+
+#[test]
+fn a_record_is_written_as_devices_jobs_shows_it() {
+    let mut job = running_job("method", &["a", "b"]);
+    job.set_status(0, DeviceJobStatus::Running, T0);
+    job.slots[0].start = Some(T0);
+    job.slots[0].end = Some(T0 + std::time::Duration::from_millis(1500));
+    job.slots[0].detail = Some(Box::new(super::records::Detail {
+        response: Some(iot_dm_core::job::DeviceMethodResponse {
+            status: 200,
+            payload: json!({"ok": true}),
+        }),
+        error: Some(iot_dm_core::job::DeviceJobError {
+            code: "X".into(),
+            description: "why".into(),
+        }),
+    }));
+    for i in 0..2 {
+        let owned = serde_json::to_value(job.record(i).unwrap()).unwrap();
+        let borrowed = serde_json::to_value(job.record_ref(i).unwrap()).unwrap();
+        assert_eq!(owned, borrowed);
+    }
 }
 
 #[test]
