@@ -136,6 +136,7 @@ impl HubBuilder {
 
     /// Opens the store, loads every device, replays the log, and returns the hub.
     pub async fn open(self) -> Result<Hub, HubError> {
+        #[cfg_attr(not(feature = "store-redb"), allow(unused_mut))]
         let mut space = None;
         let store: Arc<dyn Store> = match self.storage {
             Storage::Memory => Arc::new(MemoryStore::new()),

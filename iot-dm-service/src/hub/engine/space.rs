@@ -35,6 +35,7 @@ pub(crate) struct SpaceGuard {
 
 impl SpaceGuard {
     /// A guard for the store file at `path`, refusing writes under `min_free` free bytes.
+    #[cfg_attr(not(feature = "store-redb"), allow(dead_code))]
     pub(crate) fn new(path: &Path, min_free: u64) -> SpaceGuard {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -85,13 +86,14 @@ impl SpaceGuard {
     }
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "store-redb"))]
 fn free_bytes(dir: &Path) -> Option<u64> {
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-#[cfg(not(unix))]
+/// Only the embedded file store is guarded (see [`SpaceGuard`]).
+#[cfg(not(all(unix, feature = "store-redb")))]
 fn free_bytes(_dir: &Path) -> Option<u64> {
     None
 }
