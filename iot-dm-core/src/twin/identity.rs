@@ -197,7 +197,8 @@ pub struct DeviceIdentity {
     pub connection_state: ConnectionState,
     /// When the connection state last changed (device JSON only).
     pub connection_state_updated_time: Option<Timestamp>,
-    /// When the device was last active.
+    /// When the device was last active. A hub moves it at most once a second while a device
+    /// is busy (a burst of reported patches), since every change copies the shared record.
     pub last_activity_time: Option<Timestamp>,
     /// Cloud-to-device messages queued for the device.
     pub cloud_to_device_message_count: u64,
