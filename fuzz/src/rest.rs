@@ -95,8 +95,10 @@ fn check_answer(request: &[u8], answer: &[u8]) {
         return;
     }
     let line = answer.split(|b| *b == b'\n').next().unwrap_or_default();
+    // an HTTP/1.0 request is answered as HTTP/1.0
     let status = line
         .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
         .and_then(|s| s.get(..3))
         .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse::<u16>().ok());
