@@ -293,6 +293,10 @@ impl Expr {
             Expr::Neg(e) => {
                 f.write_char('-')?;
                 match &**e {
+                    // a negative constant after the minus: `- -5` reads back the same, with
+                    // no parentheses (which count as nesting)
+                    Expr::Literal(Literal::Int(n)) if *n < 0 => write!(f, " {e}")?,
+                    Expr::Literal(Literal::Float(x)) if *x < 0.0 => write!(f, " {e}")?,
                     // `-5` would read back as the constant -5.
                     Expr::Literal(Literal::Int(_) | Literal::Float(_)) => write!(f, "({e})")?,
                     // `- -x`, not `-(-x)`: parentheses count as nesting, so a chain of minuses
@@ -538,6 +542,8 @@ mod tests {
         assert_eq!(e.to_string(), "-(a + b)");
         let e = Expr::Neg(Box::new(Expr::Neg(Box::new(path("a")))));
         assert_eq!(e.to_string(), "- -a");
+        let e = Expr::Neg(Box::new(Expr::Literal(Literal::Int(-6))));
+        assert_eq!(e.to_string(), "- -6");
     }
 
     #[test]
