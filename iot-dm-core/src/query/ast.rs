@@ -293,12 +293,22 @@ impl Expr {
             Expr::Neg(e) => {
                 f.write_char('-')?;
                 match &**e {
-                    // a negative constant after the minus: `- -5` reads back the same, with
-                    // no parentheses (which count as nesting)
-                    Expr::Literal(Literal::Int(n)) if *n < 0 => write!(f, " {e}")?,
-                    Expr::Literal(Literal::Float(x)) if *x < 0.0 => write!(f, " {e}")?,
-                    // `-5` would read back as the constant -5.
-                    Expr::Literal(Literal::Int(_) | Literal::Float(_)) => write!(f, "({e})")?,
+                    Expr::Literal(l @ (Literal::Int(_) | Literal::Float(_))) => {
+                        let text = l.to_string();
+                        let zero = matches!(l, Literal::Int(0))
+                            || matches!(l, Literal::Float(x) if *x == 0.0);
+                        if text.starts_with('-') {
+                            // `- -5` reads back as a minus of the constant -5, with no
+                            // parentheses (which count as nesting)
+                            write!(f, " {text}")?;
+                        } else if zero {
+                            // `- -0` likewise: minus zero is the constant zero
+                            write!(f, " -{text}")?;
+                        } else {
+                            // `-5` would read back as the constant -5
+                            write!(f, "({text})")?;
+                        }
+                    }
                     // `- -x`, not `-(-x)`: parentheses count as nesting, so a chain of minuses
                     // that parses would print past the nesting limit
                     Expr::Neg(_) => {
@@ -544,6 +554,8 @@ mod tests {
         assert_eq!(e.to_string(), "- -a");
         let e = Expr::Neg(Box::new(Expr::Literal(Literal::Int(-6))));
         assert_eq!(e.to_string(), "- -6");
+        let e = Expr::Neg(Box::new(Expr::Literal(Literal::Int(0))));
+        assert_eq!(e.to_string(), "- -0");
     }
 
     #[test]
