@@ -145,9 +145,7 @@ impl Service {
             Ok(checked) => checked,
             Err(e) => {
                 // refused before its body was read: read it anyway, so the answer arrives
-                if declared_length(&parts.headers).is_none_or(|n| n <= DRAIN_LIMIT) {
-                    self.drain(&mut body).await;
-                }
+                self.drain(&parts.headers, &mut body).await;
                 return Err(e);
             }
         };
@@ -177,9 +175,7 @@ impl Service {
         };
         if let Some(len) = declared_length(headers) {
             if len > self.max_body {
-                if len <= DRAIN_LIMIT {
-                    self.drain(&mut body).await;
-                }
+                self.drain(headers, &mut body).await;
                 return Err(too_large(len));
             }
         }
@@ -201,7 +197,7 @@ impl Service {
         match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                self.drain(&mut body).await;
+                self.drain(headers, &mut body).await;
                 Err(too_large(self.max_body + 1))
             }
             Err(e) => Err(ApiError::new(
@@ -215,7 +211,11 @@ impl Service {
     /// Reads and throws away the rest of a refused body, up to [`DRAIN_LIMIT`] bytes and
     /// within the body read timeout, so that a client still sending it reads the 413 instead
     /// of finding its connection reset.
-    async fn drain(&self, body: &mut Incoming) {
+    /// A body declared longer than that is not read at all.
+    async fn drain(&self, headers: &http::HeaderMap, body: &mut Incoming) {
+        if declared_length(headers).is_some_and(|n| n > DRAIN_LIMIT) {
+            return;
+        }
         let discard = async {
             let mut seen = 0usize;
             while let Some(Ok(frame)) = body.frame().await {
