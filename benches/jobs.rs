@@ -17,6 +17,10 @@
 //! under `cargo bench`), `IOT_DM_BENCH_METHOD_DEVICES` (method job, default 10,000),
 //! `IOT_DM_BENCH_PATCHERS` (patching devices, default 1,000). Under `cargo test` every part
 //! runs once on a small fleet. A filter argument (a plain substring) selects parts.
+//!
+//! The bench runs on mimalloc, the allocator of the `iot-dm` hub binary: a hub embedded in
+//! another program gets that program's allocator, and with glibc's the twin job is about three
+//! times slower (see `docs/performance.md`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -118,6 +122,10 @@ fn memory_per_device_job(n: usize) {
          running job over {n} twins on redb ({what}; target at most 200 B)"
     );
 }
+
+/// The allocator the `iot-dm` hub binary uses, so that these figures are the hub's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     if devices::is_child() {

@@ -32,6 +32,7 @@
 //! ```
 
 mod filter;
+mod record;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use crate::rollout::DeviceJobStatus;
 use crate::rollout::RolloutPolicy;
 
 pub use filter::DeviceJobFilter;
+pub use record::{decode_device_job, DeviceJobRecord, RECORD_TAG};
 pub use request::{condition_of, twin_patch_of, validate_job_id, JobError, MAX_JOB_ID_LEN};
 
 /// The `maxExecutionTimeInSeconds` of a job that gives none: one hour.

@@ -14,7 +14,7 @@ fn restore_rejects_a_damaged_state() {
     let err = serde_json::from_value::<Rollout>(v).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     let mut v = serde_json::to_value(&r).unwrap();
-    v["format"] = json!(2);
+    v["format"] = json!(3);
     assert!(serde_json::from_value::<Rollout>(v).is_err());
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct Sequencer {
     next: AtomicU64,
     dirty: Mutex<HashSet<DeviceId>>,
     logged: AtomicU64,
+    /// Log writes since the hub opened: devices' own reported patches.
+    device_writes: AtomicU64,
     pub(crate) wake: tokio::sync::Notify,
 }
 
@@ -61,10 +63,17 @@ impl Sequencer {
     pub(crate) fn next_logged(&self, id: &DeviceId) -> u64 {
         locked(&self.dirty).insert(id.clone());
         let seq = self.next.fetch_add(1, Ordering::SeqCst);
+        self.device_writes.fetch_add(1, Ordering::Relaxed);
         if self.logged.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_ENTRIES {
             self.wake.notify_one();
         }
         seq
+    }
+
+    /// How many reported patches devices wrote since the hub opened (background work, such as
+    /// a job, yields while this moves).
+    pub(crate) fn device_writes(&self) -> u64 {
+        self.device_writes.load(Ordering::Relaxed)
     }
 
     fn resume_after(&self, seq: u64) {

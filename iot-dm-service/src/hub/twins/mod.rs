@@ -45,10 +45,12 @@ impl Hub {
         Ok((*g.twin).clone())
     }
 
-    /// A service-side twin write by `actor` (the back end, a job or a configuration). The
-    /// desired notification to the device and the twin-change event leave once the write is
-    /// durable, in version order; neither leaves if the commit fails.
-    pub(crate) async fn service_twin_write(
+    /// A service-side twin write by `actor` (the back end, a job or a configuration), applied
+    /// and queued: the [`Ack`] resolves once it is durable (the store commits in order, so a
+    /// later commit being durable means this one is too). The desired notification to the
+    /// device and the twin-change event leave once the write is durable, in version order;
+    /// neither leaves if the commit fails.
+    pub(crate) fn service_twin_write(
         &self,
         device_id: &str,
         actor: Actor,
@@ -57,11 +59,11 @@ impl Hub {
             iot_dm_core::clock::Timestamp,
             &iot_dm_core::twin::TwinLimits,
         ) -> Result<Option<Value>, HubError>,
-    ) -> Result<Twin, HubError> {
+    ) -> Result<(Arc<Twin>, Ack), HubError> {
         let slot = self.inner.state.slot(device_id)?;
         let now = self.now();
         let limits = &self.inner.limits;
-        let (twin, ack) = self.inner.write_then(&slot, |e: &mut Entry| {
+        self.inner.write_then(&slot, |e: &mut Entry| {
             if !e.is_live() {
                 return Err(HubError::not_found(device_id));
             }
@@ -81,9 +83,7 @@ impl Hub {
                 hub.emit_twin_changed(&visible, actor);
             });
             Ok((twin, Some(then)))
-        })?;
-        ack.await?;
-        Ok((*twin).clone())
+        })
     }
 
     /// Merges tags and desired properties by `actor`, if `if_match` (the twin ETag or `*`)
@@ -95,11 +95,24 @@ impl Hub {
         if_match: Option<&str>,
         actor: Actor,
     ) -> Result<Twin, HubError> {
+        let (twin, ack) = self.update_twin_queued(device_id, patch, if_match, actor)?;
+        ack.await?;
+        Ok((*twin).clone())
+    }
+
+    /// [`update_twin_as`](Self::update_twin_as) without waiting for the write to be durable:
+    /// the new twin, and the [`Ack`] that resolves once it is.
+    pub(crate) fn update_twin_queued(
+        &self,
+        device_id: &str,
+        patch: &TwinPatch,
+        if_match: Option<&str>,
+        actor: Actor,
+    ) -> Result<(Arc<Twin>, Ack), HubError> {
         self.service_twin_write(device_id, actor, |twin, now, limits| {
             twin.update(patch, if_match, now, limits)?;
             Ok(patch.desired.clone())
         })
-        .await
     }
 
     /// Merges a device's reported-properties patch. The write is applied and queued before this
@@ -165,14 +178,16 @@ impl TwinApi for Hub {
         replacement: &TwinPatch,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
-        self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
-            twin.replace(replacement, if_match, now, limits)?;
-            Ok(replacement
-                .desired
-                .as_ref()
-                .map(|_| twin.desired().doc().to_value()))
-        })
-        .await
+        let (twin, ack) =
+            self.service_twin_write(device_id, Actor::Service, |twin, now, limits| {
+                twin.replace(replacement, if_match, now, limits)?;
+                Ok(replacement
+                    .desired
+                    .as_ref()
+                    .map(|_| twin.desired().doc().to_value()))
+            })?;
+        ack.await?;
+        Ok((*twin).clone())
     }
 
     async fn get_archived_twin(&self, device_id: &str) -> Result<Twin, HubError> {

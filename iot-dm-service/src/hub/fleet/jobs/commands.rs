@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::job::{JobResponse, JobStatus};
 
+use super::progress::drain;
 use super::records::Job;
-use super::scheduler::{drain, Reply};
+use super::scheduler::Reply;
 use super::Command;
 use crate::hub::error::HubError;
 use crate::hub::Hub;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `records.rs` | the stored job and device-job records, the in-memory bookkeeping |
 //! | `scheduler.rs` | the hub's scheduler task, the only writer of job records |
+//! | `progress.rs` | moving one job on in a round: start, hand out devices, record the plan |
 //! | `commands.rs` | create, cancel, pause and resume, as the scheduler carries them out |
 //! | `run.rs` | one attempt on one device, through the twins and sessions wings |
 //!
@@ -15,10 +16,11 @@
 //! [`DEFAULT_JOB_RETENTION`], IoT Hub's 30 days), then deleted with its device records. A job
 //! without `maxExecutionTimeInSeconds` runs for at most
 //! [`DEFAULT_MAX_EXECUTION_SECONDS`](iot_dm_core::job::DEFAULT_MAX_EXECUTION_SECONDS) (one
-//! hour). At most [`MAX_IN_FLIGHT`] method calls (or [`MAX_TWIN_IN_FLIGHT`] twin updates) of
-//! one job run at once.
+//! hour). At most [`MAX_IN_FLIGHT`] method calls of one job run
+//! at once; a twin job applies at most [`MAX_TWIN_BATCH`] twin updates a round.
 
 mod commands;
+mod progress;
 mod records;
 mod run;
 mod scheduler;
@@ -32,9 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use iot_dm_core::job::{DeviceJob, DeviceJobFilter, JobRequest, JobResponse};
+use iot_dm_core::job::{DeviceJobFilter, JobRequest, JobResponse};
 use iot_dm_core::query::{Page, PageRequest, Query, MAX_PAGE_SIZE};
-use serde_json::Value;
 
 use crate::api::{DeviceJobPage, JobApi, JobFilter, JobPage};
 use crate::hub::engine::locked;
@@ -42,7 +43,7 @@ use crate::hub::error::HubError;
 use crate::hub::{Hub, Inner};
 use crate::store::{Store, Table};
 
-pub use scheduler::{MAX_IN_FLIGHT, MAX_TWIN_IN_FLIGHT};
+pub use scheduler::{MAX_IN_FLIGHT, MAX_TWIN_BATCH};
 
 /// The default cap on active jobs (IoT Hub's S3 tier allows 10).
 pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 10;
@@ -187,9 +188,11 @@ impl Hub {
                 if prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
                     break 'scan;
                 }
-                let record: Value =
-                    serde_json::from_slice(&value).map_err(|e| HubError::Internal {
-                        message: format!("a stored device job is unreadable: {e}"),
+                let record =
+                    serde_json::to_value(records::decode_record(&key, &value)?).map_err(|e| {
+                        HubError::Internal {
+                            message: format!("a stored device job is unreadable: {e}"),
+                        }
                     })?;
                 if filter.matches_json(&record) {
                     if items.len() == size {
@@ -304,11 +307,7 @@ impl JobApi for Hub {
             if !key.starts_with(prefix.as_bytes()) {
                 break;
             }
-            let record: DeviceJob =
-                serde_json::from_slice(&value).map_err(|e| HubError::Internal {
-                    message: format!("a stored device job of {job_id} is unreadable: {e}"),
-                })?;
-            items.push(record);
+            items.push(records::decode_record(&key, &value)?);
         }
         let continuation = cut(&mut items, size, |r| r.device_id.clone());
         Ok(DeviceJobPage::new(items, continuation))

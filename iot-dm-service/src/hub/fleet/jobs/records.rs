@@ -10,8 +10,8 @@ use tokio::task::AbortHandle;
 
 use iot_dm_core::clock::Timestamp;
 use iot_dm_core::job::{
-    DeviceJob, DeviceJobError, DeviceJobStatistics, DeviceJobStatus, DeviceMethodResponse,
-    JobResponse,
+    decode_device_job, DeviceJob, DeviceJobError, DeviceJobRecord, DeviceJobStatistics,
+    DeviceJobStatus, DeviceMethodResponse, JobResponse,
 };
 use iot_dm_core::rollout::Rollout;
 
@@ -20,8 +20,9 @@ use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
 use crate::store::{Op, Store, Table};
 
-/// The buffer a device record is written into (most take about 300 bytes).
-const RECORD_CAPACITY: usize = 384;
+/// The buffer a device record is written into (a plain one takes 37 bytes; see
+/// [`DeviceJobRecord`]).
+const RECORD_CAPACITY: usize = 48;
 
 /// Device records read per page while loading.
 const LOAD_PAGE: usize = 1024;
@@ -80,30 +81,22 @@ pub(crate) fn device_key(job_id: &str, device_id: &str) -> Vec<u8> {
     key
 }
 
-/// A [`DeviceJob`] borrowed from the job in memory, for writing (the same JSON).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DeviceJobRef<'a> {
-    device_id: &'a str,
-    job_id: &'a str,
-    job_type: iot_dm_core::job::JobType,
-    status: DeviceJobStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time_utc: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time_utc: Option<Timestamp>,
-    created_date_time_utc: Timestamp,
-    last_updated_date_time_utc: Timestamp,
-    outcome: OutcomeRef<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a DeviceJobError>,
+/// The job id and device id of a device record's store key (job ids have no `/`).
+pub(crate) fn split_key(key: &[u8]) -> Option<(&str, &str)> {
+    let key = std::str::from_utf8(key).ok()?;
+    key.split_once('/')
 }
 
-/// A [`DeviceJobOutcome`](iot_dm_core::job::DeviceJobOutcome) borrowed.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OutcomeRef<'a> {
-    device_method_response: Option<&'a DeviceMethodResponse>,
+/// The device record stored under `key`, as `devices.jobs` shows it.
+pub(crate) fn decode_record(key: &[u8], value: &[u8]) -> Result<DeviceJob, HubError> {
+    let unreadable = |why: String| HubError::Internal {
+        message: format!(
+            "stored device job {:?} is unreadable: {why}",
+            String::from_utf8_lossy(key)
+        ),
+    };
+    let (job_id, device_id) = split_key(key).ok_or_else(|| unreadable("a bad key".into()))?;
+    decode_device_job(job_id, device_id, value).map_err(|e| unreadable(e.to_string()))
 }
 
 /// What a device's latest attempt ended with, kept until its record is written.
@@ -250,21 +243,17 @@ impl Job {
 
     /// The record of device `i`, borrowed from the slot and the job: what [`Job::record`]
     /// gives, written without copying it first.
-    pub(crate) fn record_ref(&self, i: usize) -> Option<DeviceJobRef<'_>> {
+    pub(crate) fn record_ref(&self, i: usize) -> Option<DeviceJobRecord<'_>> {
         let slot = self.slots.get(i)?;
         let detail = slot.detail.as_deref();
-        Some(DeviceJobRef {
-            device_id: &slot.id,
-            job_id: &self.job.job_id,
+        Some(DeviceJobRecord {
             job_type: self.job.job_type,
             status: slot.status,
             start_time_utc: slot.start,
             end_time_utc: slot.end,
             created_date_time_utc: self.job.start_time.unwrap_or(slot.updated),
             last_updated_date_time_utc: slot.updated,
-            outcome: OutcomeRef {
-                device_method_response: detail.and_then(|d| d.response.as_ref()),
-            },
+            device_method_response: detail.and_then(|d| d.response.as_ref()),
             error: detail.and_then(|d| d.error.as_ref()),
         })
     }
@@ -280,12 +269,10 @@ impl Job {
             }
             if let Some(r) = self.record_ref(i) {
                 let mut value = Vec::with_capacity(RECORD_CAPACITY);
-                serde_json::to_writer(&mut value, &r).map_err(|e| HubError::Internal {
-                    message: e.to_string(),
-                })?;
+                r.encode(&mut value);
                 ops.push(Op::put(
                     Table::Jobs,
-                    device_key(&self.job.job_id, r.device_id),
+                    device_key(&self.job.job_id, &self.slots[i].id),
                     value,
                 ));
             }
@@ -346,16 +333,14 @@ pub(crate) async fn load(store: &dyn Store) -> Result<BTreeMap<String, Job>, Hub
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (key, value) in page {
-            let unreadable = |why: String| HubError::Internal {
-                message: format!(
-                    "stored device job {:?} is unreadable: {why}",
-                    String::from_utf8_lossy(&key)
-                ),
-            };
-            let record: DeviceJob =
-                serde_json::from_slice(&value).map_err(|e| unreadable(e.to_string()))?;
+            let record = decode_record(&key, &value)?;
             let Some(job) = jobs.get_mut(&record.job_id) else {
-                return Err(unreadable("its job is not stored".into()));
+                return Err(HubError::Internal {
+                    message: format!(
+                        "stored device job {:?} is unreadable: its job is not stored",
+                        String::from_utf8_lossy(&key)
+                    ),
+                });
             };
             job.counts.count(record.status);
             job.slots.push(Slot::from_record(record));

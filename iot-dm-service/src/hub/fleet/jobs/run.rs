@@ -12,6 +12,7 @@ use iot_dm_core::rollout::Outcome;
 use iot_dm_core::twin::TwinPatch;
 
 use super::records::Detail;
+use super::scheduler::Start;
 use crate::api::MethodApi;
 use crate::hub::error::HubError;
 use crate::hub::events::Actor;
@@ -64,29 +65,108 @@ pub(crate) async fn run(
     until: Instant,
 ) -> (Outcome, Detail) {
     match work {
-        Work::Twin(patch) => {
-            let (patch, if_match) = &*patch;
-            match hub
-                .update_twin_as(
-                    device_id,
-                    patch,
-                    if_match.as_deref(),
-                    Actor::Job(job_id.to_string()),
-                )
-                .await
-            {
-                Ok(_) => (Outcome::Succeeded, Detail::default()),
-                Err(e) => (
-                    Outcome::Failed,
-                    Detail {
-                        response: None,
-                        error: Some(error_of(&e)),
-                    },
-                ),
-            }
-        }
+        Work::Twin(patch) => apply_twin(&hub, job_id, device_id, &patch),
         Work::Method(request) => invoke(&hub, device_id, &request, until).await,
     }
+}
+
+/// Applies a twin job's patch to `device_id` now: the write is applied and queued, and is
+/// durable once a later commit is (the store commits in order).
+pub(crate) fn apply_twin(
+    hub: &Hub,
+    job_id: &str,
+    device_id: &str,
+    patch: &(TwinPatch, Option<String>),
+) -> (Outcome, Detail) {
+    let (patch, if_match) = patch;
+    match hub.update_twin_queued(
+        device_id,
+        patch,
+        if_match.as_deref(),
+        Actor::Job(job_id.to_string()),
+    ) {
+        // the ack is not awaited: the round's commit comes after this write
+        Ok(_queued) => (Outcome::Succeeded, Detail::default()),
+        Err(e) => (
+            Outcome::Failed,
+            Detail {
+                response: None,
+                error: Some(error_of(&e)),
+            },
+        ),
+    }
+}
+
+/// Twin updates a batch task applies, at least (smaller batches are not split).
+const MIN_SPLIT: usize = 512;
+
+/// Applies a round's twin updates, split over the cores, and returns how each went.
+pub(crate) async fn apply_batch(hub: &Hub, twins: Vec<Start>) -> Vec<Done> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let parts = cores.min(twins.len().div_ceil(MIN_SPLIT)).max(1);
+    let per = twins.len().div_ceil(parts);
+    let mut chunks: Vec<Vec<Start>> = Vec::with_capacity(parts);
+    let mut rest = twins.into_iter();
+    for _ in 0..parts {
+        chunks.push(rest.by_ref().take(per).collect());
+    }
+    let mut tasks = Vec::with_capacity(parts);
+    for chunk in chunks {
+        let hub = hub.clone();
+        // what each device was, should its task fail
+        let keys: Vec<(String, u32, u8)> = chunk
+            .iter()
+            .map(|s| (s.job_id.clone(), s.device, s.attempt))
+            .collect();
+        let task = tokio::spawn(async move {
+            chunk
+                .into_iter()
+                .map(|s| {
+                    let (outcome, detail) = match &s.work {
+                        Work::Twin(patch) => apply_twin(&hub, &s.job_id, &s.device_id, patch),
+                        Work::Method(_) => failed(
+                            Outcome::Failed,
+                            DeviceJobError {
+                                code: "Internal".into(),
+                                description: "a method call in a twin batch".into(),
+                            },
+                        ),
+                    };
+                    Done {
+                        job_id: s.job_id,
+                        device: s.device,
+                        attempt: s.attempt,
+                        outcome,
+                        detail,
+                    }
+                })
+                .collect::<Vec<Done>>()
+        });
+        tasks.push((task, keys));
+    }
+    let mut done = Vec::new();
+    for (task, keys) in tasks {
+        match task.await {
+            Ok(d) => done.extend(d),
+            Err(e) => {
+                tracing::error!(error = %e, "a twin batch task failed; its devices fail");
+                done.extend(keys.into_iter().map(|(job_id, device, attempt)| Done {
+                    job_id,
+                    device,
+                    attempt,
+                    outcome: Outcome::Failed,
+                    detail: Detail {
+                        response: None,
+                        error: Some(DeviceJobError {
+                            code: "Internal".into(),
+                            description: format!("the twin update was not applied: {e}"),
+                        }),
+                    },
+                }));
+            }
+        }
+    }
+    done
 }
 
 /// Invokes the method, waiting (on the sessions' change notification, inside the method

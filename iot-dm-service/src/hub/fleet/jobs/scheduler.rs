@@ -8,18 +8,19 @@
 //! called again unknowingly (a method call that was in flight is recorded failed,
 //! `Interrupted`).
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use iot_dm_core::clock::Timestamp;
-use iot_dm_core::job::{condition_of, twin_patch_of, DeviceJobStatus, JobStatus, JobType};
-use iot_dm_core::rollout::{DeviceIndex, DeviceState, Outcome, Rollout, RolloutStatus};
+use iot_dm_core::job::{DeviceJobStatus, JobStatus, JobType};
+use iot_dm_core::rollout::{DeviceIndex, Outcome, Rollout};
 
-use super::records::{delete_job_ops, Detail, Job, Slot};
-use super::run::{self, planner_error, Done, Work};
+use super::progress::{advance, in_flight_cap, settle, sync_waiting};
+use super::records::{delete_job_ops, Detail, Job};
+use super::run::{self, Done, Work};
 use super::{commands, Command};
 use crate::hub::engine::locked;
 use crate::hub::error::HubError;
@@ -29,9 +30,12 @@ use crate::hub::{Hub, Inner};
 /// Method calls one job runs at once, at most (the rate policy may allow fewer).
 pub const MAX_IN_FLIGHT: usize = 256;
 
-/// Twin updates one job runs at once, at most (the rate policy may allow fewer). They run in
-/// the hub, not on a device, so what bounds them is the cost of the rounds that record them.
-pub const MAX_TWIN_IN_FLIGHT: usize = 65_536;
+/// Twin updates one job applies in one round, at most (the rate policy may allow fewer). They
+/// are applied by the round itself, in the hub (on every core, no task per device), and
+/// recorded final in its commit: the twin writes are queued before the commit and the store
+/// commits in order, so once the records are durable the twins are too. The batch bounds how
+/// long a round keeps API reads of jobs waiting for its commit.
+pub const MAX_TWIN_BATCH: usize = 8_192;
 
 /// A round that took longer than this is followed by a pause as long as it took (at most
 /// [`MAX_PACE`]), so that the attempts that end meanwhile are recorded together: a round's
@@ -41,11 +45,19 @@ const PACE_FROM: Duration = Duration::from_millis(2);
 /// The longest pause between two rounds.
 const MAX_PACE: Duration = Duration::from_millis(20);
 
+/// While devices write their twins, a job's rounds are followed by a pause this many times as
+/// long as the round took, so that a job keeps to about a seventh of the hub's time and yields
+/// the rest to the devices (a job is background work; devices' own traffic comes first).
+const BACKGROUND_FACTOR: u32 = 6;
+
+/// The longest pause a busy hub makes a job take between two rounds.
+const MAX_BACKGROUND_PACE: Duration = Duration::from_millis(250);
+
+/// How long after the last device write the hub counts as busy with devices.
+const DEVICES_BUSY_FOR: Duration = Duration::from_secs(1);
+
 /// The longest the scheduler sleeps, so that a clock that jumps is noticed.
 const TICK: Duration = Duration::from_millis(200);
-
-/// The status message of a job its canary holds.
-const CANARY_HOLD: &str = "canary hold: the first devices finished; resume to go on";
 
 /// What a round answers once its commit is durable.
 pub(super) type Reply = (
@@ -53,14 +65,14 @@ pub(super) type Reply = (
     Result<iot_dm_core::job::JobResponse, HubError>,
 );
 
-/// An attempt to start after the commit.
-struct Start {
-    job_id: String,
-    device: u32,
-    attempt: u8,
-    device_id: String,
-    work: Work,
-    until: Instant,
+/// An attempt: a method call to start after the commit, or a twin update the round applies.
+pub(super) struct Start {
+    pub(super) job_id: String,
+    pub(super) device: u32,
+    pub(super) attempt: u8,
+    pub(super) device_id: String,
+    pub(super) work: Work,
+    pub(super) until: Instant,
 }
 
 /// Spawns the scheduler of the hub behind `inner`.
@@ -77,6 +89,9 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
     // events were missed (just subscribed, or lagging): look at every watched device again
     let mut recheck = false;
     let mut pace = Duration::ZERO;
+    // devices' own twin writes, to yield to them (see `BACKGROUND_FACTOR`)
+    let mut device_writes = 0u64;
+    let mut devices_busy_until: Option<Instant> = None;
     loop {
         if !pace.is_zero() {
             tokio::time::sleep(pace).await;
@@ -127,11 +142,13 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
         let started = Instant::now();
         wait = round(&hub, cmds, dones, changed, &done_tx).await;
         let cost = started.elapsed();
-        pace = if cost > PACE_FROM {
-            cost.min(MAX_PACE)
-        } else {
-            Duration::ZERO
-        };
+        let writes = hub.inner.sequencer.device_writes();
+        if writes != device_writes {
+            device_writes = writes;
+            devices_busy_until = Some(Instant::now() + DEVICES_BUSY_FOR);
+        }
+        let devices_busy = devices_busy_until.is_some_and(|t| Instant::now() < t);
+        pace = pace_after(cost, devices_busy, attempts_in_flight(&hub));
         let watch = watching(&hub);
         if watch && events.is_none() {
             events = Some(hub.inner.events.subscribe());
@@ -141,6 +158,31 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
             events = None;
         }
     }
+}
+
+/// The pause after a round that took `cost`: none for a cheap round; as long as the round
+/// while attempts run on devices (the attempts that end meanwhile are then recorded together,
+/// so a round's fixed cost is paid once per batch); and [`BACKGROUND_FACTOR`] times as long
+/// while devices write their twins.
+pub(super) fn pace_after(cost: Duration, devices_busy: bool, attempts_in_flight: bool) -> Duration {
+    if cost <= PACE_FROM {
+        return Duration::ZERO;
+    }
+    let mut pace = Duration::ZERO;
+    if attempts_in_flight {
+        pace = cost.min(MAX_PACE);
+    }
+    if devices_busy {
+        pace = pace.max((cost * BACKGROUND_FACTOR).min(MAX_BACKGROUND_PACE));
+    }
+    pace
+}
+
+/// Whether any job has attempts running on devices.
+fn attempts_in_flight(hub: &Hub) -> bool {
+    locked(&hub.inner.jobs.book)
+        .values()
+        .any(|j| !j.in_flight.is_empty())
 }
 
 /// The next hub event, or never while nothing is watched.
@@ -191,6 +233,7 @@ async fn round(
     let mut replies: Vec<Reply> = Vec::new();
     let mut starts = Vec::new();
     let mut created = Vec::new();
+    let mut twins = Vec::new();
     let wake;
     // readers wait for this round's commit (see `Jobs::gate`)
     let gate = jobs.gate.write().await;
@@ -208,7 +251,23 @@ async fn round(
             twins_changed(hub, &mut book, &changed, now);
         }
         for job in book.values_mut() {
-            advance(hub, job, now, &mut starts);
+            advance(hub, job, now, &mut starts, &mut twins);
+        }
+    }
+    if !twins.is_empty() {
+        // applied with the job records unlocked (the gate still keeps readers waiting)
+        let applied = run::apply_batch(hub, std::mem::take(&mut twins)).await;
+        let mut book = locked(&jobs.book);
+        for d in applied {
+            if let Some(job) = book.get_mut(&d.job_id) {
+                finish_attempt(job, d, now);
+            }
+        }
+    }
+    {
+        let mut book = locked(&jobs.book);
+        for job in book.values_mut() {
+            settle(hub, job, now);
         }
         let expired: Vec<String> = book
             .values()
@@ -325,260 +384,6 @@ fn twins_changed(
     }
 }
 
-/// Records devices the plan holds back (a window, the gate) as `scheduled`, and those it
-/// lets go as `pending` again. The devices are walked only when the number held back changed.
-fn sync_waiting(job: &mut Job, now: Timestamp) {
-    let Some(plan) = &job.plan else { return };
-    let stats = plan.stats();
-    let waiting = stats.waiting_for_window + stats.gated;
-    if waiting == job.waiting {
-        return;
-    }
-    job.waiting = waiting;
-    let moved: Vec<(usize, DeviceJobStatus)> = job
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            matches!(
-                s.status,
-                DeviceJobStatus::Pending | DeviceJobStatus::Scheduled
-            )
-        })
-        .filter_map(|(i, s)| {
-            let want = plan
-                .device(DeviceIndex(i as u32))?
-                .state
-                .device_job_status();
-            (want != s.status
-                && matches!(want, DeviceJobStatus::Pending | DeviceJobStatus::Scheduled))
-            .then_some((i, want))
-        })
-        .collect();
-    for (i, status) in moved {
-        job.set_status(i, status, now);
-    }
-}
-
-/// Moves a job on: starts it when due, hands out devices, records the plan's decisions and
-/// ends the job when every device is final.
-fn advance(hub: &Hub, job: &mut Job, now: Timestamp, starts: &mut Vec<Start>) {
-    match job.job.status {
-        JobStatus::Queued | JobStatus::Scheduled => {
-            if job.job.start_time.is_none_or(|t| t <= now) {
-                start_job(hub, job, now);
-            } else if job.job.status == JobStatus::Queued {
-                job.job.status = JobStatus::Scheduled;
-                job.dirty = true;
-            }
-        }
-        JobStatus::Running | JobStatus::Cancelled => {}
-        JobStatus::Completed | JobStatus::Failed => return,
-    }
-    if job.plan.is_none() {
-        return;
-    }
-    let work = work_of(job);
-    if let Some(plan) = &mut job.plan {
-        plan.poll_timers(now);
-    }
-    for i in std::mem::take(&mut job.rerun) {
-        if let (Some(w), Some(plan)) = (&work, &job.plan) {
-            let attempt = plan.device(DeviceIndex(i)).map_or(1, |d| d.attempt);
-            starts.push(start_of(job, i, attempt, w.clone(), now));
-            job.in_flight.insert(i, None);
-        }
-    }
-    if job.job.status == JobStatus::Running {
-        let room = in_flight_cap(job).saturating_sub(job.in_flight.len());
-        if let (Some(w), Some(plan)) = (&work, &mut job.plan) {
-            let handed = plan.poll_start(now, room);
-            for s in handed {
-                let i = s.device.0;
-                job.in_flight.insert(i, None);
-                job.set_status(i as usize, DeviceJobStatus::Running, now);
-                if let Some(slot) = job.slots.get_mut(i as usize) {
-                    slot.start = Some(now);
-                    slot.end = None;
-                }
-                starts.push(start_of(job, i, s.attempt, w.clone(), now));
-            }
-        }
-    }
-    drain(Some(hub), job, now);
-    sync_waiting(job, now);
-    if let Some(plan) = &job.plan {
-        let hold = plan.status() == RolloutStatus::CanaryHold;
-        let said = job.job.status_message.as_deref() == Some(CANARY_HOLD);
-        if job.job.status == JobStatus::Running && hold != said {
-            job.job.status_message = hold.then(|| CANARY_HOLD.to_string());
-            job.dirty = true;
-        }
-    }
-    let Some(plan) = &job.plan else { return };
-    if job.job.status == JobStatus::Running && plan.is_finished() {
-        let stats = plan.stats();
-        match plan.status() {
-            RolloutStatus::Aborted => {
-                let why = plan
-                    .abort_info()
-                    .map(|a| format!("abort criterion {} held ({} of {} finished devices failed or timed out)", a.criterion_index, a.failed + a.timed_out, a.finished))
-                    .unwrap_or_else(|| "an abort criterion held".into());
-                job.job.status = JobStatus::Failed;
-                job.job.failure_reason = Some("RolloutAborted".into());
-                job.job.status_message = Some(why);
-            }
-            _ => {
-                job.job.status = JobStatus::Completed;
-                job.job.status_message = Some(format!(
-                    "{} of {} devices succeeded",
-                    stats.succeeded, stats.total
-                ));
-            }
-        }
-        job.job.end_time = Some(now);
-        job.dirty = true;
-        tracing::info!(job = %job.job.job_id, status = job.job.status.as_str(), "job ended");
-    }
-}
-
-/// How many attempts of `job` may run at once.
-fn in_flight_cap(job: &Job) -> usize {
-    match job.job.job_type {
-        JobType::ScheduleUpdateTwin => MAX_TWIN_IN_FLIGHT,
-        JobType::ScheduleDeviceMethod => MAX_IN_FLIGHT,
-    }
-}
-
-/// What the job does to each device, made once.
-fn work_of(job: &mut Job) -> Option<Work> {
-    if job.work.is_none() {
-        job.work = match job.job.job_type {
-            JobType::ScheduleUpdateTwin => job
-                .job
-                .update_twin
-                .as_ref()
-                .map(|u| Work::Twin(Arc::new(twin_patch_of(u)))),
-            JobType::ScheduleDeviceMethod => job
-                .job
-                .cloud_to_device_method
-                .as_ref()
-                .and_then(|m| m.request().ok())
-                .map(|m| Work::Method(Arc::new(m))),
-        };
-    }
-    job.work.clone()
-}
-
-fn start_of(job: &Job, i: u32, attempt: u8, work: Work, now: Timestamp) -> Start {
-    let deadline = job.plan.as_ref().and_then(Rollout::deadline).unwrap_or(now);
-    Start {
-        job_id: job.job.job_id.clone(),
-        device: i,
-        attempt,
-        device_id: job
-            .slots
-            .get(i as usize)
-            .map(|s| s.id.to_string())
-            .unwrap_or_default(),
-        work,
-        until: Instant::now() + deadline.since(now),
-    }
-}
-
-/// Snapshots the target set and makes the plan.
-fn start_job(hub: &Hub, job: &mut Job, now: Timestamp) {
-    let fail = |job: &mut Job, reason: &str, message: String| {
-        job.job.status = JobStatus::Failed;
-        job.job.failure_reason = Some(reason.into());
-        job.job.status_message = Some(message);
-        job.job.end_time = Some(now);
-        job.dirty = true;
-    };
-    let condition = match condition_of(job.job.query_condition.as_deref().unwrap_or("*")) {
-        Ok(c) => c,
-        Err(e) => return fail(job, "InvalidQueryCondition", e.to_string()),
-    };
-    let mut twins = match &condition {
-        Some(c) => hub.twins_matching(c),
-        None => hub.live_twins(),
-    };
-    twins.sort_by(|a, b| a.device_id.as_str().cmp(b.device_id.as_str()));
-    let policy = job.job.rollout_policy.clone().unwrap_or_default();
-    let deadline = job.job.start_time.unwrap_or(now).max(now)
-        + Duration::from_secs(
-            job.job
-                .max_execution_time_in_seconds
-                .unwrap_or(iot_dm_core::job::DEFAULT_MAX_EXECUTION_SECONDS),
-        );
-    let mut plan = match Rollout::new(policy, Some(deadline), now) {
-        Ok(p) => p,
-        Err(e) => return fail(job, "InvalidRolloutPolicy", e.to_string()),
-    };
-    if let Err(e) = plan.add_devices(twins.iter().map(|t| &**t), now) {
-        return fail(job, "TooManyDevices", e.to_string());
-    }
-    job.set_slots(
-        twins
-            .iter()
-            .map(|t| Slot::new(t.device_id.as_str(), now))
-            .collect(),
-    );
-    job.counts = Default::default();
-    job.counts.device_count = job.slots.len() as u64;
-    job.counts.pending_count = job.slots.len() as u64;
-    job.job.device_job_statistics = Some(job.counts);
-    job.plan = Some(plan);
-    job.job.status = JobStatus::Running;
-    job.dirty = true;
-    tracing::info!(job = %job.job.job_id, devices = job.slots.len(), "job started");
-}
-
-/// Records every change the plan made to a device.
-pub(super) fn drain(hub: Option<&Hub>, job: &mut Job, now: Timestamp) {
-    let is_method = job.job.job_type == JobType::ScheduleDeviceMethod;
-    loop {
-        let Some(plan) = &mut job.plan else { return };
-        let Some(change) = plan.poll_change() else {
-            return;
-        };
-        let message = plan.failure_message(change.device);
-        let i = change.device.0 as usize;
-        let status = change.state.device_job_status();
-        if change.state.is_final() {
-            if let Some(Some(task)) = job.in_flight.remove(&change.device.0) {
-                task.abort();
-            }
-            let needs_error = matches!(change.state, DeviceState::Failed | DeviceState::TimedOut)
-                && job.slots.get(i).is_some_and(|s| s.detail.is_none());
-            if needs_error {
-                if let (Some(hub), Some(slot)) = (hub, job.slots.get_mut(i)) {
-                    slot.detail = Some(Box::new(Detail {
-                        response: None,
-                        error: Some(planner_error(
-                            hub,
-                            &slot.id,
-                            is_method,
-                            change.reason,
-                            message,
-                        )),
-                    }));
-                }
-            }
-            if let Some(slot) = job.slots.get_mut(i) {
-                slot.end = Some(now);
-            }
-        }
-        if job
-            .slots
-            .get(i)
-            .is_some_and(|s| s.status != status || s.detail.is_some())
-        {
-            job.set_status(i, status, now);
-        }
-    }
-}
-
 fn next_wake(
     book: &std::collections::BTreeMap<String, Job>,
     now: Timestamp,
@@ -607,8 +412,8 @@ fn next_wake(
 }
 
 /// After a restart: a method call that was in flight is recorded failed (`Interrupted`) and
-/// never repeated (a retry policy may try it again); a twin update that was in flight is
-/// applied again.
+/// never repeated (a retry policy may try it again); a twin update that was in flight (a
+/// store written by an earlier version, which ran them as tasks) is applied again.
 pub(crate) fn recover(job: &mut Job, now: Timestamp) {
     if job.job.status != JobStatus::Running {
         return;

@@ -65,9 +65,11 @@ fn a_record_is_written_as_devices_jobs_shows_it() {
         }),
     }));
     for i in 0..2 {
-        let owned = serde_json::to_value(job.record(i).unwrap()).unwrap();
-        let borrowed = serde_json::to_value(job.record_ref(i).unwrap()).unwrap();
-        assert_eq!(owned, borrowed);
+        let owned = job.record(i).unwrap();
+        let mut bytes = Vec::new();
+        job.record_ref(i).unwrap().encode(&mut bytes);
+        let key = super::records::device_key("j", &job.slots[i].id);
+        assert_eq!(super::records::decode_record(&key, &bytes).unwrap(), owned);
     }
 }
 
@@ -185,4 +187,20 @@ async fn stored_jobs_read_back_through_the_store_trait() {
     let book = load(&store as &dyn Store).await.unwrap();
     assert_eq!(book["j"].slots.len(), 2500);
     assert_eq!(book["j"].counts.pending_count, 2500);
+}
+
+#[test]
+fn a_job_yields_to_devices_writing_their_twins() {
+    use super::scheduler::pace_after;
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    // a cheap round never waits
+    assert_eq!(pace_after(ms(1), true, true), Duration::ZERO);
+    // alone, a twin job runs flat out; method calls in flight are batched
+    assert_eq!(pace_after(ms(30), false, false), Duration::ZERO);
+    assert_eq!(pace_after(ms(10), false, true), ms(10));
+    assert_eq!(pace_after(ms(30), false, true), ms(20));
+    // beside devices' own traffic it pauses six times as long as it worked, up to a bound
+    assert_eq!(pace_after(ms(10), true, false), ms(60));
+    assert_eq!(pace_after(ms(100), true, true), ms(250));
 }
