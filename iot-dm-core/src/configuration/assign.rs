@@ -70,8 +70,9 @@ pub fn applied_in(statuses: &Value) -> Option<&str> {
     })
 }
 
-/// Plans one twin: `statuses` is its `configurations` member, `desired` its desired
-/// properties (without `$metadata` and `$version`), `matching` the configurations whose target
+/// Plans one twin: `statuses` is its `configurations` member, `desired` gives its desired
+/// properties (without `$metadata` and `$version`; called only when the applied configuration
+/// changes), `matching` the configurations whose target
 /// matches it, and `content_of` gives the content of the configuration the twin records as
 /// applied (it may have been deleted since: the caller keeps its content until every twin is
 /// planned again).
@@ -90,17 +91,17 @@ pub fn applied_in(statuses: &Value) -> Option<&str> {
 ///     "content": {"deviceContent": {"properties.desired.fan": value}},
 /// })).map(|c| c.created(Timestamp::EPOCH));
 /// let (low, high) = (cfg("low", 1, 10)?, cfg("high", 2, 20)?);
-/// let plan = plan_twin(&json!({}), &json!({}), &[low.contender(), high.contender()], |_| None);
+/// let plan = plan_twin(&json!({}), || json!({}), &[low.contender(), high.contender()], |_| None);
 /// assert_eq!(plan.desired, Some(json!({"fan": 20})));
 /// assert_eq!(plan.statuses, json!({"high": {"status": "applied"}, "low": {"status": "targeted"}}));
 /// // "high" is deleted: "low" takes over
-/// let again = plan_twin(&plan.statuses, &json!({"fan": 20}), &[low.contender()], |_| Some(&high.content));
+/// let again = plan_twin(&plan.statuses, || json!({"fan": 20}), &[low.contender()], |_| Some(&high.content));
 /// assert_eq!(again.desired, Some(json!({"fan": 10})));
 /// # Ok::<(), iot_dm_core::configuration::ConfigurationError>(())
 /// ```
 pub fn plan_twin<'a>(
     statuses: &Value,
-    desired: &Value,
+    desired: impl FnOnce() -> Value,
     matching: &[Contender<'_>],
     content_of: impl FnOnce(&str) -> Option<&'a DeviceContent>,
 ) -> TwinPlan {
@@ -123,7 +124,7 @@ pub fn plan_twin<'a>(
             .map(|c| c.paths().iter().map(|(p, _)| p).collect())
             .unwrap_or_default();
         let set = win.map(|w| w.content.paths()).unwrap_or_default();
-        desired_change(desired, &removed, set)
+        desired_change(&desired(), &removed, set)
     };
     TwinPlan {
         statuses: Value::Object(next),

@@ -306,6 +306,80 @@ fn results(metrics: Option<&Value>) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// `POST /configurations/testQueries`: a target condition and custom metric queries to check
+/// without storing anything.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct QueriesTest {
+    /// The target condition to check (`None` or empty: not checked).
+    #[serde(default)]
+    pub target_condition: Option<String>,
+    /// The custom metric queries to check, by name.
+    #[serde(default)]
+    pub custom_metric_queries: Option<BTreeMap<String, String>>,
+}
+
+/// What [`QueriesTest::run`] found: an empty string for a query that is valid.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct QueriesTestResult {
+    /// Why the target condition is invalid, or empty.
+    #[serde(default)]
+    pub target_condition_error: String,
+    /// Why each custom metric query is invalid, or empty, by name.
+    #[serde(default)]
+    pub custom_metric_query_errors: BTreeMap<String, String>,
+}
+
+impl QueriesTest {
+    /// A test of `target_condition` and `queries`.
+    pub fn new(target_condition: Option<String>, queries: BTreeMap<String, String>) -> QueriesTest {
+        QueriesTest {
+            target_condition,
+            custom_metric_queries: Some(queries),
+        }
+    }
+
+    /// Checks every query with the rules a configuration is created with.
+    ///
+    /// ```
+    /// use iot_dm_core::configuration::QueriesTest;
+    /// use std::collections::BTreeMap;
+    /// let test = QueriesTest::new(Some("tags.x = ".into()),
+    ///     BTreeMap::from([("ok".to_string(), "SELECT deviceId FROM devices".to_string())]));
+    /// let result = test.run();
+    /// assert!(result.target_condition_error.contains("targetCondition"));
+    /// assert_eq!(result.custom_metric_query_errors["ok"], "");
+    /// ```
+    pub fn run(&self) -> QueriesTestResult {
+        let target_condition_error = match self.target_condition.as_deref() {
+            Some(t) if !t.trim().is_empty() => parse_target_condition(t)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let custom_metric_query_errors = self
+            .custom_metric_queries
+            .iter()
+            .flatten()
+            .map(|(name, q)| {
+                let e = parse_metric_query(name, q)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                (name.clone(), e)
+            })
+            .collect();
+        QueriesTestResult {
+            target_condition_error,
+            custom_metric_query_errors,
+        }
+    }
+}
+
 /// The hub's system metric queries for `cfg`.
 fn system_metrics(cfg: &Configuration) -> Metrics {
     let condition = match cfg.target_condition.trim() {

@@ -254,10 +254,10 @@ fn a_winner_that_stays_leaves_desired_alone_and_a_lost_target_removes_its_paths(
         .created(Timestamp::EPOCH);
     let statuses = json!({"cfg-1": {"status": "applied"}});
     let desired = json!({"fan": {"speed": 9}});
-    let same = plan_twin(&statuses, &desired, &[a.contender()], |_| None);
+    let same = plan_twin(&statuses, || desired.clone(), &[a.contender()], |_| None);
     assert_eq!(same.desired, None);
     assert_eq!(same.statuses, statuses);
-    let gone = plan_twin(&statuses, &desired, &[], |_| Some(&a.content));
+    let gone = plan_twin(&statuses, || desired.clone(), &[], |_| Some(&a.content));
     assert_eq!(gone.desired, Some(json!({"fan": null})));
     assert_eq!(gone.statuses, json!({}));
     assert_eq!(gone.applied, None);
