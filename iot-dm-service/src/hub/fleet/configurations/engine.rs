@@ -383,6 +383,11 @@ impl Hub {
             self.forget_configured(id);
             return;
         };
+        if snapshot.live.is_empty() && twin.configurations().is_empty() {
+            // nothing targets it and nothing did: the common case of a hub without
+            // configurations, kept cheap
+            return;
+        }
         if snapshot.plan(&twin).is_some() {
             match self.write_plan(slot, snapshot) {
                 Ok(Some((written, ack))) => {
