@@ -96,6 +96,9 @@ impl Tally {
     }
 }
 
+/// A twin's new `configurations` member, its desired patch, and who makes the change.
+type Plan = (Value, Option<Value>, Actor);
+
 /// The configurations as one round sees them.
 struct Snapshot {
     live: BTreeMap<String, Arc<Configuration>>,
@@ -124,7 +127,7 @@ impl Snapshot {
 
     /// What `twin` becomes: its new `configurations` member and desired patch, or `None`
     /// when it stays as it is.
-    fn plan(&self, twin: &Twin) -> Option<(Value, Option<Value>, Actor)> {
+    fn plan(&self, twin: &Twin) -> Option<Plan> {
         let statuses = twin.configurations().to_value();
         let contenders: Vec<_> = self
             .live
@@ -180,7 +183,21 @@ fn mark(cfg: &Configuration, twin: &Twin) -> u8 {
 
 pub(super) fn spawn(inner: &Arc<Inner>, signals: mpsc::UnboundedReceiver<Signal>) {
     let events = inner.events.subscribe();
-    tokio::spawn(run(Arc::downgrade(inner), signals, events));
+    let ended = Ended(inner.configurations.done.clone());
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let _ended = ended;
+        run(weak, signals, events).await;
+    });
+}
+
+/// Tells the waiters that the task has ended (the hub shut down), however it ends.
+struct Ended(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.send_replace(u64::MAX);
+    }
 }
 
 /// What one round has to do.
@@ -265,17 +282,7 @@ async fn run(
         while let Ok(s) = signals.try_recv() {
             work.signal(s);
         }
-        loop {
-            match events.try_recv() {
-                Ok(e) => {
-                    work.event(Ok(e));
-                }
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    work.event(Err(broadcast::error::RecvError::Lagged(n)));
-                }
-                Err(_) => break,
-            }
-        }
+        drain(&mut events, &mut work);
         let Some(inner) = inner.upgrade() else { return };
         let hub = Hub { inner };
         if hub.is_closed() {
@@ -283,7 +290,7 @@ async fn run(
         }
         let round = std::mem::take(&mut work);
         let generation = round.generation;
-        if let Err(e) = hub.round(round).await {
+        if let Err(e) = hub.round(round, &mut events, &mut work).await {
             if matches!(e, HubError::Closed) {
                 return;
             }
@@ -305,7 +312,15 @@ async fn run(
 }
 
 impl Hub {
-    async fn round(&self, work: Work) -> Result<(), HubError> {
+    /// One round: `work` now; events that arrive during a pass over every twin are drained
+    /// into `later` as it goes (so that the pass's own twin changes do not overflow the
+    /// subscription and force another pass).
+    async fn round(
+        &self,
+        work: Work,
+        events: &mut broadcast::Receiver<HubEvent>,
+        later: &mut Work,
+    ) -> Result<(), HubError> {
         let snapshot = Snapshot::take(self);
         let c = &self.inner.configurations;
         {
@@ -339,6 +354,7 @@ impl Hub {
                 }
                 if n.is_multiple_of(YIELD_EVERY) {
                     tokio::task::yield_now().await;
+                    drain(events, later);
                 }
             }
             settle(&mut pending).await?;
@@ -388,8 +404,8 @@ impl Hub {
             // configurations, kept cheap
             return;
         }
-        if snapshot.plan(&twin).is_some() {
-            match self.write_plan(slot, snapshot) {
+        if let Some(plan) = snapshot.plan(&twin) {
+            match self.write_plan(slot, snapshot, (&twin, plan)) {
                 Ok(Some((written, ack))) => {
                     twin = written;
                     pending.push(ack);
@@ -417,6 +433,7 @@ impl Hub {
         &self,
         slot: &Slot,
         snapshot: &Snapshot,
+        planned: (&Arc<Twin>, Plan),
     ) -> Result<Option<(Arc<Twin>, Ack)>, HubError> {
         let now = self.now();
         let limits = &self.inner.limits;
@@ -425,7 +442,14 @@ impl Hub {
             if !e.is_live() {
                 return Err(HubError::not_found(e.device.device_id.as_str()));
             }
-            let Some((statuses, desired, actor)) = snapshot.plan(&e.twin) else {
+            let (seen, plan) = planned;
+            // the plan made outside the lock holds while the twin is the one it was made on
+            let plan = if Arc::ptr_eq(seen, &e.twin) {
+                Some(plan)
+            } else {
+                snapshot.plan(&e.twin)
+            };
+            let Some((statuses, desired, actor)) = plan else {
                 // changed meanwhile into what the plan wanted: the write is a no-op
                 unchanged = true;
                 return Ok((e.twin.clone(), None));
@@ -460,6 +484,21 @@ impl Hub {
             return Ok(None);
         }
         Ok(Some((twin, ack)))
+    }
+}
+
+/// Takes the events waiting on the subscription.
+fn drain(events: &mut broadcast::Receiver<HubEvent>, work: &mut Work) {
+    loop {
+        match events.try_recv() {
+            Ok(e) => {
+                work.event(Ok(e));
+            }
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                work.event(Err(broadcast::error::RecvError::Lagged(n)));
+            }
+            Err(_) => break,
+        }
     }
 }
 

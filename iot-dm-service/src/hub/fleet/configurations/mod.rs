@@ -109,8 +109,8 @@ pub(crate) struct Configurations {
     signals: mpsc::UnboundedSender<Signal>,
     /// The last generation asked of the task (1 is the pass on open).
     requested: AtomicU64,
-    /// The last generation the task finished.
-    pub(crate) done: watch::Sender<u64>,
+    /// The last generation the task finished; `u64::MAX` once the task has ended.
+    pub(crate) done: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Configurations {
@@ -130,6 +130,7 @@ impl Configurations {
         let records = MetaCollection::<Stored>::load(store).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done, _) = watch::channel(0);
+        let done = Arc::new(done);
         Ok((
             Configurations {
                 max: max.max(1),
@@ -154,13 +155,18 @@ impl Configurations {
         let _ = self.signals.send(make(generation));
     }
 
-    /// Waits until the task finished generation `n`.
+    /// Waits until the task finished generation `n`; `Closed` once the task has ended.
     async fn reached(&self, n: u64) -> Result<(), HubError> {
         let mut rx = self.done.subscribe();
-        rx.wait_for(|done| *done >= n)
+        let done = rx
+            .wait_for(|done| *done >= n)
             .await
-            .map(|_| ())
-            .map_err(|_| HubError::Closed)
+            .map(|d| *d)
+            .map_err(|_| HubError::Closed)?;
+        if done == u64::MAX {
+            return Err(HubError::Closed);
+        }
+        Ok(())
     }
 
     /// The configuration as readers see it: with the task's counts as its results.
@@ -192,6 +198,9 @@ impl Hub {
     /// Resolves once every configuration created, updated or deleted before the call has been
     /// applied to every twin (and the counts of the pass on open are complete).
     pub async fn configurations_applied(&self) -> Result<(), HubError> {
+        if self.is_closed() {
+            return Err(HubError::Closed);
+        }
         let c = &self.inner.configurations;
         c.reached(c.requested.load(Ordering::SeqCst)).await
     }

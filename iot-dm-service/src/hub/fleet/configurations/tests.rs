@@ -84,4 +84,10 @@ async fn a_closed_hub_refuses_configuration_writes() {
     assert!(matches!(e, crate::HubError::Closed), "{e}");
     let e = hub.delete_configuration("a", None).await.unwrap_err();
     assert!(matches!(e, crate::HubError::Closed), "{e}");
+    // the task has ended: waiting for it answers instead of hanging
+    let waited = tokio::time::timeout(Duration::from_secs(5), hub.configurations_applied()).await;
+    assert!(
+        matches!(waited, Ok(Err(crate::HubError::Closed))),
+        "{waited:?}"
+    );
 }
