@@ -143,6 +143,26 @@ impl Metrics {
 }
 
 /// An automatic device configuration. See the [module docs](self).
+///
+/// ```
+/// use iot_dm_core::clock::Timestamp;
+/// use iot_dm_core::configuration::{Configuration, ConfigurationError};
+/// use serde_json::json;
+///
+/// let v = json!({"id": "fan", "targetCondition": "*",
+///                "content": {"deviceContent": {"properties.desired.fan": 1}}});
+/// let stored = Configuration::from_json(&v)?.created(Timestamp::from_unix_secs(1));
+/// // the priority may change, the content may not
+/// let mut higher = v.clone();
+/// higher["priority"] = json!(5);
+/// let next = stored.updated(Configuration::from_json(&higher)?, Timestamp::from_unix_secs(2))?;
+/// assert_eq!((next.priority, next.created_time_utc), (5, stored.created_time_utc));
+/// let mut other = v.clone();
+/// other["content"] = json!({"deviceContent": {"properties.desired.fan": 2}});
+/// let refused = stored.updated(Configuration::from_json(&other)?, Timestamp::from_unix_secs(2));
+/// assert!(matches!(refused, Err(ConfigurationError::ImmutableContent { .. })));
+/// # Ok::<(), ConfigurationError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Configuration {

@@ -56,8 +56,11 @@ pub(crate) struct Counts {
 /// What the task counted for one configuration: the mark of every twin it has one on.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    /// The configuration's ETag when counting began: another means start over.
-    etag: String,
+    /// What the marks mean: the configuration's creation and its custom metric queries. A
+    /// change of either means counting afresh; any other update (priority, target, labels) is
+    /// counted as the pass after it moves each twin's mark, so its counts never drop to zero
+    /// meanwhile.
+    basis: String,
     marks: HashMap<DeviceId, u8>,
     counts: Counts,
 }
@@ -153,6 +156,12 @@ impl Snapshot {
 
 fn is_empty(v: &Value) -> bool {
     v.is_null() || v.as_object().is_some_and(|m| m.is_empty())
+}
+
+/// What a tally's marks mean for `cfg` (see [`Tally::basis`]).
+fn basis(cfg: &Configuration) -> String {
+    let queries: Vec<&str> = cfg.metrics.queries.values().map(String::as_str).collect();
+    format!("{}\n{}", cfg.created_time_utc.ticks(), queries.join("\n"))
 }
 
 /// The mark of `cfg` on `twin`.
@@ -328,10 +337,12 @@ impl Hub {
             tallies.retain(|id, _| snapshot.live.contains_key(id));
             for (id, cfg) in &snapshot.live {
                 let t = tallies.entry(id.clone()).or_default();
-                if t.etag != cfg.etag {
-                    // a new or changed configuration: count it afresh (a full pass follows)
+                let basis = basis(cfg);
+                if t.basis != basis {
+                    // a new configuration, or new metric queries: count afresh (a full pass
+                    // follows)
                     *t = Tally {
-                        etag: cfg.etag.clone(),
+                        basis,
                         ..Tally::default()
                     };
                 }
