@@ -18,8 +18,10 @@ use std::sync::{Arc, Weak};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
-use iot_dm_core::configuration::{plan_twin, Configuration, ConfigurationStatus, DeviceContent};
-use iot_dm_core::doc::Doc;
+use iot_dm_core::configuration::{
+    plan_twin, winner, Configuration, ConfigurationStatus, Contender, DeviceContent,
+};
+use iot_dm_core::doc::{Doc, ValueRef};
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::Twin;
 
@@ -131,13 +133,17 @@ impl Snapshot {
     /// What `twin` becomes: its new `configurations` member and desired patch, or `None`
     /// when it stays as it is.
     fn plan(&self, twin: &Twin) -> Option<Plan> {
-        let statuses = twin.configurations().to_value();
         let contenders: Vec<_> = self
             .live
             .values()
             .filter(|c| c.targets(twin))
             .map(|c| c.contender())
             .collect();
+        if settled(twin, &contenders) {
+            // the common case of a pass: read on the stored document, nothing built
+            return None;
+        }
+        let statuses = twin.configurations().to_value();
         let previous = iot_dm_core::configuration::applied_in(&statuses).map(str::to_string);
         let plan = plan_twin(
             &statuses,
@@ -152,6 +158,34 @@ impl Snapshot {
         let actor = Actor::Configuration(plan.applied.or(previous).unwrap_or_default());
         Some((plan.statuses, plan.desired, actor))
     }
+}
+
+/// The status `id` has on `twin`, read without building a value.
+fn status_of(twin: &Twin, id: &str) -> Option<ConfigurationStatus> {
+    let node = twin.configurations().get_path(&[id, "status"])?;
+    match node.value() {
+        ValueRef::Str(s) => ConfigurationStatus::parse(s),
+        _ => None,
+    }
+}
+
+/// Whether `twin` already records exactly what `contenders` (those matching it) make of it:
+/// the winner applied, the others targeted, nothing else.
+fn settled(twin: &Twin, contenders: &[Contender<'_>]) -> bool {
+    let doc = twin.configurations();
+    let members = if doc.is_empty() { 0 } else { doc.root().len() };
+    if members != contenders.len() {
+        return false;
+    }
+    let win = winner(contenders).map(|w| w.id);
+    contenders.iter().all(|c| {
+        let want = if Some(c.id) == win {
+            ConfigurationStatus::Applied
+        } else {
+            ConfigurationStatus::Targeted
+        };
+        status_of(twin, c.id) == Some(want)
+    })
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -170,16 +204,7 @@ fn mark(cfg: &Configuration, twin: &Twin) -> u8 {
     if cfg.targets(twin) {
         m |= TARGETED;
     }
-    let status = twin
-        .configurations()
-        .get_path(&[cfg.id.as_str(), "status"])
-        .map(|n| n.to_value());
-    if status
-        .as_ref()
-        .and_then(Value::as_str)
-        .and_then(ConfigurationStatus::parse)
-        == Some(ConfigurationStatus::Applied)
-    {
+    if status_of(twin, &cfg.id) == Some(ConfigurationStatus::Applied) {
         m |= APPLIED;
     }
     for (i, (_, q)) in cfg.metric_queries.iter().enumerate().take(5) {
