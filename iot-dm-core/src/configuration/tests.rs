@@ -278,6 +278,20 @@ fn status_comparisons_in_queries_ignore_case() {
     }
     let q = "SELECT * FROM devices WHERE configurations.[[cfg-1]].status = 'Targeted'";
     assert!(!crate::query::Query::parse(q).unwrap().matches(&twin));
+    // a twin written elsewhere with IoT Hub's capitalised spelling matches as well
+    let upper: Twin = serde_json::from_value(json!({
+        "deviceId": "d2", "configurations": {"cfg-1": {"status": "Applied"}}}))
+    .unwrap();
+    for q in [
+        "SELECT * FROM devices WHERE configurations.[[cfg-1]].status = 'applied'",
+        "SELECT * FROM devices WHERE configurations.[[cfg-1]].status != 'targeted'",
+        "SELECT * FROM devices WHERE configurations.[[cfg-1]].status IN ['APPLIED']",
+    ] {
+        assert!(
+            crate::query::Query::parse(q).unwrap().matches(&upper),
+            "{q}"
+        );
+    }
 }
 
 fn content_of(paths: &[(Vec<&str>, Value)]) -> DeviceContent {

@@ -342,8 +342,9 @@ fn compile_plain(e: &Expr) -> CExpr {
             list,
             negated,
         } => {
-            let expr = Box::new(compile_plain(expr));
+            let mut expr = Box::new(compile_plain(expr));
             let set = if is_status(&expr) {
+                expr = Box::new(lowered(*expr));
                 let folded: Vec<Literal> = list.iter().map(lowercase).collect();
                 InSet::new(&folded)
             } else {
@@ -363,8 +364,8 @@ fn compile_plain(e: &Expr) -> CExpr {
 
 /// Whether `e` reads a configuration's status on the twin (`configurations.[[id]].status`),
 /// which the hub writes in lowercase and IoT Hub's documented queries compare with
-/// `'Applied'`: string constants compared with it are lowercased, so the comparison ignores
-/// case.
+/// `'Applied'`: such a comparison with a string constant compares `LOWER(status)` with the
+/// lowercased constant, so it ignores case on both sides.
 fn is_status(e: &CExpr) -> bool {
     matches!(e, CExpr::Path(p) if p.root == Root::Configurations
         && p.rest.len() == 2
@@ -378,12 +379,21 @@ fn lowercase(l: &Literal) -> Literal {
     }
 }
 
-/// Lowercases `constant` when `path` is a configuration status (see [`is_status`]).
-fn fold_status(path: &mut CExpr, constant: &mut CExpr) {
-    if is_status(path) {
-        if let CExpr::Const(Const::Str(s)) = constant {
-            *s = s.to_lowercase().into();
-        }
+/// `LOWER(e)`.
+fn lowered(e: CExpr) -> CExpr {
+    CExpr::Call(Function::Lower, vec![e])
+}
+
+/// When `path` is a configuration status (see [`is_status`]) and `constant` a string:
+/// `LOWER(path)` and the lowercased constant.
+fn fold_status(path: &mut Box<CExpr>, constant: &mut Box<CExpr>) {
+    if !is_status(path) {
+        return;
+    }
+    if let CExpr::Const(Const::Str(s)) = constant.as_mut() {
+        *s = s.to_lowercase().into();
+        let p = std::mem::replace(path.as_mut(), CExpr::Const(Const::Undefined));
+        **path = lowered(p);
     }
 }
 

@@ -74,6 +74,49 @@ async fn counts_move_by_the_difference_and_a_twin_is_counted_once() {
 }
 
 #[tokio::test]
+async fn a_label_update_keeps_the_counts_at_every_moment() {
+    let hub = Hub::builder()
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let on =
+        serde_json::from_value(json!({"tags": {"on": true}})).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..3 {
+        let id = format!("d{i}");
+        hub.create_device(DeviceSpec::new(
+            id.parse().unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        hub.update_twin(&id, &on, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let stored = hub
+        .put_configuration(&fan("a", 1), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    hub.configurations_applied()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counts(&hub, "a").await, (3, 3));
+    let mut labelled = fan("a", 1);
+    labelled.labels.insert("k".into(), "v".into());
+    hub.put_configuration(&labelled, Some(&stored.etag))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // while the pass the update starts runs, and after it
+    for _ in 0..20 {
+        assert_eq!(counts(&hub, "a").await, (3, 3));
+        tokio::task::yield_now().await;
+    }
+    hub.configurations_applied()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counts(&hub, "a").await, (3, 3));
+}
+
+#[tokio::test]
 async fn a_closed_hub_refuses_configuration_writes() {
     let hub = Hub::builder()
         .open()
