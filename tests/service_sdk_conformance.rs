@@ -16,6 +16,12 @@
 //! device-SDK devices over MQTT, a job scheduled ahead and cancelled, the job list by type and
 //! status, and `deviceJobStatistics` against the `devices.jobs` records.
 //!
+//! The configurations scripts (`conformance/node/configurations.js`,
+//! `conformance/python/configurations.py`) create, read, list, update (with the etag, stale,
+//! forced, and a refused content change) and delete an automatic device configuration through
+//! the SDKs' configuration clients, while a device-SDK device connected over MQTT sees the
+//! configuration's content arrive in its desired properties and leave on the delete.
+//!
 //! With `IOT_DM_CONFORMANCE=1` (as `.ci/run` sets after installing the SDKs) a missing SDK is a
 //! failure; without it, an SDK that is not installed is skipped with a note.
 
@@ -57,7 +63,7 @@ fn conformance_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance")
 }
 
-/// How to run an SDK's script `name` (`service` or `jobs`), if the SDK is installed: program,
+/// How to run an SDK's script `name` (`service`, `jobs` or `configurations`), if the SDK is installed: program,
 /// script, and the environment variable through which that SDK trusts a CA file.
 fn sdk_command(sdk: &str, name: &str) -> Option<(PathBuf, PathBuf, &'static str)> {
     let dir = conformance_dir();
@@ -293,6 +299,74 @@ async fn official_service_sdks_schedule_jobs() {
         match sdk_command(sdk, "jobs") {
             Some((program, script, ca_variable)) => {
                 run_jobs(sdk, &program, &script, ca_variable).await;
+                ran += 1;
+            }
+            None if required() => {
+                panic!("the {sdk} service SDK is not installed (run conformance/setup.sh)")
+            }
+            None => eprintln!(
+                "skipping the {sdk} service SDK: not installed (IOT_DM_CONFORMANCE=1 makes this a failure)"
+            ),
+        }
+    }
+    if required() {
+        assert_eq!(ran, 2);
+    }
+}
+
+/// What each configurations script prints, in order (Python also tests the query check).
+const CONFIGURATION_STEPS_NODE: [&str; 7] = [
+    "DEVICE", "CREATED", "APPLIED", "LISTED", "UPDATED", "DELETED", "DONE",
+];
+const CONFIGURATION_STEPS_PYTHON: [&str; 8] = [
+    "DEVICE", "CREATED", "APPLIED", "LISTED", "UPDATED", "TESTED", "DELETED", "DONE",
+];
+
+async fn run_configurations(sdk: &str, program: &Path, script: &Path, ca_variable: &str) {
+    let SdkHub {
+        _dir,
+        ca_path,
+        hub,
+        server,
+        ..
+    } = SdkHub::start_with_rest(REST_ADDR).await;
+    let owner = hub.service_connection_string("iothubowner").unwrap();
+    let steps: &[&str] = if sdk == "node" {
+        &CONFIGURATION_STEPS_NODE
+    } else {
+        &CONFIGURATION_STEPS_PYTHON
+    };
+    run_steps(
+        sdk,
+        steps,
+        Command::new(program)
+            .arg(script)
+            .arg(&owner)
+            .arg(&ca_path)
+            .env(ca_variable, &ca_path),
+    )
+    .await;
+    // the hub agrees: the configuration is gone, and so are its settings on every twin
+    hub.configurations_applied().await.unwrap();
+    assert!(
+        hub.list_configurations(None).await.unwrap().is_empty(),
+        "{sdk}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Automatic device configurations through both SDKs' configuration clients, each against a
+/// fresh hub, with a device-SDK device watching its desired properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_service_sdks_manage_configurations() {
+    let _ports = tokio::task::spawn_blocking(ports::lock_standard_ports)
+        .await
+        .unwrap();
+    let mut ran = 0;
+    for sdk in ["node", "python"] {
+        match sdk_command(sdk, "configurations") {
+            Some((program, script, ca_variable)) => {
+                run_configurations(sdk, &program, &script, ca_variable).await;
                 ran += 1;
             }
             None if required() => {

@@ -16,6 +16,7 @@
 //! | [`patterns`] | reboot, factory-reset and firmware-update state machines with their reported JSON |
 //! | [`wire`] | the IoT Hub MQTT protocol: topics, property bags, username, SAS tokens, connection strings |
 //! | [`query`] | the IoT Hub query language: [`query::Query`] parse, match, execute and page over twins |
+//! | [`configuration`] | IoT Hub's automatic device configurations: [`configuration::Configuration`], its checks, which one wins on a twin |
 //! | [`job`] | IoT Hub's jobs v2 records: [`job::JobRequest`], [`job::JobResponse`], [`job::DeviceJob`], their checks |
 //! | [`rollout`] | the sans-IO rollout planner of jobs: [`rollout::Rollout`], rate, abort, timeouts, retries, windows, gates |
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@
 
 pub mod binary;
 pub mod clock;
+pub mod configuration;
 pub mod doc;
 pub mod identity;
 pub mod job;

@@ -313,10 +313,14 @@ fn compile_plain(e: &Expr) -> CExpr {
         Expr::Not(x) => CExpr::Not(Box::new(compile_plain(x))),
         Expr::Neg(x) => CExpr::Neg(Box::new(compile_plain(x))),
         Expr::Binary { op, left, right } => {
-            let (l, r) = (
+            let (mut l, mut r) = (
                 Box::new(compile_plain(left)),
                 Box::new(compile_plain(right)),
             );
+            if matches!(op, BinaryOp::Eq | BinaryOp::Ne) {
+                fold_status(&mut l, &mut r);
+                fold_status(&mut r, &mut l);
+            }
             match op {
                 BinaryOp::And => flatten(*l, *r, true),
                 BinaryOp::Or => flatten(*l, *r, false),
@@ -337,14 +341,59 @@ fn compile_plain(e: &Expr) -> CExpr {
             expr,
             list,
             negated,
-        } => CExpr::In {
-            expr: Box::new(compile_plain(expr)),
-            set: InSet::new(list),
-            negated: *negated,
-        },
+        } => {
+            let mut expr = Box::new(compile_plain(expr));
+            let set = if is_status(&expr) {
+                expr = Box::new(lowered(*expr));
+                let folded: Vec<Literal> = list.iter().map(lowercase).collect();
+                InSet::new(&folded)
+            } else {
+                InSet::new(list)
+            };
+            CExpr::In {
+                expr,
+                set,
+                negated: *negated,
+            }
+        }
         Expr::Call { function, args } => {
             CExpr::Call(*function, args.iter().map(compile_plain).collect())
         }
+    }
+}
+
+/// Whether `e` reads a configuration's status on the twin (`configurations.[[id]].status`),
+/// which the hub writes in lowercase and IoT Hub's documented queries compare with
+/// `'Applied'`: such a comparison with a string constant compares `LOWER(status)` with the
+/// lowercased constant, so it ignores case on both sides.
+fn is_status(e: &CExpr) -> bool {
+    matches!(e, CExpr::Path(p) if p.root == Root::Configurations
+        && p.rest.len() == 2
+        && p.rest[1] == "status")
+}
+
+fn lowercase(l: &Literal) -> Literal {
+    match l {
+        Literal::Str(s) => Literal::Str(s.to_lowercase()),
+        other => other.clone(),
+    }
+}
+
+/// `LOWER(e)`.
+fn lowered(e: CExpr) -> CExpr {
+    CExpr::Call(Function::Lower, vec![e])
+}
+
+/// When `path` is a configuration status (see [`is_status`]) and `constant` a string:
+/// `LOWER(path)` and the lowercased constant.
+fn fold_status(path: &mut Box<CExpr>, constant: &mut Box<CExpr>) {
+    if !is_status(path) {
+        return;
+    }
+    if let CExpr::Const(Const::Str(s)) = constant.as_mut() {
+        *s = s.to_lowercase().into();
+        let p = std::mem::replace(path.as_mut(), CExpr::Const(Const::Undefined));
+        **path = lowered(p);
     }
 }
 

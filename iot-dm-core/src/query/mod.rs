@@ -91,7 +91,9 @@
 //! `lastActivityTime`, `cloudToDeviceMessageCount`, `authenticationType`, `x509Thumbprint`,
 //! `capabilities`, `deviceScope`, `parentScopes`, `modelId`, `tags...`, `properties.desired...`,
 //! `properties.reported...` (each with `$version` and `$metadata...`), and
-//! `configurations.[[id]]...`. Names the twin defines match case-insensitively (`DeviceId`);
+//! `configurations.[[id]]...` (a string compared with `=`, `!=` or `IN` to
+//! `configurations.[[id]].status`, which the hub writes in lowercase, is lowercased first, so
+//! `= 'Applied'` matches `applied`). Names the twin defines match case-insensitively (`DeviceId`);
 //! names inside tags and properties are case-sensitive. Timestamps read as their IoT Hub
 //! strings (`2016-03-30T16:24:48.789Z`) and compare as strings.
 //!

@@ -16,6 +16,7 @@
 //! | [`AccessApi`] | shared access policies |
 //! | [`CertificateApi`] | X.509 certification authorities |
 //! | [`JobApi`] | jobs over the fleet: scheduled twin updates and direct methods |
+//! | [`ConfigurationApi`] | automatic device configurations: desired properties by target and priority |
 //!
 //! Code written against `&dyn ServiceApi` (or a generic `A: ServiceApi`, or only the area
 //! traits it needs) switches between the two by configuration. Errors are [`HubError`](crate::HubError) in both
@@ -49,6 +50,7 @@ pub const API_VERSION: &str = "2021-04-12";
 
 mod access;
 mod certificates;
+mod configurations;
 mod jobs;
 mod messages;
 mod methods;
@@ -58,6 +60,7 @@ mod twins;
 
 pub use access::AccessApi;
 pub use certificates::CertificateApi;
+pub use configurations::ConfigurationApi;
 pub use jobs::{DeviceJobPage, JobApi, JobFilter, JobPage};
 pub use messages::MessageApi;
 pub use methods::MethodApi;
@@ -70,8 +73,8 @@ pub use crate::hub::{RegistryStatistics, ServiceStatistics};
 /// Every area trait, for `use iot_dm_service::api::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccessApi, CertificateApi, JobApi, MessageApi, MethodApi, QueryApi, RegistryApi,
-        ServiceApi, TwinApi,
+        AccessApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi, QueryApi,
+        RegistryApi, ServiceApi, TwinApi,
     };
 }
 
@@ -80,7 +83,15 @@ pub mod prelude {
 ///
 /// Every method is one request to the hub; none of them retries.
 pub trait ServiceApi:
-    RegistryApi + TwinApi + QueryApi + MethodApi + MessageApi + AccessApi + CertificateApi + JobApi
+    RegistryApi
+    + TwinApi
+    + QueryApi
+    + MethodApi
+    + MessageApi
+    + AccessApi
+    + CertificateApi
+    + JobApi
+    + ConfigurationApi
 {
 }
 
@@ -93,6 +104,7 @@ impl<T> ServiceApi for T where
         + AccessApi
         + CertificateApi
         + JobApi
+        + ConfigurationApi
 {
 }
 

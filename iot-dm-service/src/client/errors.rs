@@ -11,6 +11,7 @@ pub(crate) struct About<'a> {
     pub(crate) if_match: Option<&'a str>,
     pub(crate) timeout_secs: u64,
     pub(crate) job_id: Option<&'a str>,
+    pub(crate) configuration_id: Option<&'a str>,
 }
 
 /// IoT Hub's six-digit code for an `ErrorCode:` name (for hubs that send no `errorCode`).
@@ -23,6 +24,9 @@ fn code_of_name(name: &str) -> Option<u32> {
         "JobNotFound" => 404_002,
         "JobAlreadyExists" => 409_104,
         "ThrottlingMaxActiveJobCountExceeded" => 429_004,
+        "ConfigurationNotFound" => 404_301,
+        "ConfigurationAlreadyExists" => 409_401,
+        "ConfigurationCountLimitExceeded" => 413_101,
         "GatewayTimeout" => 504_101,
         "ArgumentInvalid" => 400_004,
         "ArgumentNull" => 400_005,
@@ -117,6 +121,15 @@ pub(crate) fn from_response(
         409_104 => HubError::JobAlreadyExists {
             job_id: about.job_id.unwrap_or_default().to_string(),
         },
+        404_301 => HubError::ConfigurationNotFound {
+            id: about.configuration_id.unwrap_or_default().to_string(),
+        },
+        409_401 => HubError::ConfigurationAlreadyExists {
+            id: about.configuration_id.unwrap_or_default().to_string(),
+        },
+        413_101 => HubError::TooManyConfigurations {
+            limit: nums.last().copied().unwrap_or(0),
+        },
         429_004 => HubError::TooManyActiveJobs {
             limit: nums.last().copied().unwrap_or(0),
         },
@@ -190,6 +203,7 @@ mod tests {
                 if_match: Some("\"x\""),
                 timeout_secs: 7,
                 job_id: Some("j1"),
+                configuration_id: Some("c1"),
             },
         )
     }
@@ -208,6 +222,25 @@ mod tests {
         assert!(matches!(
             map(404, &b(404_002, "JobNotFound", "x")),
             HubError::JobNotFound { job_id } if job_id == "j1"
+        ));
+        assert!(matches!(
+            map(404, &b(404_301, "ConfigurationNotFound", "x")),
+            HubError::ConfigurationNotFound { id } if id == "c1"
+        ));
+        assert!(matches!(
+            map(409, &b(409_401, "ConfigurationAlreadyExists", "x")),
+            HubError::ConfigurationAlreadyExists { id } if id == "c1"
+        ));
+        assert!(matches!(
+            map(
+                413,
+                &b(
+                    413_101,
+                    "ConfigurationCountLimitExceeded",
+                    "the limit is 100"
+                )
+            ),
+            HubError::TooManyConfigurations { limit: 100 }
         ));
         assert!(matches!(
             map(409, &b(409_104, "JobAlreadyExists", "x")),

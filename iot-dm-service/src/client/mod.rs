@@ -48,6 +48,7 @@
 
 mod certificates;
 mod codec;
+mod configurations;
 mod errors;
 mod jobs;
 mod messages;

@@ -1,5 +1,6 @@
 //! The hub's error type, with IoT Hub's error codes.
 
+use iot_dm_core::configuration::ConfigurationError;
 use iot_dm_core::job::JobError;
 use iot_dm_core::lifecycle::LifecycleError;
 use iot_dm_core::method::MethodError;
@@ -107,6 +108,30 @@ pub enum HubError {
     /// A job request is invalid (the error names the field).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// No configuration with this id (IoT Hub's 404301).
+    #[error("configuration {id:?} not found")]
+    ConfigurationNotFound {
+        /// The configuration id.
+        id: String,
+    },
+    /// A configuration with this id exists, and the request had no `If-Match` (IoT Hub's
+    /// 409401): an update names the ETag it replaces, or `*`.
+    #[error(
+        "configuration {id:?} already exists; send If-Match with its etag (or *) to update it"
+    )]
+    ConfigurationAlreadyExists {
+        /// The configuration id.
+        id: String,
+    },
+    /// The hub holds as many configurations as it allows (IoT Hub's 413101).
+    #[error("too many configurations: the limit is {limit}; delete one first")]
+    TooManyConfigurations {
+        /// The limit.
+        limit: usize,
+    },
+    /// A configuration is invalid (the error names the field).
+    #[error(transparent)]
+    Configuration(#[from] ConfigurationError),
     /// The disk holding the store has less free space than a write needs (IoT Hub has no such
     /// error; HTTP 507 Insufficient Storage, `507001`). Nothing was written, and writes succeed
     /// again once space is freed on that disk; reads go on.
@@ -186,6 +211,19 @@ impl From<StoreError> for HubError {
     }
 }
 
+/// IoT Hub's code for a refused configuration.
+fn configuration_code(e: &ConfigurationError) -> u32 {
+    match e {
+        ConfigurationError::TargetCondition { .. } => 400_401,
+        ConfigurationError::Content { .. } => 400_402,
+        ConfigurationError::ImmutableContent { .. } => 400_403,
+        ConfigurationError::MetricQuery { .. } | ConfigurationError::TooManyMetrics { .. } => {
+            400_404
+        }
+        _ => 400_004,
+    }
+}
+
 impl HubError {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> HubError {
         HubError::InvalidInput {
@@ -213,6 +251,10 @@ impl HubError {
             HubError::JobNotFound { .. } => 404_002,
             HubError::JobAlreadyExists { .. } => 409_104,
             HubError::TooManyActiveJobs { .. } => 429_004,
+            HubError::ConfigurationNotFound { .. } => 404_301,
+            HubError::ConfigurationAlreadyExists { .. } => 409_401,
+            HubError::TooManyConfigurations { .. } => 413_101,
+            HubError::Configuration(e) => configuration_code(e),
             HubError::InvalidInput { .. }
             | HubError::Job(_)
             | HubError::Twin(_)
@@ -255,6 +297,13 @@ impl HubError {
             404_002 => "JobNotFound",
             409_104 => "JobAlreadyExists",
             429_004 => "ThrottlingMaxActiveJobCountExceeded",
+            404_301 => "ConfigurationNotFound",
+            409_401 => "ConfigurationAlreadyExists",
+            413_101 => "ConfigurationCountLimitExceeded",
+            400_401 => "InvalidConfigurationTargetCondition",
+            400_402 => "InvalidConfigurationContent",
+            400_403 => "CannotModifyImmutableConfigurationContent",
+            400_404 => "InvalidConfigurationCustomMetricsQuery",
             504_101 => "GatewayTimeout",
             413_001 => "MessageTooLarge",
             413_002 => "TooManyDevices",

@@ -38,6 +38,7 @@ pub struct HubBuilder {
     event_capacity: usize,
     checkpoint_interval: std::time::Duration,
     jobs: fleet::jobs::JobsConfig,
+    max_configurations: usize,
     min_free_space: u64,
 }
 
@@ -51,6 +52,7 @@ impl Default for HubBuilder {
             event_capacity: 4096,
             checkpoint_interval: std::time::Duration::from_secs(1),
             jobs: fleet::jobs::JobsConfig::default(),
+            max_configurations: fleet::configurations::DEFAULT_MAX,
             min_free_space: super::engine::space::DEFAULT_MIN_FREE_SPACE,
         }
     }
@@ -124,6 +126,15 @@ impl HubBuilder {
         self
     }
 
+    /// How many automatic device configurations the hub keeps at most
+    /// ([`DEFAULT_MAX_CONFIGURATIONS`](iot_dm_core::configuration::DEFAULT_MAX_CONFIGURATIONS),
+    /// IoT Hub's 100, by default; at least 1); creating one more fails with `413101
+    /// ConfigurationCountLimitExceeded`.
+    pub fn max_configurations(mut self, n: usize) -> Self {
+        self.max_configurations = n.max(1);
+        self
+    }
+
     /// The free space a write needs on the disk holding the embedded durable store
     /// ([`DEFAULT_MIN_FREE_SPACE`](crate::hub::DEFAULT_MIN_FREE_SPACE), 16 MiB, by default; 0
     /// turns the check off). Under it writes are refused with
@@ -155,6 +166,9 @@ impl HubBuilder {
         let replayed = persist::replay(store.as_ref(), &state, &sequencer).await?;
         let (jobs, job_commands) =
             fleet::jobs::Jobs::open(store.as_ref(), self.jobs, self.clock.now()).await?;
+        let (configurations, configuration_signals) =
+            fleet::configurations::Configurations::open(store.as_ref(), self.max_configurations)
+                .await?;
         tracing::info!(
             devices = state.devices.len(),
             replayed,
@@ -182,10 +196,12 @@ impl HubBuilder {
                 cas,
                 policies,
                 jobs,
+                configurations,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
         fleet::jobs::spawn_scheduler(&hub.inner, job_commands);
+        fleet::configurations::spawn_engine(&hub.inner, configuration_signals);
         Ok(hub)
     }
 }
@@ -212,6 +228,7 @@ pub(crate) struct Inner {
     pub(crate) cas: registry::CaRegistry,
     pub(crate) policies: registry::PolicyRegistry,
     pub(crate) jobs: fleet::jobs::Jobs,
+    pub(crate) configurations: fleet::configurations::Configurations,
 }
 
 /// The hub. See the [module docs](self).

@@ -35,6 +35,10 @@
 //! | `POST /twins/{id}/methods` | ServiceConnect | `{"status","payload"}`; `404103` not online, `504101` timeout |
 //! | `GET /statistics/devices` | RegistryRead or RegistryWrite | device counts |
 //! | `GET /statistics/service` | RegistryRead or ServiceConnect | connected devices |
+//! | `PUT /configurations/{id}` | RegistryWrite | create (no `If-Match`: 201, `409401` if it exists) or update (`If-Match` etag or `*`: 200; `400403` for a content change) → Configuration |
+//! | `GET /configurations/{id}`, `GET /configurations?top=n` | RegistryRead or RegistryWrite | Configuration with its metrics, `[Configuration]` |
+//! | `DELETE /configurations/{id}` | RegistryWrite | 204; `If-Match` optional |
+//! | `POST /configurations/testQueries` | RegistryRead or RegistryWrite | `{targetConditionError, customMetricQueryErrors}` |
 //!
 //! # Our routes (IoT Hub has none)
 //!

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Run an iot-dm hub, and manage its devices, twins, queries, methods and jobs.
+/// Run an iot-dm hub, and manage its devices, twins, queries, methods, jobs and configurations.
 #[derive(Debug, Parser)]
 #[command(
     name = "iot-dm",
@@ -51,6 +51,10 @@ pub enum Command {
     /// Jobs: twin updates and direct methods over many devices, with a rollout policy.
     #[command(subcommand)]
     Job(crate::job::args::JobCommand),
+    /// Automatic device configurations: desired properties for every device a target
+    /// selects, by priority, with live metrics.
+    #[command(subcommand)]
+    Configuration(crate::configuration::args::ConfigurationCommand),
 }
 
 /// `iot-dm hub`.

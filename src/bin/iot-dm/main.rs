@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cli;
+mod configuration;
 mod connstr;
 mod device;
 mod error;
@@ -118,6 +119,7 @@ async fn operate(
                 .await
         }
         Command::Job(cmd) => job::run(api, out, cmd).await,
+        Command::Configuration(cmd) => configuration::run(api, out, cmd).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {

@@ -1,6 +1,7 @@
 //! The fleet wing: operations over many devices at once, acting through the other wings
-//! (twins, sessions) like any back end does. Jobs now; automatic configurations to come.
+//! (twins, sessions) like any back end does: jobs, and automatic device configurations.
 
+pub(crate) mod configurations;
 pub(crate) mod jobs;
 
 pub use jobs::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT, MAX_TWIN_BATCH};

@@ -9,7 +9,6 @@
 //! `QueryResult` object `{"type", "items", "continuationToken"}` that specification declares.
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use iot_dm_core::job::{JobRequest, JobResponse, JobStatus, JobType};
 
@@ -20,7 +19,7 @@ use crate::rest::error::ApiError;
 use crate::rest::router::{route, service_connect, twin_read, Route};
 use crate::HubError;
 
-use super::page_request;
+use super::{body_with_path_id, page_request};
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
@@ -42,22 +41,7 @@ fn paged(reply: Reply, continuation: Option<&str>) -> Reply {
 }
 
 async fn create(cx: Ctx) -> Result<Reply, ApiError> {
-    let id = cx.param("jobId");
-    let mut body: Value = cx.json("job request")?;
-    if let Some(obj) = body.as_object_mut() {
-        match obj.get("jobId") {
-            None | Some(Value::Null) => {
-                obj.insert("jobId".into(), json!(id));
-            }
-            Some(Value::String(b)) if b == id => {}
-            Some(other) => {
-                return Err(ApiError::argument(
-                    "jobId",
-                    format!("the body names {other} but the path names {id:?}"),
-                ))
-            }
-        }
-    }
+    let body = body_with_path_id(&cx, "jobId", "jobId", "job request")?;
     let request = JobRequest::from_json(&body).map_err(HubError::from)?;
     Reply::json(&cx.hub.create_job(&request).await?)
 }
@@ -182,6 +166,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use serde_json::json;
 
     /// The `User-Agent` of the Python SDK's `query_scheduled_jobs` (msrest, azure-iot-hub 2.7.0).
     const PYTHON: &str = "python/3.11.7 (Linux-6.1-x86_64-with-glibc2.36) msrest/0.7.1 iothubgatewayserviceapis/2021-04-12";

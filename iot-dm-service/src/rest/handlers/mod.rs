@@ -2,6 +2,7 @@
 //! router's table collects the groups.
 
 pub(crate) mod certificates;
+pub(crate) mod configurations;
 pub(crate) mod devices;
 pub(crate) mod jobs;
 pub(crate) mod lifecycle;
@@ -37,6 +38,34 @@ impl WhichKey {
             )),
         }
     }
+}
+
+/// The body as a JSON value whose `field` names the resource of the path's `param`: filled in
+/// when absent or `null`, a 400 naming `field` when it names another.
+pub(crate) fn body_with_path_id(
+    cx: &Ctx,
+    param: &str,
+    field: &str,
+    what: &str,
+) -> Result<serde_json::Value, ApiError> {
+    use serde_json::Value;
+    let id = cx.param(param);
+    let mut body: Value = cx.json(what)?;
+    if let Some(obj) = body.as_object_mut() {
+        match obj.get(field) {
+            None | Some(Value::Null) => {
+                obj.insert(field.into(), Value::String(id.to_string()));
+            }
+            Some(Value::String(b)) if b == id => {}
+            Some(other) => {
+                return Err(ApiError::argument(
+                    field,
+                    format!("the body names {other} but the path names {id:?}"),
+                ))
+            }
+        }
+    }
+    Ok(body)
 }
 
 /// The page a request asks for: `x-ms-max-item-count` and `x-ms-continuation`.

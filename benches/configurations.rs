@@ -1,0 +1,102 @@
+//! Benchmark of automatic device configurations on the hub:
+//!
+//! * `configurations/apply_<n>_twins`: a new configuration targeting every one of N twins
+//!   (`targetCondition: "*"`, one desired property, one custom metric), from the create call
+//!   until every twin has its content and the metrics say so (`appliedCount` = N, the custom
+//!   metric = N); target: at most 10 s for 1,000,000 twins. Between runs the configuration is
+//!   deleted and its settings removed (not timed).
+//!
+//! Size: `IOT_DM_BENCH_CONFIG_TWINS` (default 1,000,000 under `cargo bench`, 2,000 under
+//! `cargo test`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "jobs_support/fleet.rs"]
+#[allow(dead_code)]
+mod fleet;
+#[path = "common/rss.rs"]
+#[allow(dead_code)]
+mod rss;
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode};
+use serde_json::json;
+
+use iot_dm_core::configuration::Configuration;
+use iot_dm_service::api::prelude::*;
+use iot_dm_service::hub::Hub;
+
+use fleet::{env_size, runtime, summary, Fleet};
+
+/// Every wait of a benchmark is bounded by this.
+pub const LIMIT: Duration = Duration::from_secs(300);
+
+fn configuration(id: &str) -> Configuration {
+    Configuration::from_json(&json!({
+        "id": id, "targetCondition": "*", "priority": 10,
+        "content": {"deviceContent": {"properties.desired.bench": {"run": id}}},
+        "metrics": {"queries": {
+            "applied": format!("SELECT deviceId FROM devices WHERE configurations.[[{id}]].status = 'Applied'"),
+        }},
+    }))
+    .expect("configuration")
+}
+
+/// Creates a configuration over all `n` twins and returns the time until it is applied
+/// everywhere with its metrics complete; then deletes it.
+async fn apply_once(hub: &Hub, n: usize, run: usize) -> Duration {
+    let id = format!("bench-{run}");
+    let start = Instant::now();
+    hub.put_configuration(&configuration(&id), None)
+        .await
+        .expect("create");
+    tokio::time::timeout(LIMIT, hub.configurations_applied())
+        .await
+        .expect("applied within the limit")
+        .expect("applied");
+    let took = start.elapsed();
+    let cfg = hub.get_configuration(&id).await.expect("configuration");
+    let n = n as u64;
+    assert_eq!(cfg.system_metrics.results["targetedCount"], n, "{id}");
+    assert_eq!(cfg.system_metrics.results["appliedCount"], n, "{id}");
+    assert_eq!(cfg.metrics.results["applied"], n, "{id}");
+    let twin = hub.get_twin("twin-0000000").expect("twin");
+    assert_eq!(
+        twin.desired().doc().to_value(),
+        json!({"bench": {"run": id}})
+    );
+    hub.delete_configuration(&id, None).await.expect("delete");
+    tokio::time::timeout(LIMIT, hub.configurations_applied())
+        .await
+        .expect("deleted within the limit")
+        .expect("deleted");
+    took
+}
+
+fn main() {
+    let n = env_size("IOT_DM_BENCH_CONFIG_TWINS", 1_000_000, 2_000);
+    let rt = runtime("iot-hub");
+    let hub = rt.block_on(Fleet::twins(n)).hub;
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("configurations");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(1));
+    let mut runs = Vec::new();
+    group.bench_function(format!("apply_{n}_twins"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let took = rt.block_on(apply_once(&hub, n, runs.len()));
+                runs.push(took);
+                total += took;
+            }
+            total
+        })
+    });
+    group.finish();
+    summary(&format!("configurations/apply_{n}_twins"), &runs, 10.0);
+    c.final_summary();
+}

@@ -1,0 +1,547 @@
+//! The hub's configuration task: the only writer of the twins' `configurations` member and of
+//! the counts.
+//!
+//! It waits for a signal from the API (a configuration created, updated or deleted) or an
+//! event from the hub (a twin changed, a device created, deleted or moved through its
+//! lifecycle). A signal, or events missed by lagging behind, means a pass over every twin; an
+//! event means planning that twin again. Planning a twin is core's `plan_twin` over the
+//! configurations whose target matches it; when the plan changes the twin, the change is
+//! written under the entry's lock (planned once more there, on the twin as it is then), and
+//! the device gets the desired part as a notification once it is durable. Then the twin's
+//! mark per configuration (targeted, applied, each metric) is compared with the one counted
+//! before, and the counts move by the difference: nothing is counted twice, nothing is
+//! re-queried on a timer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+use iot_dm_core::configuration::{
+    plan_twin, winner, Configuration, ConfigurationStatus, Contender, DeviceContent,
+};
+use iot_dm_core::doc::{Doc, ValueRef};
+use iot_dm_core::identity::DeviceId;
+use iot_dm_core::twin::Twin;
+
+use super::Signal;
+use crate::hub::engine::{lock, locked, Ack, Slot};
+use crate::hub::error::HubError;
+use crate::hub::events::{Actor, HubEvent};
+use crate::hub::twins::DesiredChange;
+use crate::hub::{Hub, Inner};
+use crate::store::OnDurable;
+
+/// Writes a pass has in flight before it waits for them to be durable.
+const IN_FLIGHT: usize = 4096;
+
+/// Twins a pass plans between two yields to the runtime.
+const YIELD_EVERY: usize = 1024;
+
+/// The pause after a round that failed (a store that refuses writes), before the next.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Mark bits: targeted, applied, then one per custom metric.
+const TARGETED: u8 = 1;
+const APPLIED: u8 = 2;
+const METRIC0: u32 = 2;
+
+/// The counts of one configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) targeted: u64,
+    pub(crate) applied: u64,
+    pub(crate) metrics: [u64; 5],
+}
+
+/// What the task counted for one configuration: the mark of every twin it has one on.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// What the marks mean: the configuration's creation and its custom metric queries. A
+    /// change of either means counting afresh; any other update (priority, target, labels) is
+    /// counted as the pass after it moves each twin's mark, so its counts never drop to zero
+    /// meanwhile.
+    basis: String,
+    marks: HashMap<DeviceId, u8>,
+    counts: Counts,
+}
+
+impl Tally {
+    pub(crate) fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    fn bump(&mut self, mark: u8, up: bool) {
+        let each = |bit: u8, n: &mut u64| {
+            if mark & bit != 0 {
+                *n = if up { *n + 1 } else { n.saturating_sub(1) };
+            }
+        };
+        each(TARGETED, &mut self.counts.targeted);
+        each(APPLIED, &mut self.counts.applied);
+        for (i, n) in self.counts.metrics.iter_mut().enumerate() {
+            each(1 << (METRIC0 + i as u32), n);
+        }
+    }
+
+    /// Records `mark` for `device` and moves the counts by the difference.
+    fn set(&mut self, device: &DeviceId, mark: u8) {
+        let old = self.marks.get(device).copied().unwrap_or(0);
+        if old == mark {
+            return;
+        }
+        self.bump(old, false);
+        self.bump(mark, true);
+        if mark == 0 {
+            self.marks.remove(device);
+        } else {
+            self.marks.insert(device.clone(), mark);
+        }
+    }
+}
+
+/// A twin's new `configurations` member, its desired patch, and who makes the change.
+type Plan = (Value, Option<Value>, Actor);
+
+/// The configurations as one round sees them.
+struct Snapshot {
+    live: BTreeMap<String, Arc<Configuration>>,
+    retired: HashMap<String, Arc<Configuration>>,
+}
+
+impl Snapshot {
+    fn take(hub: &Hub) -> Snapshot {
+        let c = &hub.inner.configurations;
+        let live = c
+            .records
+            .read()
+            .iter()
+            .map(|(k, s)| (k.clone(), s.0.clone()))
+            .collect();
+        let retired = locked(&c.retired).clone();
+        Snapshot { live, retired }
+    }
+
+    fn content_of(&self, id: &str) -> Option<&DeviceContent> {
+        self.live
+            .get(id)
+            .or_else(|| self.retired.get(id))
+            .map(|c| &c.content)
+    }
+
+    /// What `twin` becomes: its new `configurations` member and desired patch, or `None`
+    /// when it stays as it is.
+    fn plan(&self, twin: &Twin) -> Option<Plan> {
+        let contenders: Vec<_> = self
+            .live
+            .values()
+            .filter(|c| c.targets(twin))
+            .map(|c| c.contender())
+            .collect();
+        if settled(twin, &contenders) {
+            // the common case of a pass: read on the stored document, nothing built
+            return None;
+        }
+        let statuses = twin.configurations().to_value();
+        let previous = iot_dm_core::configuration::applied_in(&statuses).map(str::to_string);
+        let plan = plan_twin(
+            &statuses,
+            || twin.desired().doc().to_value(),
+            &contenders,
+            |id| self.content_of(id),
+        );
+        let same = plan.statuses == statuses || (is_empty(&plan.statuses) && is_empty(&statuses));
+        if same && plan.desired.is_none() {
+            return None;
+        }
+        let actor = Actor::Configuration(plan.applied.or(previous).unwrap_or_default());
+        Some((plan.statuses, plan.desired, actor))
+    }
+}
+
+/// The status `id` has on `twin`, read without building a value.
+fn status_of(twin: &Twin, id: &str) -> Option<ConfigurationStatus> {
+    let node = twin.configurations().get_path(&[id, "status"])?;
+    match node.value() {
+        ValueRef::Str(s) => ConfigurationStatus::parse(s),
+        _ => None,
+    }
+}
+
+/// Whether `twin` already records exactly what `contenders` (those matching it) make of it:
+/// the winner applied, the others targeted, nothing else.
+fn settled(twin: &Twin, contenders: &[Contender<'_>]) -> bool {
+    let doc = twin.configurations();
+    let members = if doc.is_empty() { 0 } else { doc.root().len() };
+    if members != contenders.len() {
+        return false;
+    }
+    let win = winner(contenders).map(|w| w.id);
+    contenders.iter().all(|c| {
+        let want = if Some(c.id) == win {
+            ConfigurationStatus::Applied
+        } else {
+            ConfigurationStatus::Targeted
+        };
+        status_of(twin, c.id) == Some(want)
+    })
+}
+
+fn is_empty(v: &Value) -> bool {
+    v.is_null() || v.as_object().is_some_and(|m| m.is_empty())
+}
+
+/// What a tally's marks mean for `cfg` (see [`Tally::basis`]).
+fn basis(cfg: &Configuration) -> String {
+    let queries: Vec<&str> = cfg.metrics.queries.values().map(String::as_str).collect();
+    format!("{}\n{}", cfg.created_time_utc.ticks(), queries.join("\n"))
+}
+
+/// The mark of `cfg` on `twin`.
+fn mark(cfg: &Configuration, twin: &Twin) -> u8 {
+    let mut m = 0;
+    if cfg.targets(twin) {
+        m |= TARGETED;
+    }
+    if status_of(twin, &cfg.id) == Some(ConfigurationStatus::Applied) {
+        m |= APPLIED;
+    }
+    for (i, (_, q)) in cfg.metric_queries.iter().enumerate().take(5) {
+        if q.matches(twin) {
+            m |= 1 << (METRIC0 + i as u32);
+        }
+    }
+    m
+}
+
+pub(super) fn spawn(inner: &Arc<Inner>, signals: mpsc::UnboundedReceiver<Signal>) {
+    let events = inner.events.subscribe();
+    let ended = Ended(inner.configurations.done.clone());
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let _ended = ended;
+        run(weak, signals, events).await;
+    });
+}
+
+/// Tells the waiters that the task has ended (the hub shut down), however it ends.
+struct Ended(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.send_replace(u64::MAX);
+    }
+}
+
+/// What one round has to do.
+#[derive(Default)]
+struct Work {
+    full: bool,
+    devices: BTreeSet<DeviceId>,
+    gone: Vec<DeviceId>,
+    generation: u64,
+    deleted: Vec<Arc<Configuration>>,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        !self.full && self.devices.is_empty() && self.gone.is_empty()
+    }
+
+    fn signal(&mut self, s: Signal) {
+        self.full = true;
+        match s {
+            Signal::Changed { generation } => self.generation = self.generation.max(generation),
+            Signal::Deleted {
+                generation,
+                configuration,
+            } => {
+                self.generation = self.generation.max(generation);
+                self.deleted.push(configuration);
+            }
+        }
+    }
+
+    fn event(&mut self, e: Result<HubEvent, broadcast::error::RecvError>) -> bool {
+        match e {
+            Ok(HubEvent::TwinChanged {
+                actor: Actor::Configuration(_),
+                ..
+            }) => {}
+            Ok(
+                HubEvent::TwinChanged { device_id, .. }
+                | HubEvent::IdentityCreated { device_id }
+                | HubEvent::IdentityUpdated { device_id }
+                | HubEvent::Lifecycle { device_id, .. },
+            ) => {
+                self.devices.insert(device_id);
+            }
+            Ok(HubEvent::IdentityDeleted { device_id }) => self.gone.push(device_id),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(
+                    missed,
+                    "configurations: events missed, every twin is planned again"
+                );
+                self.full = true;
+            }
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+        true
+    }
+}
+
+async fn run(
+    inner: Weak<Inner>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    mut events: broadcast::Receiver<HubEvent>,
+) {
+    // the pass on open: counts rebuilt, interrupted applications finished
+    let mut work = Work {
+        full: true,
+        generation: 1,
+        ..Work::default()
+    };
+    loop {
+        if work.is_empty() {
+            tokio::select! {
+                s = signals.recv() => match s {
+                    Some(s) => work.signal(s),
+                    None => return,
+                },
+                e = events.recv() => if !work.event(e) { return },
+            }
+        }
+        while let Ok(s) = signals.try_recv() {
+            work.signal(s);
+        }
+        drain(&mut events, &mut work);
+        let Some(inner) = inner.upgrade() else { return };
+        let hub = Hub { inner };
+        if hub.is_closed() {
+            return;
+        }
+        let round = std::mem::take(&mut work);
+        let generation = round.generation;
+        if let Err(e) = hub.round(round, &mut events, &mut work).await {
+            if matches!(e, HubError::Closed) {
+                return;
+            }
+            tracing::warn!(error = %e, "configurations: a round failed; every twin is planned again");
+            drop(hub);
+            tokio::time::sleep(RETRY_AFTER).await;
+            work.full = true;
+            work.generation = work.generation.max(generation);
+            continue;
+        }
+        if generation > 0 {
+            hub.inner.configurations.done.send_if_modified(|done| {
+                let moved = generation > *done;
+                *done = (*done).max(generation);
+                moved
+            });
+        }
+    }
+}
+
+impl Hub {
+    /// One round: `work` now; events that arrive during a pass over every twin are drained
+    /// into `later` as it goes (so that the pass's own twin changes do not overflow the
+    /// subscription and force another pass).
+    async fn round(
+        &self,
+        work: Work,
+        events: &mut broadcast::Receiver<HubEvent>,
+        later: &mut Work,
+    ) -> Result<(), HubError> {
+        let snapshot = Snapshot::take(self);
+        let c = &self.inner.configurations;
+        {
+            let mut tallies = locked(&c.tallies);
+            tallies.retain(|id, _| snapshot.live.contains_key(id));
+            for (id, cfg) in &snapshot.live {
+                let t = tallies.entry(id.clone()).or_default();
+                let basis = basis(cfg);
+                if t.basis != basis {
+                    // a new configuration, or new metric queries: count afresh (a full pass
+                    // follows)
+                    *t = Tally {
+                        basis,
+                        ..Tally::default()
+                    };
+                }
+            }
+            for id in &work.gone {
+                for t in tallies.values_mut() {
+                    t.set(id, 0);
+                }
+            }
+        }
+        let mut pending: Vec<Ack> = Vec::new();
+        if work.full {
+            let started = std::time::Instant::now();
+            let mut n = 0usize;
+            for entry in self.inner.state.devices.iter() {
+                self.plan_device(entry.key(), entry.value(), &snapshot, &mut pending);
+                n += 1;
+                if pending.len() >= IN_FLIGHT {
+                    settle(&mut pending).await?;
+                }
+                if n.is_multiple_of(YIELD_EVERY) {
+                    tokio::task::yield_now().await;
+                    drain(events, later);
+                }
+            }
+            settle(&mut pending).await?;
+            tracing::debug!(
+                twins = n,
+                configurations = snapshot.live.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "configurations: every twin planned"
+            );
+            // every twin has been planned without the deleted configurations
+            let mut retired = locked(&c.retired);
+            for gone in &work.deleted {
+                if retired.get(&gone.id).is_some_and(|r| Arc::ptr_eq(r, gone)) {
+                    retired.remove(&gone.id);
+                }
+            }
+        } else {
+            for id in &work.devices {
+                match self.inner.state.slot(id.as_str()) {
+                    Ok(slot) => self.plan_device(id, &slot, &snapshot, &mut pending),
+                    Err(_) => self.forget_configured(id),
+                }
+            }
+            settle(&mut pending).await?;
+        }
+        Ok(())
+    }
+
+    fn forget_configured(&self, device: &DeviceId) {
+        for t in locked(&self.inner.configurations.tallies).values_mut() {
+            t.set(device, 0);
+        }
+    }
+
+    /// Plans one twin, writes the change if there is one, and counts the twin as it is then.
+    fn plan_device(&self, id: &DeviceId, slot: &Slot, snapshot: &Snapshot, pending: &mut Vec<Ack>) {
+        let twin = {
+            let g = lock(slot);
+            (!g.deleted && g.is_live()).then(|| g.twin.clone())
+        };
+        let Some(mut twin) = twin else {
+            self.forget_configured(id);
+            return;
+        };
+        if snapshot.live.is_empty() && twin.configurations().is_empty() {
+            // nothing targets it and nothing did: the common case of a hub without
+            // configurations, kept cheap
+            return;
+        }
+        if let Some(plan) = snapshot.plan(&twin) {
+            match self.write_plan(slot, snapshot, (&twin, plan)) {
+                Ok(Some((written, ack))) => {
+                    twin = written;
+                    pending.push(ack);
+                }
+                Ok(None) => {}
+                Err(HubError::DeviceNotFound { .. }) => {
+                    self.forget_configured(id);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(device = %id, error = %e, "configurations: the twin could not be changed");
+                }
+            }
+        }
+        let mut tallies = locked(&self.inner.configurations.tallies);
+        for (cid, cfg) in &snapshot.live {
+            if let Some(t) = tallies.get_mut(cid) {
+                t.set(id, mark(cfg, &twin));
+            }
+        }
+    }
+
+    /// Plans the twin again under its entry's lock and writes what changes.
+    fn write_plan(
+        &self,
+        slot: &Slot,
+        snapshot: &Snapshot,
+        planned: (&Arc<Twin>, Plan),
+    ) -> Result<Option<(Arc<Twin>, Ack)>, HubError> {
+        let now = self.now();
+        let limits = &self.inner.limits;
+        let mut unchanged = false;
+        let (twin, ack) = self.inner.write_then(slot, |e| {
+            if !e.is_live() {
+                return Err(HubError::not_found(e.device.device_id.as_str()));
+            }
+            let (seen, plan) = planned;
+            // the plan made outside the lock holds while the twin is the one it was made on
+            let plan = if Arc::ptr_eq(seen, &e.twin) {
+                Some(plan)
+            } else {
+                snapshot.plan(&e.twin)
+            };
+            let Some((statuses, desired, actor)) = plan else {
+                // changed meanwhile into what the plan wanted: the write is a no-op
+                unchanged = true;
+                return Ok((e.twin.clone(), None));
+            };
+            let twin = Arc::make_mut(&mut e.twin);
+            let change = match desired {
+                Some(patch) => {
+                    let version = twin.patch_desired(&patch, now, limits)?;
+                    Some(DesiredChange {
+                        version,
+                        body: patch,
+                    })
+                }
+                None => None,
+            };
+            let doc = Doc::from_value(&statuses).map_err(|e| HubError::Internal {
+                message: format!("a configurations member could not be stored: {e}"),
+            })?;
+            twin.set_configurations(doc);
+            e.share_identity();
+            let visible = e.twin.clone();
+            let hub = self.clone();
+            let then = OnDurable::new(move || {
+                if let Some(change) = change {
+                    hub.notify_desired(&visible.device_id, change);
+                }
+                hub.emit_twin_changed(&visible, actor);
+            });
+            Ok((e.twin.clone(), Some(then)))
+        })?;
+        if unchanged {
+            return Ok(None);
+        }
+        Ok(Some((twin, ack)))
+    }
+}
+
+/// Takes the events waiting on the subscription.
+fn drain(events: &mut broadcast::Receiver<HubEvent>, work: &mut Work) {
+    loop {
+        match events.try_recv() {
+            Ok(e) => {
+                work.event(Ok(e));
+            }
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                work.event(Err(broadcast::error::RecvError::Lagged(n)));
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Waits for the writes in flight.
+async fn settle(pending: &mut Vec<Ack>) -> Result<(), HubError> {
+    for ack in pending.drain(..) {
+        ack.await?;
+    }
+    Ok(())
+}
