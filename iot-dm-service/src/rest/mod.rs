@@ -87,6 +87,7 @@ mod handlers;
 pub(crate) mod router;
 mod server;
 mod service;
+mod stream;
 
 pub use error::RestError;
 pub use router::{routes, RouteInfo};

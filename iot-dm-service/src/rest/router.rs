@@ -82,6 +82,7 @@ pub(crate) fn table() -> Vec<Route> {
         handlers::policies::routes(),
         handlers::certificates::routes(),
         handlers::jobs::routes(),
+        handlers::events::routes(),
     ]
     .into_iter()
     .flatten()

@@ -7,6 +7,7 @@
 //! | `scheduler.rs` | the hub's scheduler task, the only writer of job records |
 //! | `commands.rs` | create, cancel, pause and resume, as the scheduler carries them out |
 //! | `run.rs` | one attempt on one device, through the twins and sessions wings |
+//! | `progress.rs` | the `job.progress` events of the hub's event stream, rate-limited per job |
 //!
 //! Limits: at most [`HubBuilder::max_active_jobs`](crate::hub::HubBuilder::max_active_jobs)
 //! jobs queued, scheduled or running at once (default [`DEFAULT_MAX_ACTIVE_JOBS`]; past it
@@ -19,6 +20,7 @@
 //! one job run at once.
 
 mod commands;
+mod progress;
 mod records;
 mod run;
 mod scheduler;

@@ -77,6 +77,7 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
     // events were missed (just subscribed, or lagging): look at every watched device again
     let mut recheck = false;
     let mut pace = Duration::ZERO;
+    let mut progress = super::progress::Progress::default();
     loop {
         if !pace.is_zero() {
             tokio::time::sleep(pace).await;
@@ -125,7 +126,7 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
             changed.extend(watched_devices(&hub));
         }
         let started = Instant::now();
-        wait = round(&hub, cmds, dones, changed, &done_tx).await;
+        wait = round(&hub, cmds, dones, changed, &done_tx, &mut progress).await;
         let cost = started.elapsed();
         pace = if cost > PACE_FROM {
             cost.min(MAX_PACE)
@@ -184,6 +185,7 @@ async fn round(
     dones: Vec<Done>,
     changed: Vec<String>,
     done_tx: &mpsc::UnboundedSender<Done>,
+    progress: &mut super::progress::Progress,
 ) -> Duration {
     let now = hub.now();
     let jobs = &hub.inner.jobs;
@@ -248,6 +250,7 @@ async fn round(
         }
     }
     drop(gate);
+    progress.publish(hub, &locked(&jobs.book));
     for (tx, r) in replies {
         let _ = tx.send(r);
     }
