@@ -51,6 +51,9 @@ pub enum Command {
     /// Jobs: twin updates and direct methods over many devices, with a rollout policy.
     #[command(subcommand)]
     Job(crate::job::args::JobCommand),
+    /// The hub's event stream: twin changes, connections, identities, telemetry, job
+    /// progress; one line per event, or one JSON object per line with --json.
+    Events(crate::events::EventsArgs),
 }
 
 /// `iot-dm hub`.

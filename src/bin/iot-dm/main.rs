@@ -9,6 +9,7 @@ mod cli;
 mod connstr;
 mod device;
 mod error;
+mod events;
 mod hub;
 mod input;
 mod job;
@@ -112,6 +113,7 @@ async fn operate(
                 .await
         }
         Command::Job(cmd) => job::run(api, out, cmd).await,
+        Command::Events(a) => events::run(remote.client(), out, &a).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {
