@@ -15,7 +15,7 @@ use std::time::Duration;
 use rumqttc::{MqttOptions, QoS, Transport};
 use serde_json::json;
 
-use events_support::{env, open, open_with, owner, token_with, Ev, HOST, WAIT};
+use events_support::{env, open, open_with, owner, token_for, token_with, Ev, HOST, WAIT};
 use iot_dm_core::events::sse::SseItem;
 use iot_dm_service::access::Rights;
 use iot_dm_service::api::prelude::*;
@@ -367,6 +367,24 @@ async fn limits_timeouts_and_keep_alives() {
     let b = two.next().await.unwrap();
     assert_eq!((a.device(), b.device()), ("a", "a"));
     assert!(two.next().await.is_none());
+    env.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let env = env(|b| b, |r| r).await;
+    let started = tokio::time::Instant::now();
+    let mut sse = open(env.rest, &token_for(&env.hub, "iothubowner", 2), "", None).await;
+    device(&env.hub, "d1").await;
+    assert_eq!(sse.next().await.unwrap().event, "identity.created");
+    while let Some(e) = sse.next().await {
+        assert_ne!(e.event, "lost");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < WAIT,
+        "{took:?}"
+    );
     env.server.shutdown().await.unwrap();
 }
 

@@ -60,9 +60,14 @@ pub async fn env(
 
 /// A SAS token of `policy`, made from its connection string.
 pub fn token_of(hub: &Hub, policy: &str) -> String {
+    token_for(hub, policy, 3600)
+}
+
+/// A SAS token of `policy` valid for `secs` seconds.
+pub fn token_for(hub: &Hub, policy: &str, secs: i64) -> String {
     let cs = hub.service_connection_string(policy).unwrap();
     let cs = ServiceConnectionString::parse(&cs).unwrap();
-    let expiry = Timestamp::from_unix_secs(Timestamp::now().unix_secs() + 3600);
+    let expiry = Timestamp::from_unix_secs(Timestamp::now().unix_secs() + secs);
     cs.sas_token(expiry).as_str().to_string()
 }
 

@@ -5,7 +5,8 @@
 //! the device's current twin when the event is delivered), `limit` (end after this many
 //! events, `lost` signals included) and `timeout` (end after this many seconds). The
 //! `Last-Event-ID` header resumes after an id. Telemetry needs `ServiceConnect`: asked for by
-//! name without it, the request is refused (403); without `types`, it is left out.
+//! name without it, the request is refused (403); without `types`, it is left out. The stream
+//! ends when the request's token expires (a client reconnects with a fresh one).
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use iot_dm_core::events::sse::{write_comment, SseFrame};
 use iot_dm_core::events::{EventType, EventTypes, Lost, LOST};
 use iot_dm_core::query::Condition;
+use iot_dm_core::wire::SasToken;
 
 use crate::access::Rights;
 use crate::hub::{Recorded, StreamItem};
@@ -46,6 +48,8 @@ struct Ask {
     limit: Option<u64>,
     timeout: Option<Duration>,
     after: Option<u64>,
+    /// How long the request's token is still valid: the stream ends then.
+    token_left: Option<Duration>,
 }
 
 fn number(cx: &Ctx, name: &str, max: u64) -> Result<Option<u64>, ApiError> {
@@ -98,7 +102,13 @@ fn ask(cx: &Ctx) -> Result<Ask, ApiError> {
             ApiError::argument("Last-Event-ID", format!("{v:?} is not an event id"))
         })?),
     };
+    // authorized already, so the header holds a valid token
+    let token_left = cx
+        .header("authorization")?
+        .and_then(|h| SasToken::parse(h).ok())
+        .map(|t| t.expiry().since(cx.hub.now()));
     Ok(Ask {
+        token_left,
         types,
         devices,
         limit: number(cx, "limit", MAX_LIMIT)?,
@@ -159,7 +169,10 @@ async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
     let mut stop = cx.streams.stop;
     let keep_alive = cx.streams.keep_alive;
     let mut cursor = hub.event_stream(ask.after);
-    let deadline = ask.timeout.map(|t| Instant::now() + t);
+    let deadline = match (ask.timeout, ask.token_left) {
+        (Some(a), Some(b)) => Some(Instant::now() + a.min(b)),
+        (a, b) => a.or(b).map(|t| Instant::now() + t),
+    };
     let mut sent = 0u64;
     let mut ping = Box::pin(tokio::time::sleep(keep_alive));
     let until = async move {
@@ -206,6 +219,8 @@ async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
             }
             Ok(_) = stop.wait_for(|s| *s) => return,
             _ = &mut until => return,
+            // the reader went away while the stream was idle
+            _ = tx.closed() => return,
         }
     }
 }
