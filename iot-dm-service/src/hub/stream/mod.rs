@@ -148,8 +148,9 @@ impl EventCursor {
         self.wake.borrow_and_update();
         let first = std::mem::take(&mut self.first);
         match self.ring.read(self.next, BATCH, first) {
-            Read::Lost(lost) => {
-                self.next = lost.next;
+            Read::Lost(lost, events) => {
+                self.next = events.last().map_or(lost.next, |e| e.id + 1);
+                self.buf.extend(events);
                 Some(StreamItem::Lost(lost))
             }
             Read::Events(events) => {

@@ -18,8 +18,10 @@ use crate::hub::HubEvent;
 pub(crate) enum Read {
     /// Events in id order (none: nothing new yet).
     Events(Vec<Arc<Recorded>>),
-    /// Events were lost before the next one; the reader goes on from `lost.next`.
-    Lost(Lost),
+    /// Events were lost before the next one; the reader goes on from `lost.next`, with the
+    /// events from there on read in the same look (so they cannot be lost in turn before the
+    /// reader takes them).
+    Lost(Lost, Vec<Arc<Recorded>>),
 }
 
 struct State {
@@ -125,28 +127,23 @@ impl Ring {
         let s = self.lock();
         let oldest = s.events.front().map_or(s.next_id, |e| e.id);
         let after = from.saturating_sub(1);
-        if from > s.next_id {
-            return Read::Lost(Lost {
-                after,
-                next: oldest,
-                reason: LostReason::Unknown,
-            });
-        }
-        if from < oldest {
-            let reason = if first {
-                LostReason::Retention
-            } else {
-                LostReason::Lagged
-            };
-            return Read::Lost(Lost {
-                after,
-                next: oldest,
-                reason,
-            });
-        }
-        // ids are dense in the ring: the index is the distance from the oldest
-        let start = usize::try_from(from - oldest).unwrap_or(usize::MAX);
-        Read::Events(s.events.iter().skip(start).take(max).cloned().collect())
+        let take = |start: usize| s.events.iter().skip(start).take(max).cloned().collect();
+        let reason = if from > s.next_id {
+            LostReason::Unknown
+        } else if from < oldest && first {
+            LostReason::Retention
+        } else if from < oldest {
+            LostReason::Lagged
+        } else {
+            // ids are dense in the ring: the index is the distance from the oldest
+            return Read::Events(take(usize::try_from(from - oldest).unwrap_or(usize::MAX)));
+        };
+        let lost = Lost {
+            after,
+            next: oldest,
+            reason,
+        };
+        Read::Lost(lost, take(0))
     }
 }
 
@@ -166,13 +163,16 @@ mod tests {
     fn ids(r: Read) -> Vec<u64> {
         match r {
             Read::Events(e) => e.iter().map(|e| e.id).collect(),
-            Read::Lost(l) => panic!("lost {l:?}"),
+            Read::Lost(l, _) => panic!("lost {l:?}"),
         }
     }
 
     fn lost(r: Read) -> Lost {
         match r {
-            Read::Lost(l) => l,
+            Read::Lost(l, events) => {
+                assert_eq!(events.first().map(|e| e.id), Some(l.next));
+                l
+            }
             Read::Events(e) => panic!("{} events", e.len()),
         }
     }
