@@ -309,8 +309,10 @@ impl Hub {
     }
 
     pub(crate) fn emit(&self, event: HubEvent) {
-        self.record(event.clone());
-        // no subscribers is fine
-        let _ = self.inner.events.send(event);
+        // cloned only for subscribers (none is fine)
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event.clone());
+        }
+        self.record(event);
     }
 }

@@ -89,8 +89,11 @@ impl Ring {
                 s.bytes -= old.size;
             }
         }
-        // inside the lock, so the wake-ups follow the ids
-        self.wake.send_replace(id);
+        // inside the lock, so the wake-ups follow the ids; with no reader waiting nobody is
+        // woken (a reader that subscribes later reads the ring before it waits)
+        if self.wake.receiver_count() > 0 {
+            self.wake.send_replace(id);
+        }
         id
     }
 

@@ -165,6 +165,15 @@ fn lost_frame(l: &Lost) -> SseFrame {
 /// Reads the stream for one request and sends its frames until the reader goes away, the
 /// limit or timeout is reached, the hub shuts down, or the server stops.
 async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
+    let policy = cx.grant.policy.clone();
+    tracing::debug!(policy, after = ?ask.after, types = %ask.types, "event stream opened");
+    let mut sent = 0u64;
+    let why = frames(cx, &ask, tx, &mut sent).await;
+    tracing::debug!(policy, sent, why, "event stream ended");
+}
+
+/// The loop of [`pump`]; returns why it ended.
+async fn frames(cx: Ctx, ask: &Ask, tx: mpsc::Sender<Bytes>, sent: &mut u64) -> &'static str {
     let hub = cx.hub;
     let mut stop = cx.streams.stop;
     let keep_alive = cx.streams.keep_alive;
@@ -173,7 +182,6 @@ async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
         (Some(a), Some(b)) => Some(Instant::now() + a.min(b)),
         (a, b) => a.or(b).map(|t| Instant::now() + t),
     };
-    let mut sent = 0u64;
     let mut ping = Box::pin(tokio::time::sleep(keep_alive));
     let until = async move {
         match deadline {
@@ -188,27 +196,27 @@ async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
         if !out.is_empty() {
             let chunk = Bytes::from(std::mem::take(&mut out));
             tokio::select! {
-                r = tx.send(chunk) => if r.is_err() { return },
-                Ok(_) = stop.wait_for(|s| *s) => return,
-                _ = &mut until => return,
+                r = tx.send(chunk) => if r.is_err() { return "the reader left" },
+                Ok(_) = stop.wait_for(|s| *s) => return "the server stopped",
+                _ = &mut until => return "timeout or token expiry",
             }
             ping.as_mut()
                 .reset(tokio::time::Instant::now() + keep_alive);
         }
-        if ask.limit.is_some_and(|l| sent >= l) {
-            return;
+        if ask.limit.is_some_and(|l| *sent >= l) {
+            return "the limit was reached";
         }
         tokio::select! {
             item = cursor.next() => {
-                let Some(item) = item else { return };
-                if frame(&hub, &ask, &item, &mut out) {
-                    sent += 1;
+                let Some(item) = item else { return "the hub shut down" };
+                if frame(&hub, ask, &item, &mut out) {
+                    *sent += 1;
                 }
                 // take what else is there now, up to a chunk
-                while out.len() < CHUNK && ask.limit.is_none_or(|l| sent < l) {
+                while out.len() < CHUNK && ask.limit.is_none_or(|l| *sent < l) {
                     let Some(item) = cursor.try_next() else { break };
-                    if frame(&hub, &ask, &item, &mut out) {
-                        sent += 1;
+                    if frame(&hub, ask, &item, &mut out) {
+                        *sent += 1;
                     }
                 }
             }
@@ -217,10 +225,10 @@ async fn pump(cx: Ctx, ask: Ask, tx: mpsc::Sender<Bytes>) {
                 out.push(b'\n');
                 ping.as_mut().reset(tokio::time::Instant::now() + keep_alive);
             }
-            Ok(_) = stop.wait_for(|s| *s) => return,
-            _ = &mut until => return,
+            Ok(_) = stop.wait_for(|s| *s) => return "the server stopped",
+            _ = &mut until => return "timeout or token expiry",
             // the reader went away while the stream was idle
-            _ = tx.closed() => return,
+            _ = tx.closed() => return "the reader left",
         }
     }
 }
