@@ -7,6 +7,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
+//! | [`events`] | the hub's event stream: [`events::EventType`] names, the `lost` signal, Server-Sent Events framing |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
 //! | [`doc`] | [`doc::Doc`], the compact JSON document twins are stored in, with merge patch |
 //! | [`twin`] | [`twin::Twin`]: identity fields, tags, desired and reported properties, patches, limits |
@@ -27,6 +28,7 @@ pub mod binary;
 pub mod clock;
 pub mod configuration;
 pub mod doc;
+pub mod events;
 pub mod identity;
 pub mod job;
 pub mod lifecycle;

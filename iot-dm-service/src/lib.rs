@@ -7,7 +7,7 @@
 //! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
 //! | [`api`] | the back-end operations, one trait per area and their union [`api::ServiceApi`], implemented by the embedded hub and by the remote client |
 //! | [`client`] | [`client::ServiceClient`], the back-end API of a remote hub over HTTPS, from a service connection string |
-//! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle and the device-facing endpoint |
+//! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle, the device-facing endpoint and the event stream ([`hub::Hub::event_stream`]) |
 //! | [`store`] | durable storage: the [`store::Store`] trait, memory and redb backends, group commit |
 //! | [`mqtt`] | the MQTT 3.1.1 device endpoint (TCP, TLS, WebSocket) the official Azure IoT device SDKs connect to |
 //! | [`rest`] | the service REST API over HTTPS (IoT Hub's routes plus our lifecycle and administration routes) |

@@ -50,6 +50,7 @@ mod certificates;
 mod codec;
 mod configurations;
 mod errors;
+mod events;
 mod jobs;
 mod messages;
 mod methods;
@@ -76,6 +77,7 @@ use iot_dm_core::wire::ServiceConnectionString;
 use crate::api::API_VERSION;
 use crate::{tls, HubError};
 use errors::About;
+pub use events::{EventItem, EventStream, EventsRequest, StreamEvent};
 use pool::{Pool, Target};
 
 /// How long a generated SAS token is valid.
@@ -382,33 +384,7 @@ impl ServiceClient {
         headers: &[(&'static str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Answer, HubError> {
-        let body = Bytes::from(body.unwrap_or_default());
-        let has_body =
-            !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .body(Full::new(body))
-            .map_err(|e| HubError::invalid("request", e.to_string()))?;
-        let h = request.headers_mut();
-        h.insert(HOST, self.inner.host_header.clone());
-        h.insert(AUTHORIZATION, self.authorization()?);
-        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        h.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("iot-dm-service/", env!("CARGO_PKG_VERSION"))),
-        );
-        if has_body {
-            h.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-        }
-        for (name, value) in headers {
-            let v = HeaderValue::from_str(value)
-                .map_err(|_| HubError::invalid(*name, "not a valid header value"))?;
-            h.insert(*name, v);
-        }
+        let request = self.request(method, path_and_query, headers, body)?;
         // a pooled connection may have been closed by the hub while idle: if the request
         // was not sent on it, send it on a new one
         let mut request = request;
@@ -455,6 +431,45 @@ impl ServiceClient {
                 },
             }
         }
+    }
+
+    /// A request with the hub's Host, a SAS token, the JSON content types and `headers` (which
+    /// replace the defaults of the same name).
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&'static str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, HubError> {
+        let body = Bytes::from(body.unwrap_or_default());
+        let has_body =
+            !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .body(Full::new(body))
+            .map_err(|e| HubError::invalid("request", e.to_string()))?;
+        let h = request.headers_mut();
+        h.insert(HOST, self.inner.host_header.clone());
+        h.insert(AUTHORIZATION, self.authorization()?);
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("iot-dm-service/", env!("CARGO_PKG_VERSION"))),
+        );
+        if has_body {
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+        }
+        for (name, value) in headers {
+            let v = HeaderValue::from_str(value)
+                .map_err(|_| HubError::invalid(*name, "not a valid header value"))?;
+            h.insert(*name, v);
+        }
+        Ok(request)
     }
 
     /// Sends and maps a non-success status to its error.

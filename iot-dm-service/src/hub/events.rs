@@ -1,7 +1,11 @@
 //! What happens in the hub, as a stream back ends subscribe to.
 
+use bytes::Bytes;
+
 use iot_dm_core::identity::DeviceId;
+use iot_dm_core::job::{DeviceJobStatistics, JobStatus};
 use iot_dm_core::lifecycle::{EventKind, LifecycleState};
+use iot_dm_core::wire::PropertyBag;
 
 /// Who changed a twin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,10 @@ pub enum Actor {
 }
 
 /// Something that happened in the hub. Events are published after the change is durable.
+///
+/// [`Hub::events`](crate::Hub::events) carries every variant but
+/// [`HubEvent::Telemetry`]; the hub's event stream
+/// ([`Hub::event_stream`](crate::Hub::event_stream), `GET /events`) carries them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HubEvent {
@@ -71,5 +79,31 @@ pub enum HubEvent {
         from: LifecycleState,
         /// The state after (`None` when deleted).
         to: Option<LifecycleState>,
+    },
+    /// A device-to-cloud message, as the event stream keeps it: the body is cut to
+    /// [`MAX_EVENT_BODY`](crate::hub::MAX_EVENT_BODY) bytes (`size` is the whole length).
+    /// Only on the event stream: [`Hub::telemetry`](crate::Hub::telemetry) has every message
+    /// whole.
+    Telemetry {
+        /// The sending device.
+        device_id: DeviceId,
+        /// System and application properties.
+        properties: PropertyBag,
+        /// The body, at most `MAX_EVENT_BODY` bytes of it (cut at a character boundary when
+        /// the body is UTF-8 text).
+        body: Bytes,
+        /// The length of the whole body.
+        size: usize,
+    },
+    /// A job's status or device counts changed (published after the scheduler's round that
+    /// changed it is durable, at most [`JOB_PROGRESS_EVERY`](crate::hub::JOB_PROGRESS_EVERY)
+    /// apart per job, and always when the job ends).
+    JobProgress {
+        /// The job.
+        job_id: String,
+        /// Where it stands.
+        status: JobStatus,
+        /// Device counts by status (zero until it starts).
+        statistics: DeviceJobStatistics,
     },
 }

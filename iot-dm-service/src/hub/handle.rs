@@ -40,6 +40,8 @@ pub struct HubBuilder {
     jobs: fleet::jobs::JobsConfig,
     max_configurations: usize,
     min_free_space: u64,
+    /// The event stream's retention: events and bytes.
+    retention: (usize, usize),
 }
 
 impl Default for HubBuilder {
@@ -54,6 +56,10 @@ impl Default for HubBuilder {
             jobs: fleet::jobs::JobsConfig::default(),
             max_configurations: fleet::configurations::DEFAULT_MAX,
             min_free_space: super::engine::space::DEFAULT_MIN_FREE_SPACE,
+            retention: (
+                super::DEFAULT_EVENT_RETENTION,
+                super::DEFAULT_EVENT_RETENTION_BYTES,
+            ),
         }
     }
 }
@@ -145,6 +151,17 @@ impl HubBuilder {
         self
     }
 
+    /// How many recent events the event stream keeps for readers that resume (`GET /events`
+    /// with `Last-Event-ID`), by count and by bytes
+    /// ([`DEFAULT_EVENT_RETENTION`](crate::hub::DEFAULT_EVENT_RETENTION) and
+    /// [`DEFAULT_EVENT_RETENTION_BYTES`](crate::hub::DEFAULT_EVENT_RETENTION_BYTES) by
+    /// default; the newest event is always kept). It is also how far a slow reader may fall
+    /// behind before it is told it lost events.
+    pub fn event_retention(mut self, max_events: usize, max_bytes: usize) -> Self {
+        self.retention = (max_events.max(1), max_bytes);
+        self
+    }
+
     /// Opens the store, loads every device, replays the log, and returns the hub.
     pub async fn open(self) -> Result<Hub, HubError> {
         #[cfg_attr(not(feature = "store-redb"), allow(unused_mut))]
@@ -179,6 +196,11 @@ impl HubBuilder {
         let committer = Committer::new(store.clone());
         let (events, _) = broadcast::channel(self.event_capacity);
         let (telemetry, _) = broadcast::channel(self.event_capacity);
+        let stream = Arc::new(super::stream::ring::Ring::new(
+            self.retention.0,
+            self.retention.1,
+            super::stream::first_id(self.clock.now()),
+        ));
         let hub = Hub {
             inner: Arc::new(Inner {
                 state,
@@ -191,6 +213,7 @@ impl HubBuilder {
                 host_name: self.host_name,
                 events,
                 telemetry,
+                stream,
                 sessions: sessions::Sessions::default(),
                 sequencer,
                 cas,
@@ -223,6 +246,8 @@ pub(crate) struct Inner {
     pub(crate) host_name: String,
     pub(crate) events: broadcast::Sender<HubEvent>,
     pub(crate) telemetry: broadcast::Sender<Arc<Telemetry>>,
+    /// The event stream's retention ring.
+    pub(crate) stream: Arc<super::stream::ring::Ring>,
     pub(crate) sessions: sessions::Sessions,
     pub(crate) sequencer: Sequencer,
     pub(crate) cas: registry::CaRegistry,
@@ -278,6 +303,7 @@ impl Hub {
             return Ok(());
         }
         self.close_all_sessions("the hub is shutting down");
+        self.inner.stream.close();
         let folded = persist::checkpoint(&self.inner).await;
         self.inner.committer.close().await?;
         tracing::info!("hub shut down");
@@ -300,7 +326,10 @@ impl Hub {
     }
 
     pub(crate) fn emit(&self, event: HubEvent) {
-        // no subscribers is fine
-        let _ = self.inner.events.send(event);
+        // cloned only for subscribers (none is fine)
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event.clone());
+        }
+        self.record(event);
     }
 }

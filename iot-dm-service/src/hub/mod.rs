@@ -30,6 +30,7 @@ mod fleet;
 mod handle;
 mod registry;
 mod sessions;
+mod stream;
 mod twins;
 
 pub use engine::space::DEFAULT_MIN_FREE_SPACE;
@@ -47,6 +48,10 @@ pub use sessions::{CloudMessage, Telemetry, DEFAULT_TTL, MAX_C2D_BODY, MAX_PENDI
 
 pub(crate) use handle::Inner;
 pub use handle::{Hub, HubBuilder, Storage};
-
+pub use stream::{
+    EventCursor, Recorded, StreamItem, DEFAULT_EVENT_RETENTION, DEFAULT_EVENT_RETENTION_BYTES,
+    JOB_PROGRESS_EVERY, MAX_EVENT_BODY,
+};
+#[cfg(feature = "rest")]
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,10 @@ pub(crate) struct Ctx {
     pub(crate) query: Vec<(String, String)>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// Who the request was authorized as.
+    pub(crate) grant: crate::access::Grant,
+    /// What a streaming answer needs of the server.
+    pub(crate) streams: super::stream::Streams,
 }
 
 impl Ctx {
@@ -116,6 +120,8 @@ pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) body: Option<Bytes>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// A body streamed by a task instead (its content type in `headers`).
+    pub(crate) stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl Reply {
@@ -140,6 +146,7 @@ impl Reply {
             status,
             body: Some(Bytes::from(body)),
             headers: Vec::new(),
+            stream: None,
         })
     }
 
@@ -149,6 +156,23 @@ impl Reply {
             status: StatusCode::NO_CONTENT,
             body: None,
             headers: Vec::new(),
+            stream: None,
+        }
+    }
+
+    /// 200 with a body a task streams through `rx`, of `content_type`.
+    pub(crate) fn stream(
+        content_type: &'static str,
+        rx: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: None,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            )],
+            stream: Some(rx),
         }
     }
 

@@ -51,6 +51,7 @@
 //! | `POST /devices/{id}/keys/regenerate` | RegistryWrite | `{"key":"primary"|"secondary"|"swap"}` → Device |
 //! | `GET /archive/twins/{id}`, `POST /archive/query` | RegistryRead or ServiceConnect | archived twins of retired devices |
 //! | `GET /policies`, `PUT/DELETE /policies/{name}`, `POST /policies/{name}/keys/regenerate` | all four rights | shared access policies |
+//! | `GET /events` | RegistryRead or ServiceConnect (telemetry: ServiceConnect) | the hub's event stream as Server-Sent Events (`types`, `devices`, `limit`, `timeout`, `Last-Event-ID`; see [`hub::EventCursor`](crate::hub::EventCursor)) |
 //!
 //! The whole API is described in OpenAPI 3 in `openapi/iot-dm.yaml` at the repository root;
 //! [`routes`] lists the routes the server serves.
@@ -91,6 +92,7 @@ mod handlers;
 pub(crate) mod router;
 mod server;
 mod service;
+mod stream;
 
 pub use error::RestError;
 pub use router::{routes, RouteInfo};

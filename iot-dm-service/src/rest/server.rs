@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::error::RestError;
 use super::router::{table, Router};
 use super::service::Service;
+use super::stream::{Streams, DEFAULT_KEEP_ALIVE};
 use super::{DEFAULT_MAX_CONNECTIONS, MAX_REQUEST_BODY};
 use crate::admission::{Admission, Crowded, OpeningPermit, PerSourceLog};
 use crate::listen::{bind, Acceptor};
@@ -38,6 +39,7 @@ pub struct RestServerBuilder {
     header_read_timeout: Duration,
     body_read_timeout: Duration,
     backlog: u32,
+    keep_alive: Duration,
 }
 
 impl RestServerBuilder {
@@ -124,6 +126,13 @@ impl RestServerBuilder {
         self
     }
 
+    /// How often an idle event stream (`GET /events`) sends a keep-alive comment, so that
+    /// proxies do not cut it (15 s by default).
+    pub fn event_keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Binds the listener and starts serving.
     pub async fn start(self) -> Result<RestServer, RestError> {
         let tls = self.tls.resolve(tls::https_server_config)?;
@@ -133,13 +142,17 @@ impl RestServerBuilder {
         let local = listener
             .local_addr()
             .map_err(|source| RestError::Bind { addr, source })?;
+        let (shutdown, rx) = watch::channel(false);
         let service = Arc::new(Service::new(
             self.hub,
             Router::new(table()),
             self.max_body,
             self.body_read_timeout,
+            Streams {
+                stop: rx.clone(),
+                keep_alive: self.keep_alive,
+            },
         ));
-        let (shutdown, rx) = watch::channel(false);
         let conn = ConnConfig {
             tls: tls.map(TlsAcceptor::from),
             handshake_timeout: self.handshake_timeout,
@@ -312,6 +325,7 @@ impl RestServer {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             backlog: 1024,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 

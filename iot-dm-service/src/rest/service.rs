@@ -8,12 +8,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 
 use super::context::{Ctx, Reply};
 use super::error::ApiError;
 use super::router::Router;
+use super::stream::{ResponseBody, Streams};
 use super::API_VERSIONS;
 use crate::{Hub, HubError};
 
@@ -43,6 +44,8 @@ pub(crate) struct Service {
     requests: AtomicU64,
     /// Refused credentials and rights, logged once a minute per source address.
     refusals: crate::admission::PerSourceLog,
+    /// What streaming answers need of the server.
+    streams: Streams,
 }
 
 impl Service {
@@ -51,6 +54,7 @@ impl Service {
         router: Router,
         max_body: usize,
         body_read_timeout: std::time::Duration,
+        streams: Streams,
     ) -> Service {
         let mut seed = [0u8; 8];
         // a predictable prefix only makes request ids guessable, which they may be
@@ -63,6 +67,7 @@ impl Service {
             request_prefix: u64::from_le_bytes(seed),
             requests: AtomicU64::new(0),
             refusals: crate::admission::PerSourceLog::new(std::time::Duration::from_secs(60), 4096),
+            streams,
         }
     }
 
@@ -86,7 +91,7 @@ impl Service {
         &self,
         request: Request<Incoming>,
         peer: std::net::SocketAddr,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let request_id = self.request_id();
         let method = request.method().clone();
@@ -136,12 +141,13 @@ impl Service {
                 .headers
                 .get(AUTHORIZATION)
                 .map(|v| v.to_str().unwrap_or(""));
-            self.hub
+            let grant = self
+                .hub
                 .authorize(authorization, route.need)
                 .map_err(ApiError::from)?;
-            Ok::<_, ApiError>((route, params, query))
+            Ok::<_, ApiError>((route, params, query, grant))
         })();
-        let (route, params, query) = match checked {
+        let (route, params, query, grant) = match checked {
             Ok(checked) => checked,
             Err(e) => {
                 // refused before its body was read: read it anyway, so the answer arrives
@@ -156,6 +162,8 @@ impl Service {
             query,
             headers: parts.headers,
             body,
+            grant,
+            streams: self.streams.clone(),
         })
         .await
     }
@@ -228,9 +236,9 @@ impl Service {
         let _ = tokio::time::timeout(self.body_read_timeout, discard).await;
     }
 
-    fn failure(&self, e: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
+    fn failure(&self, e: &ApiError, request_id: &str) -> Response<ResponseBody> {
         let body = e.body(request_id, iot_dm_core::clock::Timestamp::now());
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
         *response.status_mut() = e.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
@@ -249,9 +257,13 @@ impl Service {
     }
 }
 
-fn success(reply: Reply) -> Response<Full<Bytes>> {
+fn success(reply: Reply) -> Response<ResponseBody> {
     let has_body = reply.body.is_some();
-    let mut response = Response::new(Full::new(reply.body.unwrap_or_default()));
+    let body = match reply.stream {
+        Some(rx) => ResponseBody::Stream(rx),
+        None => ResponseBody::full(reply.body.unwrap_or_default()),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     if has_body && reply.status != StatusCode::NO_CONTENT {
@@ -338,6 +350,7 @@ mod tests {
             Router::new(Vec::new()),
             10,
             std::time::Duration::from_secs(1),
+            Streams::never(),
         );
         let a = s.request_id();
         let b = s.request_id();

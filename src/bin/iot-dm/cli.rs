@@ -55,6 +55,9 @@ pub enum Command {
     /// selects, by priority, with live metrics.
     #[command(subcommand)]
     Configuration(crate::configuration::args::ConfigurationCommand),
+    /// The hub's event stream: twin changes, connections, identities, telemetry, job
+    /// progress; one line per event, or one JSON object per line with --json.
+    Events(crate::events::EventsArgs),
 }
 
 /// `iot-dm hub`.

@@ -10,6 +10,7 @@ mod configuration;
 mod connstr;
 mod device;
 mod error;
+mod events;
 mod hub;
 mod input;
 mod job;
@@ -120,6 +121,7 @@ async fn operate(
         }
         Command::Job(cmd) => job::run(api, out, cmd).await,
         Command::Configuration(cmd) => configuration::run(api, out, cmd).await,
+        Command::Events(a) => events::run(remote.client(), out, &a).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {

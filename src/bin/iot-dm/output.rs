@@ -96,7 +96,8 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-fn clip(s: &str) -> String {
+/// One line of at most [`MAX_CELL`] characters (cut with `…`).
+pub fn clip(s: &str) -> String {
     let one_line = s.replace(['\n', '\r', '\t'], " ");
     if one_line.chars().count() <= MAX_CELL {
         one_line

@@ -25,6 +25,7 @@ pub struct Telemetry {
 
 impl Hub {
     pub(crate) fn publish_telemetry(&self, id: &DeviceId, properties: PropertyBag, body: Bytes) {
+        self.record(crate::hub::stream::telemetry_event(id, &properties, &body));
         let _ = self.inner.telemetry.send(Arc::new(Telemetry {
             device_id: id.clone(),
             properties,

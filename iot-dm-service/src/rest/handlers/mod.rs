@@ -4,6 +4,7 @@
 pub(crate) mod certificates;
 pub(crate) mod configurations;
 pub(crate) mod devices;
+pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod messages;

@@ -8,6 +8,7 @@
 //! | `progress.rs` | moving one job on in a round: start, hand out devices, record the plan |
 //! | `commands.rs` | create, cancel, pause and resume, as the scheduler carries them out |
 //! | `run.rs` | one attempt on one device, through the twins and sessions wings |
+//! | `notify.rs` | the `job.progress` events of the hub's event stream, rate-limited per job |
 //!
 //! Limits: at most [`HubBuilder::max_active_jobs`](crate::hub::HubBuilder::max_active_jobs)
 //! jobs queued, scheduled or running at once (default [`DEFAULT_MAX_ACTIVE_JOBS`]; past it
@@ -20,6 +21,7 @@
 //! at once; a twin job applies at most [`MAX_TWIN_BATCH`] twin updates a round.
 
 mod commands;
+mod notify;
 mod progress;
 mod records;
 mod run;

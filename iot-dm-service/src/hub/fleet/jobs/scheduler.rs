@@ -92,6 +92,7 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
     // devices' own twin writes, to yield to them (see `BACKGROUND_FACTOR`)
     let mut device_writes = 0u64;
     let mut devices_busy_until: Option<Instant> = None;
+    let mut progress = super::notify::Progress::default();
     loop {
         if !pace.is_zero() {
             tokio::time::sleep(pace).await;
@@ -140,7 +141,7 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
             changed.extend(watched_devices(&hub));
         }
         let started = Instant::now();
-        wait = round(&hub, cmds, dones, changed, &done_tx).await;
+        wait = round(&hub, cmds, dones, changed, &done_tx, &mut progress).await;
         let cost = started.elapsed();
         let writes = hub.inner.sequencer.device_writes();
         if writes != device_writes {
@@ -226,6 +227,7 @@ async fn round(
     dones: Vec<Done>,
     changed: Vec<String>,
     done_tx: &mpsc::UnboundedSender<Done>,
+    progress: &mut super::notify::Progress,
 ) -> Duration {
     let now = hub.now();
     let jobs = &hub.inner.jobs;
@@ -307,6 +309,7 @@ async fn round(
         }
     }
     drop(gate);
+    progress.publish(hub, &locked(&jobs.book));
     for (tx, r) in replies {
         let _ = tx.send(r);
     }
