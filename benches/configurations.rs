@@ -7,7 +7,7 @@
 //!   deleted and its settings removed (not timed).
 //!
 //! Size: `IOT_DM_BENCH_CONFIG_TWINS` (default 1,000,000 under `cargo bench`, 2,000 under
-//! `cargo test`).
+//! `cargo test`). Like the jobs bench, it runs on mimalloc, the hub binary's allocator.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -73,6 +73,11 @@ async fn apply_once(hub: &Hub, n: usize, run: usize) -> Duration {
         .expect("deleted");
     took
 }
+
+/// The allocator the `iot-dm` hub binary uses, so that these figures are the hub's (see
+/// `docs/performance.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let n = env_size("IOT_DM_BENCH_CONFIG_TWINS", 1_000_000, 2_000);

@@ -266,14 +266,16 @@ async fn a_slow_reader_gets_lost_instead_of_a_silent_gap() {
     let mut sse = open_with(env.rest, Some(&token), "", None, true)
         .await
         .unwrap();
-    // the reader reads nothing while the hub goes far ahead of it
-    for n in 0..8000 {
+    // the reader reads nothing while the hub goes far ahead of it: 40,000 events (some 10 MB)
+    // are more than the socket buffers between them hold (4 KiB to read, at most 4 MiB to
+    // send), so the server's reader of the ring falls behind its 50 events for certain
+    for n in 0..40_000 {
         tag(hub, "d1", json!({ "n": n })).await;
     }
     let mut seen: Vec<Ev> = Vec::new();
     while seen
         .last()
-        .is_none_or(|e| e.data["tags"].is_null() && e.data["version"] != 8001)
+        .is_none_or(|e| e.data["tags"].is_null() && e.data["version"] != 40_001)
     {
         match sse.next().await {
             Some(e) => seen.push(e),

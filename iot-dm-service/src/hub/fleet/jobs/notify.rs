@@ -19,6 +19,20 @@ pub(super) struct Progress {
 }
 
 impl Progress {
+    /// What the jobs of `book` (those loaded at start) stand at: they have no news until
+    /// they move.
+    pub(super) fn loaded(book: &BTreeMap<String, Job>) -> Progress {
+        let now = Instant::now();
+        let sent = book
+            .iter()
+            .map(|(id, job)| {
+                let stats = job.job.device_job_statistics.unwrap_or(job.counts);
+                (id.clone(), (job.job.status, stats, now))
+            })
+            .collect();
+        Progress { sent }
+    }
+
     /// Publishes the jobs of `book` that moved (call once the round's writes are durable).
     pub(super) fn publish(&mut self, hub: &Hub, book: &BTreeMap<String, Job>) {
         let now = Instant::now();
@@ -27,11 +41,7 @@ impl Progress {
             let status = job.job.status;
             let stats = job.job.device_job_statistics.unwrap_or(job.counts);
             let due = match self.sent.get(id) {
-                // a job that ended before it was seen (one loaded at start) has no news
-                None if !status.is_active() => {
-                    self.sent.insert(id.clone(), (status, stats, now));
-                    false
-                }
+                // a job created since (it may have run to its end in the round that made it)
                 None => true,
                 Some((s, c, at)) => {
                     *s != status || (*c != stats && now.duration_since(*at) >= JOB_PROGRESS_EVERY)
@@ -108,9 +118,13 @@ mod tests {
         // the end goes out at once
         p.publish(&hub, &book(JobStatus::Completed, 10));
         assert_eq!(published(&mut cursor), vec![(JobStatus::Completed, 10)]);
-        // a job that had ended before it was first seen has no news
+        // a job loaded at start has no news until it moves
+        let mut loaded = Progress::loaded(&book(JobStatus::Completed, 10));
+        loaded.publish(&hub, &book(JobStatus::Completed, 10));
+        assert_eq!(published(&mut cursor), vec![]);
+        // a job that ran to its end in the round that created it is still told
         let mut fresh = Progress::default();
         fresh.publish(&hub, &book(JobStatus::Completed, 10));
-        assert_eq!(published(&mut cursor), vec![]);
+        assert_eq!(published(&mut cursor), vec![(JobStatus::Completed, 10)]);
     }
 }

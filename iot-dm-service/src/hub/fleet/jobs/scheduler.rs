@@ -92,7 +92,10 @@ async fn scheduler(inner: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Com
     // devices' own twin writes, to yield to them (see `BACKGROUND_FACTOR`)
     let mut device_writes = 0u64;
     let mut devices_busy_until: Option<Instant> = None;
-    let mut progress = super::notify::Progress::default();
+    let mut progress = match inner.upgrade() {
+        Some(inner) => super::notify::Progress::loaded(&locked(&inner.jobs.book)),
+        None => return,
+    };
     loop {
         if !pace.is_zero() {
             tokio::time::sleep(pace).await;
