@@ -367,6 +367,15 @@ async fn a_gated_device_waits_scheduled_until_its_twin_lets_it_go() {
     let job = hub.get_job("gated").await.unwrap();
     assert_eq!(job.status, JobStatus::Running);
     consistent(&hub, &job).await;
+    // ours: what the policy holds back, by what it waits for
+    let held = job
+        .rollout_statistics
+        .expect("a job with a policy says what it holds");
+    assert_eq!(
+        (held.gated_count, held.waiting_for_window_count),
+        (1, 0),
+        "{job:?}"
+    );
     assert!(hub
         .get_twin("d01")
         .unwrap()
@@ -380,6 +389,7 @@ async fn a_gated_device_waits_scheduled_until_its_twin_lets_it_go() {
         .unwrap();
     let done = ended(&hub, "gated").await;
     assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.rollout_statistics.map(|r| r.gated_count), Some(0));
     assert_eq!(
         hub.get_twin("d01").unwrap().desired().doc().to_value()["go"],
         1

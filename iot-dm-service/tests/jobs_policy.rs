@@ -70,6 +70,18 @@ async fn maintenance_windows_hold_each_device_to_its_own_local_time() {
         (calls.of("d01"), calls.of("d02"), calls.of("d03")),
         (0, 0, 0)
     );
+    // the job says how many wait for a window, and that two have no readable time zone
+    let job = hub.get_job("windows").await.unwrap();
+    let held = job.rollout_statistics.expect("rolloutStatistics");
+    assert_eq!(
+        (
+            held.waiting_for_window_count,
+            held.gated_count,
+            held.utc_fallback_count
+        ),
+        (3, 0, 2),
+        "{job:?}"
+    );
 
     // 23:01 UTC: the two UTC devices open, New York (18:01) still waits
     clock.advance(Duration::from_secs(2_800 + 60));

@@ -269,6 +269,23 @@ pub struct JobResponse {
     /// Ours: the rollout policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_policy: Option<RolloutPolicy>,
+    /// Ours: what the rollout policy holds back, once a job with a policy has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_statistics: Option<RolloutStatistics>,
+}
+
+/// `rolloutStatistics` of a job with a rollout policy (ours): the devices its policy holds
+/// back, which IoT Hub's `deviceJobStatistics` counts as pending (their records say
+/// `scheduled`), by what they wait for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatistics {
+    /// Devices outside their maintenance window, waiting for it.
+    pub waiting_for_window_count: u64,
+    /// Devices whose twin does not satisfy the gate, waiting for it to.
+    pub gated_count: u64,
+    /// Devices whose time zone could not be read or is unknown, so their windows are in UTC.
+    pub utc_fallback_count: u64,
 }
 
 impl JobResponse {
@@ -293,6 +310,7 @@ impl JobResponse {
             status_message: None,
             device_job_statistics: None,
             rollout_policy: request.rollout_policy.clone(),
+            rollout_statistics: None,
         }
     }
 }

@@ -350,3 +350,20 @@ async fn lists_page_through_continuations() {
     let ids: Vec<&str> = records.iter().map(|r| r.device_id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c"]);
 }
+
+#[test]
+fn the_bar_shows_what_the_policy_holds_back_by_cause() {
+    let job: iot_dm::core::job::JobResponse = serde_json::from_value(json!({
+        "jobId": "fw", "type": "scheduleUpdateTwin", "status": "running",
+        "deviceJobStatistics": {"deviceCount": 10, "failedCount": 1, "succeededCount": 2,
+                                "runningCount": 1, "pendingCount": 6},
+        "rolloutStatistics": {"waitingForWindowCount": 3, "gatedCount": 2,
+                              "utcFallbackCount": 1}
+    }))
+    .unwrap();
+    assert_eq!(
+        super::wait::progress_text(&job),
+        "running: 2 succeeded, 1 failed, 1 running, 3 waiting for a window, 2 gated, 1 pending \
+         [1 without a readable time zone: windows in UTC]"
+    );
+}

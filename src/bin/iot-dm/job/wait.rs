@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use iot_dm::core::job::{DeviceJobStatistics, DeviceJobStatus, JobResponse, JobStatus};
+use iot_dm::core::job::{DeviceJobStatistics, JobResponse, JobStatus};
 use iot_dm::service::api::ServiceApi;
 
 use super::args::FollowArgs;
@@ -15,11 +15,6 @@ use crate::output::Out;
 
 /// The shortest `--interval-ms`.
 const MIN_INTERVAL_MS: u64 = 50;
-/// Jobs up to this many devices have their held-back devices counted from the records; for
-/// larger ones the bar shows them with the pending ones.
-const COUNT_HELD_UP_TO: u64 = 10_000;
-/// How often the held-back devices are counted again.
-const RECOUNT: Duration = Duration::from_secs(2);
 /// Transport failures in a row tolerated while following.
 const RETRIES: u32 = 5;
 
@@ -34,40 +29,9 @@ pub fn check(f: &FollowArgs) -> CliResult {
     Ok(())
 }
 
-/// What a job's held-back (`scheduled`) devices wait for, when its policy can hold any back.
-fn held_label(job: &JobResponse) -> Option<&'static str> {
-    let p = job.rollout_policy.as_ref()?;
-    match (!p.maintenance_windows.is_empty(), p.gate.is_some()) {
-        (true, true) => Some("waiting for a window or the gate"),
-        (true, false) => Some("waiting for a window"),
-        (false, true) => Some("gated"),
-        (false, false) => None,
-    }
-}
-
-/// How many devices the plan holds back (`scheduled` records), when worth counting.
-async fn held(api: &dyn ServiceApi, job: &JobResponse) -> CliResult<Option<u64>> {
-    let Some(stats) = job.device_job_statistics else {
-        return Ok(None);
-    };
-    if held_label(job).is_none()
-        || job.status != JobStatus::Running
-        || stats.pending_count == 0
-        || stats.device_count > COUNT_HELD_UP_TO
-    {
-        return Ok(None);
-    }
-    let records = super::all_devices(api, &job.job_id, super::PAGE).await?;
-    Ok(Some(
-        records
-            .iter()
-            .filter(|r| r.status == DeviceJobStatus::Scheduled)
-            .count() as u64,
-    ))
-}
-
-/// The bar's message: the job's status and its device counts.
-pub fn progress_text(job: &JobResponse, held: Option<u64>) -> String {
+/// The bar's message: the job's status and its device counts, with the devices the rollout
+/// policy holds back (`rolloutStatistics`) apart from the pending ones.
+pub fn progress_text(job: &JobResponse) -> String {
     let mut text = job.status.as_str().to_string();
     match (job.status, job.device_job_statistics) {
         (JobStatus::Queued | JobStatus::Scheduled, _) => {
@@ -80,17 +44,25 @@ pub fn progress_text(job: &JobResponse, held: Option<u64>) -> String {
                 ": {} succeeded, {} failed",
                 s.succeeded_count, s.failed_count
             ));
-            let held = held.unwrap_or(0).min(s.pending_count);
-            let label = held_label(job).unwrap_or("held back");
+            let r = job.rollout_statistics.unwrap_or_default();
+            let window = r.waiting_for_window_count.min(s.pending_count);
+            let gated = r.gated_count.min(s.pending_count - window);
             for (n, what) in [
                 (s.running_count, "running"),
-                (held, label),
-                (s.pending_count - held, "pending"),
+                (window, "waiting for a window"),
+                (gated, "gated"),
+                (s.pending_count - window - gated, "pending"),
                 (s.canceled_count, "canceled"),
             ] {
                 if n > 0 {
                     text.push_str(&format!(", {n} {what}"));
                 }
+            }
+            if r.utc_fallback_count > 0 {
+                text.push_str(&format!(
+                    " [{} without a readable time zone: windows in UTC]",
+                    r.utc_fallback_count
+                ));
             }
         }
         (_, None) => {}
@@ -132,8 +104,6 @@ pub async fn follow(
     let begun = Instant::now();
     let mut failures = 0;
     let mut last_status = None;
-    let mut last_count: Option<Instant> = None;
-    let mut held_now: Option<u64> = None;
     loop {
         let job = match api.get_job(job_id).await {
             Ok(job) => {
@@ -154,19 +124,11 @@ pub async fn follow(
             bar.finish_and_clear();
             return summary(out, &job);
         }
-        // only a detail of the bar: when the records cannot be read, the bar goes without
-        // (a job without a count to show costs no request; one with a count is counted again
-        // every RECOUNT)
-        if held_now.is_none() || last_count.is_none_or(|t: Instant| t.elapsed() >= RECOUNT) {
-            held_now = held(api, &job).await.unwrap_or_default();
-            last_count = Some(Instant::now());
-        }
-        let held = held_now.filter(|_| job.status == JobStatus::Running);
         if let Some(s) = job.device_job_statistics {
             bar.set_length(s.device_count);
             bar.set_position(done(&s));
         }
-        let text = progress_text(&job, held);
+        let text = progress_text(&job);
         // while it runs the counts say it all
         let short = text.strip_prefix("running: ").unwrap_or(&text).to_string();
         bar.set_message(short);

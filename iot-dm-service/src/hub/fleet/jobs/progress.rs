@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use iot_dm_core::clock::Timestamp;
-use iot_dm_core::job::{condition_of, twin_patch_of, DeviceJobStatus, JobStatus, JobType};
+use iot_dm_core::job::{
+    condition_of, twin_patch_of, DeviceJobStatus, JobStatus, JobType, RolloutStatistics,
+};
 use iot_dm_core::rollout::{DeviceIndex, DeviceState, Rollout, RolloutStatus};
 
 use super::records::{Detail, Job, Slot};
@@ -20,10 +22,22 @@ use crate::hub::Hub;
 const CANARY_HOLD: &str = "canary hold: the first devices finished; resume to go on";
 
 /// Records devices the plan holds back (a window, the gate) as `scheduled`, and those it
-/// lets go as `pending` again. The devices are walked only when the number held back changed.
+/// lets go as `pending` again (the devices are walked only when the number held back
+/// changed); a job with a policy keeps its `rolloutStatistics` current.
 pub(super) fn sync_waiting(job: &mut Job, now: Timestamp) {
     let Some(plan) = &job.plan else { return };
     let stats = plan.stats();
+    if job.job.rollout_policy.is_some() {
+        let held = Some(RolloutStatistics {
+            waiting_for_window_count: stats.waiting_for_window,
+            gated_count: stats.gated,
+            utc_fallback_count: stats.utc_fallback,
+        });
+        if job.job.rollout_statistics != held {
+            job.job.rollout_statistics = held;
+            job.dirty = true;
+        }
+    }
     let waiting = stats.waiting_for_window + stats.gated;
     if waiting == job.waiting {
         return;
