@@ -490,3 +490,47 @@ async fn raw_last_event_id(
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+#[tokio::test]
+async fn configuration_metrics_follow_the_counts() {
+    let env = env(|b| b, |r| r).await;
+    let hub = &env.hub;
+    for id in ["n1", "n2", "s1"] {
+        device(hub, id).await;
+    }
+    tag(hub, "n1", json!({"site": "north"})).await;
+    tag(hub, "n2", json!({"site": "north"})).await;
+    let token = owner(hub);
+    let mut sse = open(env.rest, &token, "types=configuration.metrics", None).await;
+    let cfg = iot_dm_core::configuration::Configuration::from_json(&json!({
+        "id": "fan", "targetCondition": "tags.site = 'north'", "priority": 1,
+        "content": {"deviceContent": {"properties.desired.fan": 3}},
+        "metrics": {"queries": {"north": "SELECT deviceId FROM devices WHERE tags.site = 'north'"}},
+    }))
+    .unwrap();
+    hub.put_configuration(&cfg, None).await.unwrap();
+    let counts = |e: &Ev| {
+        (
+            e.data["systemMetrics"]["targetedCount"].as_u64(),
+            e.data["systemMetrics"]["appliedCount"].as_u64(),
+            e.data["metrics"]["north"].as_u64(),
+        )
+    };
+    let seen = sse
+        .until(|s| {
+            s.last()
+                .is_some_and(|e| counts(e) == (Some(2), Some(2), Some(2)))
+        })
+        .await;
+    assert!(seen.iter().all(|e| e.event == "configuration.metrics"
+        && e.data["configurationId"] == "fan"
+        && e.device().is_empty()));
+    // a device moving into the target moves every count
+    tag(hub, "s1", json!({"site": "north"})).await;
+    sse.until(|s| {
+        s.last()
+            .is_some_and(|e| counts(e) == (Some(3), Some(3), Some(3)))
+    })
+    .await;
+    env.server.shutdown().await.unwrap();
+}

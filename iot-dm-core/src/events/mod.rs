@@ -53,8 +53,8 @@ pub enum EventType {
     Telemetry,
     /// `job.progress`: a job's status or device counts changed.
     JobProgress,
-    /// `configuration.metrics`: an automatic configuration's metrics changed (reserved: the
-    /// hub does not emit it yet).
+    /// `configuration.metrics`: an automatic configuration's counts (targeted, applied, each
+    /// custom metric) moved.
     ConfigurationMetrics,
     /// `alert`: an alert fired or cleared (reserved: the hub does not emit it yet).
     Alert,

@@ -106,4 +106,17 @@ pub enum HubEvent {
         /// Device counts by status (zero until it starts).
         statistics: DeviceJobStatistics,
     },
+    /// An automatic configuration's counts moved (published after the configuration task's
+    /// round that moved them, at most [`JOB_PROGRESS_EVERY`](crate::hub::JOB_PROGRESS_EVERY)
+    /// apart per configuration; the last change always goes out).
+    ConfigurationMetrics {
+        /// The configuration.
+        configuration_id: String,
+        /// `systemMetrics.results.targetedCount`.
+        targeted: u64,
+        /// `systemMetrics.results.appliedCount`.
+        applied: u64,
+        /// `metrics.results`: each custom metric's count, by name.
+        metrics: Vec<(String, u64)>,
+    },
 }

@@ -165,6 +165,21 @@ fn human(e: &StreamEvent) -> String {
                 text(&s["pendingCount"])
             )
         }
+        "configuration.metrics" => {
+            let s = &d["systemMetrics"];
+            let mut line = format!(
+                "configuration {}: {} targeted, {} applied",
+                text(&d["configurationId"]),
+                text(&s["targetedCount"]),
+                text(&s["appliedCount"])
+            );
+            if let Some(m) = d["metrics"].as_object() {
+                for (name, n) in m {
+                    line.push_str(&format!(", {name} {}", text(n)));
+                }
+            }
+            line
+        }
         _ => clip(&d.to_string()),
     };
     format!(
@@ -208,6 +223,17 @@ mod tests {
         );
         assert!(
             human(&j).ends_with("-  job j running: 1/4 succeeded, 0 failed, 2 running, 1 pending")
+        );
+        let c = event(
+            "configuration.metrics",
+            json!({"time": "t", "configurationId": "fan",
+                   "systemMetrics": {"targetedCount": 5, "appliedCount": 4},
+                   "metrics": {"compliant": 3}}),
+        );
+        assert!(
+            human(&c).ends_with("-  configuration fan: 5 targeted, 4 applied, compliant 3"),
+            "{}",
+            human(&c)
         );
         let l = Lost {
             after: 3,

@@ -22,6 +22,7 @@ pub(crate) fn event_type(event: &HubEvent) -> EventType {
         HubEvent::Lifecycle { .. } => EventType::LifecycleChanged,
         HubEvent::Telemetry { .. } => EventType::Telemetry,
         HubEvent::JobProgress { .. } => EventType::JobProgress,
+        HubEvent::ConfigurationMetrics { .. } => EventType::ConfigurationMetrics,
     }
 }
 
@@ -36,7 +37,7 @@ pub(crate) fn device_id(event: &HubEvent) -> Option<&DeviceId> {
         | HubEvent::IdentityDeleted { device_id }
         | HubEvent::Lifecycle { device_id, .. }
         | HubEvent::Telemetry { device_id, .. } => Some(device_id),
-        HubEvent::JobProgress { .. } => None,
+        HubEvent::JobProgress { .. } | HubEvent::ConfigurationMetrics { .. } => None,
     }
 }
 
@@ -58,6 +59,17 @@ pub(crate) fn approx_size(event: &HubEvent) -> usize {
                     .sum::<usize>()
         }
         HubEvent::JobProgress { job_id, .. } => job_id.len(),
+        HubEvent::ConfigurationMetrics {
+            configuration_id,
+            metrics,
+            ..
+        } => {
+            configuration_id.len()
+                + metrics
+                    .iter()
+                    .map(|(name, _)| 32 + name.len())
+                    .sum::<usize>()
+        }
         _ => 0,
     };
     let device = device_id(event).map_or(0, |d| d.as_str().len());
@@ -135,6 +147,19 @@ pub(crate) fn to_json(r: &Recorded) -> Value {
             status,
             statistics,
         } => json!({"jobId": job_id, "status": status, "statistics": statistics}),
+        HubEvent::ConfigurationMetrics {
+            configuration_id,
+            targeted,
+            applied,
+            metrics,
+        } => json!({
+            "configurationId": configuration_id,
+            "systemMetrics": {"targetedCount": targeted, "appliedCount": applied},
+            "metrics": metrics
+                .iter()
+                .map(|(name, n)| (name.clone(), Value::from(*n)))
+                .collect::<Map<String, Value>>(),
+        }),
     };
     if let Value::Object(f) = fields {
         m.extend(f);

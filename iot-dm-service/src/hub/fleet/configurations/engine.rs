@@ -303,14 +303,28 @@ async fn run(
         generation: 1,
         ..Work::default()
     };
+    // `configuration.metrics` events, and when a change held back is due
+    let mut metrics = super::notify::Metrics::default();
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         if work.is_empty() {
+            let held = async {
+                match due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 s = signals.recv() => match s {
                     Some(s) => work.signal(s),
                     None => return,
                 },
                 e = events.recv() => if !work.event(e) { return },
+                _ = held => {
+                    let Some(inner) = inner.upgrade() else { return };
+                    due = metrics.publish(&Hub { inner });
+                    continue;
+                }
             }
         }
         while let Ok(s) = signals.try_recv() {
@@ -335,6 +349,7 @@ async fn run(
             work.generation = work.generation.max(generation);
             continue;
         }
+        due = metrics.publish(&hub);
         if generation > 0 {
             hub.inner.configurations.done.send_if_modified(|done| {
                 let moved = generation > *done;

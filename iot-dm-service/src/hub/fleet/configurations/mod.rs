@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `mod.rs` | the stored records, [`ConfigurationApi`] for the hub |
 //! | `engine.rs` | the hub's configuration task: applies configurations, keeps the counts |
+//! | `notify.rs` | the `configuration.metrics` events of the hub's event stream |
 //!
 //! **When it applies.** A create, update or delete returns once the configuration record is
 //! durable; the configuration task then goes over every twin at once (in the background), and
@@ -34,6 +35,7 @@
 //! ConfigurationCountLimitExceeded`), at most five custom metrics each.
 
 mod engine;
+mod notify;
 #[cfg(test)]
 mod tests;
 
