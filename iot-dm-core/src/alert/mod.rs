@@ -1,6 +1,6 @@
 //! Fleet alerts: a rule ([`AlertRule`]) that watches how many twins match a `WHERE`
 //! condition, within a scope, and the pure state machine ([`Evaluator`]) that decides when
-//! an alert is raised and when it clears.
+//! an alert is raised and when it clears. [`RuleWatch`] keeps one rule current twin by twin.
 //!
 //! A rule holds when more than `threshold` of the scope's devices match its `condition`:
 //! more than `n` devices (`{"count": n}`) or more than `p` percent of the scope
@@ -39,6 +39,7 @@ mod parse;
 mod record;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::fmt;
 
@@ -49,6 +50,7 @@ use crate::query::Condition;
 pub use eval::{Counts, Evaluator, Phase, Transition};
 pub use parse::{validate_alert_rule_id, AlertRuleError};
 pub use record::{Alert, AlertState};
+pub use watch::RuleWatch;
 
 /// The longest rule id, in characters (the configurations' limit).
 pub const MAX_ALERT_RULE_ID_LEN: usize = 128;

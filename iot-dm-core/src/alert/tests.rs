@@ -318,3 +318,138 @@ proptest! {
         }
     }
 }
+
+fn twin(id: &str, state: &str, connected: bool) -> crate::twin::Twin {
+    let mut t: crate::twin::Twin = serde_json::from_value(json!({
+        "deviceId": id,
+        "properties": {"reported": {"update": {"state": state}}},
+    }))
+    .unwrap();
+    t.identity_mut().connection_state = if connected {
+        crate::twin::ConnectionState::Connected
+    } else {
+        crate::twin::ConnectionState::Disconnected
+    };
+    t
+}
+
+#[test]
+fn a_watch_raises_over_five_percent_of_its_scope_and_clears_on_recovery() {
+    let rule = AlertRule::from_json(&base()).unwrap();
+    let mut w = RuleWatch::new(rule);
+    let t0 = Timestamp::from_unix_secs(0);
+    let fleet: Vec<_> = (0..100)
+        .map(|i| twin(&format!("d{i}"), "ok", true))
+        .collect();
+    for t in &fleet {
+        assert_eq!(w.observe(&t.device_id, Some(t), true, t0), None);
+    }
+    // a device outside the scope never counts, failed or not
+    let outside = twin("x", "failed", true);
+    assert_eq!(
+        w.observe(&outside.device_id, Some(&outside), false, t0),
+        None
+    );
+    assert_eq!(
+        w.counts(),
+        Counts {
+            matching: 0,
+            scope: 100
+        }
+    );
+    for t in &fleet[..5] {
+        let failed = twin(t.device_id.as_str(), "failed", true);
+        assert_eq!(w.observe(&failed.device_id, Some(&failed), true, t0), None);
+    }
+    // exactly 5%: not more than 5%
+    assert_eq!(w.wake_at(), None);
+    let sixth = twin("d5", "failed", true);
+    assert_eq!(w.observe(&sixth.device_id, Some(&sixth), true, t0), None);
+    assert_eq!(w.wake_at(), Some(Timestamp::from_unix_secs(60)));
+    let at = Timestamp::from_unix_secs(60);
+    assert_eq!(
+        w.tick(at),
+        Some(Transition::Raised {
+            at,
+            counts: Counts {
+                matching: 6,
+                scope: 100
+            }
+        })
+    );
+    // one recovers; a device leaving the scope also takes its match with it
+    let t1 = Timestamp::from_unix_secs(70);
+    assert_eq!(
+        w.observe(&fleet[0].device_id, Some(&fleet[0]), true, t1),
+        None
+    );
+    assert_eq!(w.observe(&sixth.device_id, Some(&sixth), false, t1), None);
+    assert_eq!(
+        w.counts(),
+        Counts {
+            matching: 4,
+            scope: 99
+        }
+    );
+    assert!(!w.is_matching(&sixth.device_id));
+    let cleared = w.tick(Timestamp::from_unix_secs(130));
+    assert!(matches!(cleared, Some(Transition::Cleared { raised_at, .. }) if raised_at == at));
+}
+
+#[test]
+fn a_watch_sees_connection_state() {
+    let rule = AlertRule::from_json(&json!({
+        "id": "offline", "condition": "connectionState = 'Disconnected'",
+        "threshold": {"count": 2}, "severity": "info",
+    }))
+    .unwrap();
+    let mut w = RuleWatch::new(rule);
+    let t = Timestamp::from_unix_secs(0);
+    for i in 0..2 {
+        let d = twin(&format!("d{i}"), "ok", false);
+        assert_eq!(w.observe(&d.device_id, Some(&d), true, t), None);
+    }
+    let d = twin("d2", "ok", false);
+    assert!(matches!(
+        w.observe(&d.device_id, Some(&d), true, t),
+        Some(Transition::Raised { .. })
+    ));
+    let back = twin("d2", "ok", true);
+    assert!(matches!(
+        w.observe(&back.device_id, Some(&back), true, t),
+        Some(Transition::Cleared { .. })
+    ));
+}
+
+proptest! {
+    /// Kept device by device, the counts are those counted afresh over the fleet as it ends.
+    #[test]
+    fn a_watch_counts_what_a_fresh_count_finds(
+        steps in prop::collection::vec((0usize..8, 0u8..4, any::<bool>(), any::<bool>()), 0..80),
+    ) {
+        let rule = AlertRule::from_json(&with("forSeconds", json!(0))).unwrap();
+        let mut w = RuleWatch::new(rule.clone());
+        // per device: its twin (None when deleted) and whether it is in scope
+        let mut fleet: std::collections::BTreeMap<String, (Option<crate::twin::Twin>, bool)> =
+            Default::default();
+        for (i, (d, what, connected, in_scope)) in steps.into_iter().enumerate() {
+            let id = format!("d{d}");
+            let t = match what {
+                0 => None,
+                1 => Some(twin(&id, "failed", connected)),
+                _ => Some(twin(&id, "ok", connected)),
+            };
+            let now = Timestamp::from_unix_secs(i as i64);
+            let dev = crate::identity::DeviceId::new(id.clone()).unwrap();
+            w.observe(&dev, t.as_ref(), in_scope, now);
+            fleet.insert(id, (t, in_scope));
+        }
+        let counted = fleet.values().filter(|(t, s)| *s && t.is_some());
+        let scope = counted.clone().count() as u64;
+        let matching = counted
+            .filter(|(t, _)| t.as_ref().is_some_and(|t| rule.condition.matches(t)))
+            .count() as u64;
+        prop_assert_eq!(w.counts(), Counts { matching, scope });
+        prop_assert_eq!(w.evaluator().is_active(), rule.threshold.exceeded(w.counts()));
+    }
+}
