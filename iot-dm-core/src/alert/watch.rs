@@ -94,6 +94,13 @@ impl RuleWatch {
         in_scope: bool,
         now: Timestamp,
     ) -> Option<Transition> {
+        self.count(device_id, twin, in_scope);
+        self.evaluate(now)
+    }
+
+    /// Like [`RuleWatch::observe`], but only counts: call [`RuleWatch::evaluate`] once a
+    /// batch (a count afresh over every twin) is in, so that it decides on the whole.
+    pub fn count(&mut self, device_id: &DeviceId, twin: Option<&Twin>, in_scope: bool) {
         let counted = in_scope && twin.is_some();
         let matches = counted && twin.is_some_and(|t| self.rule.condition.matches(t));
         if counted {
@@ -106,6 +113,11 @@ impl RuleWatch {
         } else {
             self.matching.remove(device_id);
         }
+    }
+
+    /// Hands the counts as they stand to the evaluator, and reports a raise or clear that is
+    /// due at `now`.
+    pub fn evaluate(&mut self, now: Timestamp) -> Option<Transition> {
         self.evaluator.update(self.counts(), now)
     }
 

@@ -107,3 +107,19 @@ pub enum HubEvent {
         statistics: DeviceJobStatistics,
     },
 }
+
+/// Hands every event waiting on a subscription to `take` (a lag as `Lagged`), without
+/// waiting.
+pub(crate) fn drain_events(
+    events: &mut tokio::sync::broadcast::Receiver<HubEvent>,
+    mut take: impl FnMut(Result<HubEvent, tokio::sync::broadcast::error::RecvError>),
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    loop {
+        match events.try_recv() {
+            Ok(e) => take(Ok(e)),
+            Err(TryRecvError::Lagged(n)) => take(Err(RecvError::Lagged(n))),
+            Err(_) => break,
+        }
+    }
+}
