@@ -19,18 +19,19 @@ fn rule(v: serde_json::Value) -> AlertRule {
 }
 
 async fn fleet(hub: &Hub, n: usize) {
-    for i in 0..n {
-        hub.create_device(DeviceSpec::new(format!("d{i}").parse().unwrap()))
-            .await
-            .unwrap();
+    let ids = (0..n).map(|i| format!("d{i}"));
+    for id in ids {
+        let spec = DeviceSpec::new(id.parse().unwrap());
+        hub.create_device(spec).await.unwrap();
     }
 }
 
-async fn report(hub: &Hub, range: std::ops::Range<usize>, state: &str) {
-    for i in range {
-        hub.patch_reported(&format!("d{i}"), &json!({"update": {"state": state}}))
-            .await
-            .unwrap();
+/// Devices `d{i}` for `i` in `which` report their update `state`.
+async fn report(hub: &Hub, which: std::ops::Range<usize>, state: &str) {
+    let patch = json!({"update": {"state": state}});
+    let ids = which.map(|i| format!("d{i}"));
+    for id in ids {
+        hub.patch_reported(&id, &patch).await.unwrap();
     }
 }
 
