@@ -1,6 +1,7 @@
 //! Fleet alerts end to end over REST on 127.0.0.1: a configuration-scoped percentage rule
 //! raised after its duration, acknowledged and cleared on recovery (on a manual clock), a
-//! count rule over every device kept across a restart, and refused input.
+//! count rule over every device kept across a restart, refused input, and the `alert`
+//! events on the stream (`GET /events`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,7 +75,12 @@ async fn more_than_five_percent_of_a_configurations_devices_failing_raises_then_
         .await
         .unwrap();
     let s = Served::start_with(hub, None).await;
+    let mut cursor = s.hub.event_stream(None);
     devices(&s.hub, 40).await;
+    // the first event's id, to read the stream from over REST at the end
+    let Some(iot_dm_service::hub::StreamItem::Event(first)) = cursor.try_next() else {
+        panic!("no event recorded")
+    };
     let canary = serde_json::from_value(json!({"tags": {"ring": "canary"}})).unwrap();
     for i in 0..20 {
         s.hub
@@ -137,6 +143,31 @@ async fn more_than_five_percent_of_a_configurations_devices_failing_raises_then_
         .call("registryRead", Method::GET, &format!("/alerts/{id}"), None)
         .await;
     assert_eq!(one.json(), cleared[0]);
+    // the stream has the raise, the acknowledgement and the clear, in that order
+    let token = s.token("registryRead");
+    let last = first.id.to_string();
+    let sse = s
+        .raw(
+            Method::GET,
+            &format!("/events?types=alert&timeout=1&{}", rest_support::API),
+            &[("authorization", &token), ("last-event-id", &last)],
+            "",
+        )
+        .await;
+    assert_eq!(sse.status, StatusCode::OK, "{sse:?}");
+    let text = String::from_utf8_lossy(&sse.body).to_string();
+    assert_eq!(text.matches("event: alert\n").count(), 3, "{text}");
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    let changes: Vec<&str> = data.iter().map(|d| d["change"].as_str().unwrap()).collect();
+    assert_eq!(changes, ["raised", "acknowledged", "cleared"], "{text}");
+    assert!(data
+        .iter()
+        .all(|d| d["type"] == json!("alert") && d["alert"]["id"] == json!(id)));
+    assert_eq!(data[2]["alert"], cleared[0]);
 }
 
 #[tokio::test]

@@ -22,10 +22,11 @@ pub(crate) fn event_type(event: &HubEvent) -> EventType {
         HubEvent::Lifecycle { .. } => EventType::LifecycleChanged,
         HubEvent::Telemetry { .. } => EventType::Telemetry,
         HubEvent::JobProgress { .. } => EventType::JobProgress,
+        HubEvent::Alert { .. } => EventType::Alert,
     }
 }
 
-/// The device an event is about (none for a job's).
+/// The device an event is about (none for a job's or an alert's).
 pub(crate) fn device_id(event: &HubEvent) -> Option<&DeviceId> {
     match event {
         HubEvent::Connected { device_id }
@@ -36,7 +37,7 @@ pub(crate) fn device_id(event: &HubEvent) -> Option<&DeviceId> {
         | HubEvent::IdentityDeleted { device_id }
         | HubEvent::Lifecycle { device_id, .. }
         | HubEvent::Telemetry { device_id, .. } => Some(device_id),
-        HubEvent::JobProgress { .. } => None,
+        HubEvent::JobProgress { .. } | HubEvent::Alert { .. } => None,
     }
 }
 
@@ -58,6 +59,12 @@ pub(crate) fn approx_size(event: &HubEvent) -> usize {
                     .sum::<usize>()
         }
         HubEvent::JobProgress { job_id, .. } => job_id.len(),
+        HubEvent::Alert { alert, .. } => {
+            std::mem::size_of::<iot_dm_core::alert::Alert>()
+                + alert.id.len()
+                + alert.rule_id.len()
+                + alert.acknowledged.as_ref().map_or(0, |a| a.1.len())
+        }
         _ => 0,
     };
     let device = device_id(event).map_or(0, |d| d.as_str().len());
@@ -135,6 +142,9 @@ pub(crate) fn to_json(r: &Recorded) -> Value {
             status,
             statistics,
         } => json!({"jobId": job_id, "status": status, "statistics": statistics}),
+        HubEvent::Alert { change, alert } => {
+            json!({"change": change.as_str(), "alert": alert.to_json()})
+        }
     };
     if let Value::Object(f) = fields {
         m.extend(f);

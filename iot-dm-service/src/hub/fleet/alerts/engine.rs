@@ -13,7 +13,7 @@ use iot_dm_core::twin::Twin;
 
 use super::{StoredAlert, TICK};
 use crate::hub::engine::{lock, Slot};
-use crate::hub::events::HubEvent;
+use crate::hub::events::{AlertChange, HubEvent};
 use crate::hub::{Hub, Inner};
 
 /// One rule as the task watches it.
@@ -220,11 +220,11 @@ impl Hub {
 
     /// Writes the alert a raise creates or a clear closes.
     async fn write_transition(&self, rule: &AlertRule, t: Transition) {
-        let alert = match t {
+        let (change, alert) = match t {
             Transition::Raised { at, counts } => {
                 let id = format!("{}-{}", rule.id, at.unix_millis());
                 tracing::info!(rule = %rule.id, alert = %id, ?counts, "alert raised");
-                Alert::raised(&id, rule, at, counts)
+                (AlertChange::Raised, Alert::raised(&id, rule, at, counts))
             }
             Transition::Cleared { at, counts, .. } => {
                 let Some(mut alert) = self.inner.alerts.active_of(&rule.id) else {
@@ -232,9 +232,13 @@ impl Hub {
                 };
                 tracing::info!(rule = %rule.id, alert = %alert.id, ?counts, "alert cleared");
                 alert.clear(at, counts);
-                alert
+                (AlertChange::Cleared, alert)
             }
             _ => return,
+        };
+        let event = HubEvent::Alert {
+            change,
+            alert: Box::new(alert.clone()),
         };
         let written = self
             .inner
@@ -242,8 +246,11 @@ impl Hub {
             .history
             .put_with(&self.inner.committer, |_| Ok(StoredAlert(alert)), |_| ())
             .await;
-        if let Err(e) = written {
-            tracing::warn!(rule = %rule.id, error = %e, "alerts: an alert could not be written");
+        match written {
+            Ok(()) => self.emit(event),
+            Err(e) => {
+                tracing::warn!(rule = %rule.id, error = %e, "alerts: an alert could not be written")
+            }
         }
     }
 }

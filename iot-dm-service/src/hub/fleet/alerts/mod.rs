@@ -17,6 +17,9 @@
 //!
 //! Limits: at most [`HubBuilder::max_alert_rules`](crate::hub::HubBuilder::max_alert_rules)
 //! rules (default [`DEFAULT_MAX_ALERT_RULES`]). Scopes by job are refused for now.
+//!
+//! **Events.** A raise, a clear and a first acknowledgement are published, once durable, as
+//! [`HubEvent::Alert`] (the stream's `alert` type).
 
 mod engine;
 #[cfg(test)]
@@ -31,6 +34,7 @@ use iot_dm_core::alert::{Alert, AlertRule, AlertState, Scope, DEFAULT_MAX_ALERT_
 
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
+use crate::hub::events::{AlertChange, HubEvent};
 use crate::hub::{Hub, Inner};
 use crate::store::Store;
 
@@ -255,7 +259,9 @@ impl Hub {
             return Err(HubError::invalid("by", "name who acknowledges the alert"));
         }
         let now = self.now();
-        self.inner
+        let mut first = false;
+        let alert = self
+            .inner
             .alerts
             .history
             .put_with(
@@ -265,11 +271,19 @@ impl Hub {
                         .get(id)
                         .map(|a| a.0.clone())
                         .ok_or_else(|| HubError::AlertNotFound { id: id.to_string() })?;
-                    alert.acknowledge(by, now);
+                    first = alert.acknowledge(by, now);
                     Ok(StoredAlert(alert))
                 },
                 |a| a.0.clone(),
             )
-            .await
+            .await?;
+        if first {
+            tracing::info!(alert = %id, by, "alert acknowledged");
+            self.emit(HubEvent::Alert {
+                change: AlertChange::Acknowledged,
+                alert: Box::new(alert.clone()),
+            });
+        }
+        Ok(alert)
     }
 }
