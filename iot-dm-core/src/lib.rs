@@ -6,6 +6,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`alert`] | fleet alerts: [`alert::AlertRule`], the [`alert::Evaluator`] that raises and clears, [`alert::Alert`] records |
 //! | [`clock`] | [`clock::Timestamp`] and the [`clock::Clock`] seam |
 //! | [`events`] | the hub's event stream: [`events::EventType`] names, the `lost` signal, Server-Sent Events framing |
 //! | [`identity`] | validated [`identity::DeviceId`] and [`identity::ModuleId`] |
@@ -24,6 +25,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod alert;
 pub mod binary;
 pub mod clock;
 pub mod configuration;

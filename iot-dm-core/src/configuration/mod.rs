@@ -37,7 +37,7 @@
 //! ```
 
 mod assign;
-mod parse;
+pub(crate) mod parse;
 #[cfg(test)]
 mod tests;
 

@@ -186,16 +186,26 @@ pub fn parse_metric_query(name: &str, text: &str) -> Result<Query, Configuration
 }
 
 /// A member that is absent or `null` is `None`.
-fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+pub(crate) fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     v.get(name).filter(|x| !x.is_null())
 }
 
-fn string_member(v: &Value, name: &str) -> Result<Option<String>, ConfigurationError> {
+/// A string member, absent or `null` as `None`; anything else but a string is refused with
+/// `invalid(name, reason)`.
+pub(crate) fn string_member_or<E>(
+    v: &Value,
+    name: &str,
+    invalid: impl Fn(&str, String) -> E,
+) -> Result<Option<String>, E> {
     match member(v, name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(invalid(name, format!("expected a string, got {other}"))),
     }
+}
+
+fn string_member(v: &Value, name: &str) -> Result<Option<String>, ConfigurationError> {
+    string_member_or(v, name, invalid)
 }
 
 pub(super) fn configuration(v: &Value) -> Result<Configuration, ConfigurationError> {

@@ -56,7 +56,7 @@ pub enum EventType {
     /// `configuration.metrics`: an automatic configuration's counts (targeted, applied, each
     /// custom metric) moved.
     ConfigurationMetrics,
-    /// `alert`: an alert fired or cleared (reserved: the hub does not emit it yet).
+    /// `alert`: an alert was raised, cleared or acknowledged.
     Alert,
 }
 

@@ -1,5 +1,6 @@
 //! The hub's error type, with IoT Hub's error codes.
 
+use iot_dm_core::alert::AlertRuleError;
 use iot_dm_core::configuration::ConfigurationError;
 use iot_dm_core::job::JobError;
 use iot_dm_core::lifecycle::LifecycleError;
@@ -132,6 +133,27 @@ pub enum HubError {
     /// A configuration is invalid (the error names the field).
     #[error(transparent)]
     Configuration(#[from] ConfigurationError),
+    /// No alert rule with this id (`404501`; IoT Hub has no alerts).
+    #[error("alert rule {id:?} not found")]
+    AlertRuleNotFound {
+        /// The rule id.
+        id: String,
+    },
+    /// No alert with this id (`404502`).
+    #[error("alert {id:?} not found")]
+    AlertNotFound {
+        /// The alert id.
+        id: String,
+    },
+    /// The hub holds as many alert rules as it allows (`413501`).
+    #[error("too many alert rules: the limit is {limit}; delete one first")]
+    TooManyAlertRules {
+        /// The limit.
+        limit: usize,
+    },
+    /// An alert rule is invalid (the error names the field).
+    #[error(transparent)]
+    AlertRule(#[from] AlertRuleError),
     /// The disk holding the store has less free space than a write needs (IoT Hub has no such
     /// error; HTTP 507 Insufficient Storage, `507001`). Nothing was written, and writes succeed
     /// again once space is freed on that disk; reads go on.
@@ -255,7 +277,11 @@ impl HubError {
             HubError::ConfigurationAlreadyExists { .. } => 409_401,
             HubError::TooManyConfigurations { .. } => 413_101,
             HubError::Configuration(e) => configuration_code(e),
+            HubError::AlertRuleNotFound { .. } => 404_501,
+            HubError::AlertNotFound { .. } => 404_502,
+            HubError::TooManyAlertRules { .. } => 413_501,
             HubError::InvalidInput { .. }
+            | HubError::AlertRule(_)
             | HubError::Job(_)
             | HubError::Twin(_)
             | HubError::Method(_)
@@ -300,6 +326,9 @@ impl HubError {
             404_301 => "ConfigurationNotFound",
             409_401 => "ConfigurationAlreadyExists",
             413_101 => "ConfigurationCountLimitExceeded",
+            404_501 => "AlertRuleNotFound",
+            404_502 => "AlertNotFound",
+            413_501 => "AlertRuleCountLimitExceeded",
             400_401 => "InvalidConfigurationTargetCondition",
             400_402 => "InvalidConfigurationContent",
             400_403 => "CannotModifyImmutableConfigurationContent",

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use iot_dm_core::alert::Alert;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::job::{DeviceJobStatistics, JobStatus};
 use iot_dm_core::lifecycle::{EventKind, LifecycleState};
@@ -19,6 +20,29 @@ pub enum Actor {
     Job(String),
     /// An automatic configuration, by id.
     Configuration(String),
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlertChange {
+    /// A rule held for its `forSeconds`: the alert was raised.
+    Raised,
+    /// The rule stopped holding for its `forSeconds` (or was deleted): the alert cleared.
+    Cleared,
+    /// Someone acknowledged the alert.
+    Acknowledged,
+}
+
+impl AlertChange {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertChange::Raised => "raised",
+            AlertChange::Cleared => "cleared",
+            AlertChange::Acknowledged => "acknowledged",
+        }
+    }
 }
 
 /// Something that happened in the hub. Events are published after the change is durable.
@@ -119,4 +143,27 @@ pub enum HubEvent {
         /// `metrics.results`: each custom metric's count, by name.
         metrics: Vec<(String, u64)>,
     },
+    /// An alert was raised, cleared or acknowledged (published once that is durable).
+    Alert {
+        /// What happened.
+        change: AlertChange,
+        /// The alert as it is after the change.
+        alert: Box<Alert>,
+    },
+}
+
+/// Hands every event waiting on a subscription to `take` (a lag as `Lagged`), without
+/// waiting.
+pub(crate) fn drain_events(
+    events: &mut tokio::sync::broadcast::Receiver<HubEvent>,
+    mut take: impl FnMut(Result<HubEvent, tokio::sync::broadcast::error::RecvError>),
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    loop {
+        match events.try_recv() {
+            Ok(e) => take(Ok(e)),
+            Err(TryRecvError::Lagged(n)) => take(Err(RecvError::Lagged(n))),
+            Err(_) => break,
+        }
+    }
 }

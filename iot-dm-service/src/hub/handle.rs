@@ -39,6 +39,7 @@ pub struct HubBuilder {
     checkpoint_interval: std::time::Duration,
     jobs: fleet::jobs::JobsConfig,
     max_configurations: usize,
+    max_alert_rules: usize,
     min_free_space: u64,
     /// The event stream's retention: events and bytes.
     retention: (usize, usize),
@@ -55,6 +56,7 @@ impl Default for HubBuilder {
             checkpoint_interval: std::time::Duration::from_secs(1),
             jobs: fleet::jobs::JobsConfig::default(),
             max_configurations: fleet::configurations::DEFAULT_MAX,
+            max_alert_rules: fleet::alerts::DEFAULT_MAX,
             min_free_space: super::engine::space::DEFAULT_MIN_FREE_SPACE,
             retention: (
                 super::DEFAULT_EVENT_RETENTION,
@@ -141,6 +143,12 @@ impl HubBuilder {
         self
     }
 
+    /// How many alert rules the hub keeps at most (default 100; at least 1).
+    pub fn max_alert_rules(mut self, n: usize) -> Self {
+        self.max_alert_rules = n.max(1);
+        self
+    }
+
     /// The free space a write needs on the disk holding the embedded durable store
     /// ([`DEFAULT_MIN_FREE_SPACE`](crate::hub::DEFAULT_MIN_FREE_SPACE), 16 MiB, by default; 0
     /// turns the check off). Under it writes are refused with
@@ -186,6 +194,8 @@ impl HubBuilder {
         let (configurations, configuration_signals) =
             fleet::configurations::Configurations::open(store.as_ref(), self.max_configurations)
                 .await?;
+        let (alerts, alert_signals) =
+            fleet::alerts::Alerts::open(store.as_ref(), self.max_alert_rules).await?;
         tracing::info!(
             devices = state.devices.len(),
             replayed,
@@ -220,11 +230,13 @@ impl HubBuilder {
                 policies,
                 jobs,
                 configurations,
+                alerts,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
         fleet::jobs::spawn_scheduler(&hub.inner, job_commands);
         fleet::configurations::spawn_engine(&hub.inner, configuration_signals);
+        fleet::alerts::spawn_engine(&hub.inner, alert_signals);
         Ok(hub)
     }
 }
@@ -254,6 +266,7 @@ pub(crate) struct Inner {
     pub(crate) policies: registry::PolicyRegistry,
     pub(crate) jobs: fleet::jobs::Jobs,
     pub(crate) configurations: fleet::configurations::Configurations,
+    pub(crate) alerts: fleet::alerts::Alerts,
 }
 
 /// The hub. See the [module docs](self).

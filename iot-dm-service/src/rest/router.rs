@@ -83,6 +83,7 @@ pub(crate) fn table() -> Vec<Route> {
         handlers::certificates::routes(),
         handlers::jobs::routes(),
         handlers::configurations::routes(),
+        handlers::alerts::routes(),
         handlers::events::routes(),
     ]
     .into_iter()

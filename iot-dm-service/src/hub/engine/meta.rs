@@ -1,5 +1,5 @@
 //! Durable named records: shared access policies, CA certificates, the fleet's automatic
-//! device configurations (`configuration/`), and alert rules to come.
+//! device configurations (`configuration/`), alert rules (`alert-rule/`) and alerts (`alert/`).
 //!
 //! A [`MetaCollection`] keeps every record of one kind in memory, sorted by name, and stores
 //! each under `{prefix}{name}` in [`Table::Meta`]. A change is checked and written under the

@@ -1,6 +1,7 @@
 //! The fleet wing: operations over many devices at once, acting through the other wings
-//! (twins, sessions) like any back end does: jobs, and automatic device configurations.
+//! (twins, sessions) like any back end does: jobs, automatic device configurations, and alerts.
 
+pub(crate) mod alerts;
 pub(crate) mod configurations;
 pub(crate) mod jobs;
 

@@ -23,10 +23,11 @@ pub(crate) fn event_type(event: &HubEvent) -> EventType {
         HubEvent::Telemetry { .. } => EventType::Telemetry,
         HubEvent::JobProgress { .. } => EventType::JobProgress,
         HubEvent::ConfigurationMetrics { .. } => EventType::ConfigurationMetrics,
+        HubEvent::Alert { .. } => EventType::Alert,
     }
 }
 
-/// The device an event is about (none for a job's).
+/// The device an event is about (none for a job's or an alert's).
 pub(crate) fn device_id(event: &HubEvent) -> Option<&DeviceId> {
     match event {
         HubEvent::Connected { device_id }
@@ -37,7 +38,9 @@ pub(crate) fn device_id(event: &HubEvent) -> Option<&DeviceId> {
         | HubEvent::IdentityDeleted { device_id }
         | HubEvent::Lifecycle { device_id, .. }
         | HubEvent::Telemetry { device_id, .. } => Some(device_id),
-        HubEvent::JobProgress { .. } | HubEvent::ConfigurationMetrics { .. } => None,
+        HubEvent::JobProgress { .. }
+        | HubEvent::ConfigurationMetrics { .. }
+        | HubEvent::Alert { .. } => None,
     }
 }
 
@@ -69,6 +72,12 @@ pub(crate) fn approx_size(event: &HubEvent) -> usize {
                     .iter()
                     .map(|(name, _)| 32 + name.len())
                     .sum::<usize>()
+        }
+        HubEvent::Alert { alert, .. } => {
+            std::mem::size_of::<iot_dm_core::alert::Alert>()
+                + alert.id.len()
+                + alert.rule_id.len()
+                + alert.acknowledged.as_ref().map_or(0, |a| a.1.len())
         }
         _ => 0,
     };
@@ -160,6 +169,9 @@ pub(crate) fn to_json(r: &Recorded) -> Value {
                 .map(|(name, n)| (name.clone(), Value::from(*n)))
                 .collect::<Map<String, Value>>(),
         }),
+        HubEvent::Alert { change, alert } => {
+            json!({"change": change.as_str(), "alert": alert.to_json()})
+        }
     };
     if let Value::Object(f) = fields {
         m.extend(f);

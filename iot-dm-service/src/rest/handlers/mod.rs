@@ -1,6 +1,7 @@
 //! The handlers, one file per route group. Each group has a `routes()` listing its routes; the
 //! router's table collects the groups.
 
+pub(crate) mod alerts;
 pub(crate) mod certificates;
 pub(crate) mod configurations;
 pub(crate) mod devices;

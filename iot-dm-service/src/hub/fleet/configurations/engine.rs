@@ -540,17 +540,9 @@ impl Hub {
 
 /// Takes the events waiting on the subscription.
 fn drain(events: &mut broadcast::Receiver<HubEvent>, work: &mut Work) {
-    loop {
-        match events.try_recv() {
-            Ok(e) => {
-                work.event(Ok(e));
-            }
-            Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                work.event(Err(broadcast::error::RecvError::Lagged(n)));
-            }
-            Err(_) => break,
-        }
-    }
+    crate::hub::events::drain_events(events, |e| {
+        work.event(e);
+    });
 }
 
 /// Waits for the writes in flight.
