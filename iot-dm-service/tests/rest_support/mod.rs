@@ -266,3 +266,11 @@ pub async fn echo_device(hub: &Hub, device_id: &str) {
         }
     });
 }
+
+/// Creates device `id` on the served hub.
+pub async fn create_device(s: &Served, id: &str) {
+    s.hub
+        .create_device(iot_dm_service::hub::DeviceSpec::new(id.parse().unwrap()))
+        .await
+        .unwrap();
+}
