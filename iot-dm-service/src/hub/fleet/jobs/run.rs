@@ -55,9 +55,21 @@ fn not_online() -> DeviceJobError {
     }
 }
 
+/// Runs one attempt and says how it ended.
+pub(crate) async fn attempt(hub: Hub, s: Start) -> Done {
+    let (outcome, detail) = run(hub, &s.job_id, &s.device_id, s.work, s.until).await;
+    Done {
+        job_id: s.job_id,
+        device: s.device,
+        attempt: s.attempt,
+        outcome,
+        detail,
+    }
+}
+
 /// Runs `work` on `device_id` for job `job_id`, waiting at most until `until` for a device
 /// that is offline.
-pub(crate) async fn run(
+async fn run(
     hub: Hub,
     job_id: &str,
     device_id: &str,
@@ -119,28 +131,12 @@ pub(crate) async fn apply_batch(hub: &Hub, twins: Vec<Start>) -> Vec<Done> {
             .map(|s| (s.job_id.clone(), s.device, s.attempt))
             .collect();
         let task = tokio::spawn(async move {
-            chunk
-                .into_iter()
-                .map(|s| {
-                    let (outcome, detail) = match &s.work {
-                        Work::Twin(patch) => apply_twin(&hub, &s.job_id, &s.device_id, patch),
-                        Work::Method(_) => failed(
-                            Outcome::Failed,
-                            DeviceJobError {
-                                code: "Internal".into(),
-                                description: "a method call in a twin batch".into(),
-                            },
-                        ),
-                    };
-                    Done {
-                        job_id: s.job_id,
-                        device: s.device,
-                        attempt: s.attempt,
-                        outcome,
-                        detail,
-                    }
-                })
-                .collect::<Vec<Done>>()
+            let mut done = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                // a twin update: applied at once, nothing awaited
+                done.push(attempt(hub.clone(), s).await);
+            }
+            done
         });
         tasks.push((task, keys));
     }

@@ -334,14 +334,7 @@ fn dispatch(hub: &Hub, starts: Vec<Start>, done_tx: &mpsc::UnboundedSender<Done>
         let hub = hub.clone();
         let tx = done_tx.clone();
         let task = tokio::spawn(async move {
-            let (outcome, detail) = run::run(hub, &s.job_id, &s.device_id, s.work, s.until).await;
-            let _ = tx.send(Done {
-                job_id: s.job_id,
-                device: s.device,
-                attempt: s.attempt,
-                outcome,
-                detail,
-            });
+            let _ = tx.send(run::attempt(hub, s).await);
         });
         job.in_flight.insert(device, Some(task.abort_handle()));
     }
