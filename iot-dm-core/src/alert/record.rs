@@ -71,6 +71,9 @@ pub struct Alert {
     pub cleared: Option<(Timestamp, Counts)>,
     /// When it was acknowledged, and by whom.
     pub acknowledged: Option<(Timestamp, String)>,
+    /// What happened, for an alert the hub raises itself (a rule's alert is described by
+    /// its rule).
+    pub description: Option<String>,
 }
 
 impl Alert {
@@ -84,6 +87,37 @@ impl Alert {
             raised_counts: counts,
             cleared: None,
             acknowledged: None,
+            description: None,
+        }
+    }
+
+    /// A new active alert the hub raises itself, under `source` (a name no rule can have,
+    /// such as `rollout.<configuration>`), saying what happened.
+    ///
+    /// ```
+    /// use iot_dm_core::alert::{Alert, Counts, Severity};
+    /// use iot_dm_core::clock::Timestamp;
+    /// let a = Alert::raised_by_hub("rollout.fw-1-1", Severity::Critical, "aborted",
+    ///     Timestamp::from_unix_secs(5), Counts { matching: 3, scope: 20 });
+    /// assert_eq!(a.rule_id, "rollout.fw-1-1");
+    /// assert_eq!(Alert::from_json(&a.to_json()), Some(a));
+    /// ```
+    pub fn raised_by_hub(
+        source: &str,
+        severity: Severity,
+        description: &str,
+        at: Timestamp,
+        counts: Counts,
+    ) -> Alert {
+        Alert {
+            id: format!("{source}-{}", at.unix_millis()),
+            rule_id: source.to_string(),
+            severity,
+            raised_at: at,
+            raised_counts: counts,
+            cleared: None,
+            acknowledged: None,
+            description: Some(description.to_string()),
         }
     }
 
@@ -115,7 +149,7 @@ impl Alert {
     /// The alert as JSON; [`Alert::from_json`] reads it back.
     pub fn to_json(&self) -> Value {
         let counts = |c: Counts| json!({"matching": c.matching, "scope": c.scope});
-        json!({
+        let mut v = json!({
             "id": self.id,
             "ruleId": self.rule_id,
             "severity": self.severity.as_str(),
@@ -126,7 +160,11 @@ impl Alert {
             "clearedCounts": self.cleared.as_ref().map(|c| counts(c.1)),
             "acknowledgedAt": self.acknowledged.as_ref().map(|a| a.0),
             "acknowledgedBy": self.acknowledged.as_ref().map(|a| a.1.clone()),
-        })
+        });
+        if let (Some(d), Some(obj)) = (&self.description, v.as_object_mut()) {
+            obj.insert("description".into(), json!(d));
+        }
+        v
     }
 
     /// Reads an alert written by [`Alert::to_json`]; `None` when it is not one.
@@ -155,6 +193,10 @@ impl Alert {
             raised_counts: counts("raisedCounts")?,
             cleared,
             acknowledged,
+            description: v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 }

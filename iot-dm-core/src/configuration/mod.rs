@@ -38,6 +38,7 @@
 
 mod assign;
 pub(crate) mod parse;
+mod rollout;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,7 @@ pub use assign::{applied_in, desired_change, plan_twin, winner, Contender, TwinP
 pub use parse::{
     parse_metric_query, parse_target_condition, validate_configuration_id, ConfigurationError,
 };
+pub use rollout::{ConfigurationRollout, MetricAbort, RolloutProgress};
 
 /// The longest configuration id and metric name, in characters.
 pub const MAX_CONFIGURATION_ID_LEN: usize = 128;
@@ -185,6 +187,11 @@ pub struct Configuration {
     pub metrics: Metrics,
     /// The parsed custom metric queries, in name order (as in `metrics.queries`).
     pub metric_queries: Vec<(String, Query)>,
+    /// `rolloutPolicy` (ours): how the content reaches the twins it targets; `None`: at once.
+    /// See [`ConfigurationRollout`].
+    pub rollout: Option<ConfigurationRollout>,
+    /// `rolloutStatus` (ours, filled in by the hub for a configuration with a rollout policy).
+    pub rollout_status: Option<RolloutProgress>,
     /// `targetedCount` and `appliedCount`: the queries are the hub's, the results its counts.
     pub system_metrics: Metrics,
     /// When it was created (set by the hub).
@@ -227,6 +234,7 @@ impl Configuration {
         cfg.system_metrics = system_metrics(&cfg);
         cfg.system_metrics.results = results(v.get("systemMetrics"));
         cfg.metrics.results = results(v.get("metrics"));
+        cfg.rollout_status = v.get("rolloutStatus").map(RolloutProgress::from_value);
         Ok(cfg)
     }
 
@@ -242,7 +250,7 @@ impl Configuration {
 
     /// Checks `update` against this stored configuration (the id and the content may not
     /// change) and returns the stored configuration with the mutable fields (labels,
-    /// priority, target condition, custom metric queries, schema version) taken from
+    /// priority, target condition, custom metric queries, rollout policy, schema version) taken from
     /// `update`, stamped `now` with a new ETag.
     pub fn updated(
         &self,
@@ -285,9 +293,9 @@ impl Configuration {
         self.target.as_ref().is_none_or(|c| c.matches(twin))
     }
 
-    /// The wire form (IoT Hub's `Configuration` JSON).
+    /// The wire form (IoT Hub's `Configuration` JSON, with `rolloutPolicy` when there is one).
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "schemaVersion": self.schema_version,
             "labels": self.labels,
@@ -299,7 +307,16 @@ impl Configuration {
             "createdTimeUtc": self.created_time_utc,
             "lastUpdatedTimeUtc": self.last_updated_time_utc,
             "etag": self.etag,
-        })
+        });
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(r) = &self.rollout {
+                obj.insert("rolloutPolicy".into(), r.to_value());
+            }
+            if let Some(s) = &self.rollout_status {
+                obj.insert("rolloutStatus".into(), s.to_value());
+            }
+        }
+        v
     }
 
     /// The contender this configuration is for [`winner`] and [`plan_twin`].

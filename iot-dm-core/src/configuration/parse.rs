@@ -10,6 +10,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::query::{Collection, Condition, Query, QueryError};
+use crate::rollout::PolicyError;
 
 /// Why a configuration is refused. [`ConfigurationError::field`] names the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -69,6 +70,9 @@ pub enum ConfigurationError {
         /// The configuration.
         id: String,
     },
+    /// `rolloutPolicy` breaks one of the rollout planner's rules.
+    #[error(transparent)]
+    Rollout(#[from] PolicyError),
     /// An update changes another field that cannot change.
     #[error("{field} cannot be changed")]
     Immutable {
@@ -89,6 +93,7 @@ impl ConfigurationError {
             ConfigurationError::TargetCondition { .. } => "targetCondition",
             ConfigurationError::TooManyMetrics { .. } => "metrics.queries",
             ConfigurationError::ImmutableContent { .. } => "content",
+            ConfigurationError::Rollout(p) => p.field(),
         }
     }
 }
@@ -238,6 +243,7 @@ pub(super) fn configuration(v: &Value) -> Result<Configuration, ConfigurationErr
             })?,
     };
     let (metrics, metric_queries) = metrics(member(v, "metrics"))?;
+    let rollout = super::rollout::parse(member(v, "rolloutPolicy"), &metrics.queries)?;
     Ok(Configuration {
         id,
         schema_version,
@@ -248,6 +254,8 @@ pub(super) fn configuration(v: &Value) -> Result<Configuration, ConfigurationErr
         priority,
         metrics,
         metric_queries,
+        rollout,
+        rollout_status: None,
         system_metrics: Metrics::default(),
         created_time_utc: Timestamp::EPOCH,
         last_updated_time_utc: Timestamp::EPOCH,

@@ -403,3 +403,95 @@ proptest! {
         }
     }
 }
+
+fn with_metric(policy: Value) -> Value {
+    let mut v = with("rolloutPolicy", policy);
+    v["metrics"] = json!({"queries": {"failed":
+        "SELECT deviceId FROM devices WHERE properties.reported.update.state = 'failed'"}});
+    v
+}
+
+#[test]
+fn a_rollout_policy_round_trips_with_its_metric_criteria() {
+    let v = with_metric(json!({
+        "rate": {"maxPerMinute": 10},
+        "maintenanceWindows": [{"daysOfWeek": ["sat"], "startTime": "02:00", "durationMinutes": 60}],
+        "gate": "properties.reported.battery > 30",
+        "abort": {"criteria": [
+            {"failureType": "timedOut", "thresholdPercentage": 10, "minFinishedDevices": 5},
+            {"metric": "failed", "thresholdPercentage": 5, "minAppliedDevices": 20},
+        ]},
+        "successCondition": "properties.reported.update.state = 'done'",
+    }));
+    let cfg = Configuration::from_json(&v).unwrap();
+    let r = cfg.rollout.clone().unwrap();
+    assert_eq!(r.metric_aborts.len(), 1);
+    assert_eq!(r.policy.abort.as_ref().unwrap().criteria.len(), 1);
+    let again = Configuration::from_json(&cfg.to_json()).unwrap();
+    assert_eq!(again.rollout, cfg.rollout);
+    // no policy: no member
+    let plain = Configuration::from_json(&base()).unwrap();
+    assert!(plain.rollout.is_none());
+    assert!(plain.to_json().get("rolloutPolicy").is_none());
+}
+
+#[test]
+fn a_bad_rollout_policy_is_refused_naming_the_field() {
+    let cases = [
+        (with_metric(json!([])), "rolloutPolicy"),
+        (
+            with_metric(json!({"retries": {"failed": 1}})),
+            "rolloutPolicy.retries",
+        ),
+        (
+            with_metric(json!({"timeout": {"inProgressTimeoutSeconds": 5}})),
+            "rolloutPolicy.timeout",
+        ),
+        (with_metric(json!({"bogus": 1})), "rolloutPolicy"),
+        (
+            with_metric(json!({"rate": {"maxPerMinute": 0}})),
+            "rolloutPolicy.rate.maxPerMinute",
+        ),
+        (
+            with_metric(json!({"gate": "tags.x ="})),
+            "rolloutPolicy.gate",
+        ),
+        (
+            with_metric(
+                json!({"abort": {"criteria": [{"metric": "nope", "thresholdPercentage": 5}]}}),
+            ),
+            "rolloutPolicy.abort.criteria[0].metric",
+        ),
+        (
+            with_metric(
+                json!({"abort": {"criteria": [{"metric": "failed", "thresholdPercentage": 101}]}}),
+            ),
+            "rolloutPolicy.abort.criteria[0].thresholdPercentage",
+        ),
+        (
+            with_metric(json!({"abort": {"criteria": [
+                {"metric": "failed", "thresholdPercentage": 1, "minAppliedDevices": 0}]}})),
+            "rolloutPolicy.abort.criteria[0].minAppliedDevices",
+        ),
+        (
+            with_metric(json!({"abort": {"criteria": [
+                {"metric": "failed", "thresholdPercentage": 1, "failureType": "any"}]}})),
+            "rolloutPolicy.abort.criteria[0].failureType",
+        ),
+    ];
+    for (v, field) in cases {
+        assert_eq!(err(v.clone()).field(), field, "{v}");
+    }
+}
+
+#[test]
+fn a_metric_criterion_holds_above_its_share_of_the_applied_twins() {
+    let cfg = Configuration::from_json(&with_metric(json!({"abort": {"criteria": [
+        {"metric": "failed", "thresholdPercentage": 5, "minAppliedDevices": 20}]}})))
+    .unwrap();
+    let c = &cfg.rollout.unwrap().metric_aborts[0];
+    assert!(!c.holds(19, 19), "below the minimum");
+    assert!(!c.holds(1, 20), "exactly 5% is not more than 5%");
+    assert!(c.holds(2, 20));
+    assert!(c.holds(6, 100) && !c.holds(5, 100));
+}

@@ -58,13 +58,7 @@ impl JobError {
             JobError::Missing { field, .. }
             | JobError::Invalid { field, .. }
             | JobError::Condition { field, .. } => field,
-            JobError::Policy(p) => match p {
-                PolicyError::OutOfRange { field, .. }
-                | PolicyError::Missing { field, .. }
-                | PolicyError::Conflict { field, .. }
-                | PolicyError::Condition { field, .. }
-                | PolicyError::Invalid { field, .. } => field,
-            },
+            JobError::Policy(p) => p.field(),
         }
     }
 }

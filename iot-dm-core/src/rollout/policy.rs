@@ -255,6 +255,19 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// The field path the error is about, e.g. `rolloutPolicy.rate.maxPerMinute`.
+    pub fn field(&self) -> &str {
+        match self {
+            PolicyError::OutOfRange { field, .. }
+            | PolicyError::Missing { field, .. }
+            | PolicyError::Conflict { field, .. }
+            | PolicyError::Condition { field, .. }
+            | PolicyError::Invalid { field, .. } => field,
+        }
+    }
+}
+
 pub(crate) fn out_of_range(field: impl Into<String>, limit: &'static str) -> PolicyError {
     PolicyError::OutOfRange {
         field: field.into(),

@@ -69,4 +69,14 @@ pub trait ConfigurationApi: Send + Sync + std::fmt::Debug {
         &self,
         test: &QueriesTest,
     ) -> Result<QueriesTestResult, HubError>;
+
+    /// Pauses the rollout of a configuration with a `rolloutPolicy` (ours: `POST
+    /// /configurations/{id}/pause`): no more targeted twins are admitted; those admitted keep
+    /// the content. A configuration without a policy is refused (`400`, field
+    /// `rolloutPolicy`).
+    async fn pause_configuration(&self, id: &str) -> Result<Configuration, HubError>;
+
+    /// Resumes a paused rollout (`POST /configurations/{id}/resume`). After an abort the
+    /// rollout starts again for the twins not admitted, and the abort's alert clears.
+    async fn resume_configuration(&self, id: &str) -> Result<Configuration, HubError>;
 }

@@ -113,4 +113,32 @@ impl ConfigurationApi for ServiceClient {
             .await?;
         parse(&answer, "query test result")
     }
+
+    async fn pause_configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.configuration_action(id, "pause").await
+    }
+
+    async fn resume_configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.configuration_action(id, "resume").await
+    }
+}
+
+impl ServiceClient {
+    /// `POST /configurations/{id}/{action}` (ours).
+    async fn configuration_action(
+        &self,
+        id: &str,
+        action: &str,
+    ) -> Result<Configuration, HubError> {
+        let answer = self
+            .call(
+                Method::POST,
+                &path(&["configurations", id, action], &[]),
+                &[],
+                None,
+                about(id),
+            )
+            .await?;
+        read(&parse::<Value>(&answer, "configuration")?)
+    }
 }

@@ -1,5 +1,6 @@
 //! IoT Hub's automatic device configurations: `PUT/GET/DELETE /configurations/{id}`,
-//! `GET /configurations?top=n` and `POST /configurations/testQueries`.
+//! `GET /configurations?top=n` and `POST /configurations/testQueries`; ours: `POST
+//! /configurations/{id}/pause|resume` for a configuration with a `rolloutPolicy`.
 //!
 //! A `PUT` without `If-Match` creates (201; `409401` when the id exists), with `If-Match` (an
 //! ETag or `*`) it updates (200). The answer comes once the configuration is durable; the hub
@@ -25,6 +26,8 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(PUT "/configurations/{id}", registry_write(), put),
         route!(GET "/configurations/{id}", registry_read(), get),
         route!(DELETE "/configurations/{id}", registry_write(), delete),
+        route!(POST "/configurations/{id}/pause", registry_write(), pause),
+        route!(POST "/configurations/{id}/resume", registry_write(), resume),
     ]
 }
 
@@ -67,4 +70,12 @@ async fn delete(cx: Ctx) -> Result<Reply, ApiError> {
 async fn test_queries(cx: Ctx) -> Result<Reply, ApiError> {
     let test: QueriesTest = cx.json("configuration queries test")?;
     Reply::json(&cx.hub.test_configuration_queries(&test).await?)
+}
+
+async fn pause(cx: Ctx) -> Result<Reply, ApiError> {
+    Reply::json(&cx.hub.pause_configuration(cx.param("id")).await?.to_json())
+}
+
+async fn resume(cx: Ctx) -> Result<Reply, ApiError> {
+    Reply::json(&cx.hub.resume_configuration(cx.param("id")).await?.to_json())
 }

@@ -20,6 +20,17 @@ pub enum ConfigurationCommand {
     Delete(ConfigurationDeleteArgs),
     /// Check a target condition and metric queries without storing anything.
     Test(ConfigurationTestArgs),
+    /// Pause the rollout of a configuration with a rollout policy: no more devices receive it.
+    Pause(ConfigurationIdArgs),
+    /// Resume a paused or aborted rollout (an abort's alert clears).
+    Resume(ConfigurationIdArgs),
+}
+
+/// A command that names one configuration.
+#[derive(Debug, Args)]
+pub struct ConfigurationIdArgs {
+    /// The configuration id.
+    pub id: String,
 }
 
 /// What create and update share.
@@ -39,6 +50,10 @@ pub struct ConfigurationFields {
     /// five).
     #[arg(long = "metric", value_name = "NAME=QUERY")]
     pub metrics: Vec<String>,
+    /// How the content reaches the devices: a rollout policy as JSON (rate, maintenance
+    /// windows, gate, abort criteria, also over a metric; inline, @FILE or -).
+    #[arg(long = "rollout-policy", value_name = "JSON")]
+    pub rollout_policy: Option<String>,
 }
 
 /// `configuration create`.

@@ -49,6 +49,14 @@ pub async fn run(
                 out.line(format!("deleted configuration {}", a.id))
             }
         }
+        ConfigurationCommand::Pause(a) => {
+            let cfg = api.pause_configuration(&a.id).await?;
+            show::configuration(out, &cfg)
+        }
+        ConfigurationCommand::Resume(a) => {
+            let cfg = api.resume_configuration(&a.id).await?;
+            show::configuration(out, &cfg)
+        }
         ConfigurationCommand::Test(a) => {
             let metrics = pairs("--metric", &a.metrics)?;
             let test = QueriesTest::new(a.target.clone(), metrics.into_iter().collect());
@@ -101,6 +109,9 @@ fn apply_fields(v: &mut Value, f: &ConfigurationFields) -> CliResult {
         }
         m.insert("queries".into(), Value::Object(queries));
         v["metrics"] = Value::Object(m);
+    }
+    if let Some(p) = &f.rollout_policy {
+        v["rolloutPolicy"] = json_object_arg("--rollout-policy", p)?;
     }
     Ok(())
 }

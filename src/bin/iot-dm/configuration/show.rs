@@ -1,20 +1,57 @@
 //! How configurations print: key/value lists and a metrics table for people, IoT Hub's JSON
 //! for scripts.
 
-use iot_dm::core::configuration::{Configuration, QueriesTestResult};
+use iot_dm::core::configuration::{Configuration, QueriesTestResult, RolloutProgress};
 use serde_json::Value;
 
 use crate::error::CliResult;
 use crate::output::Out;
 
-/// Every count of a configuration, system metrics first, by name.
+/// Every count of a configuration, system metrics first, by name, then its rollout's.
 pub fn counts(cfg: &Configuration) -> Vec<(String, u64)> {
-    cfg.system_metrics
+    let mut all: Vec<(String, u64)> = cfg
+        .system_metrics
         .results
         .iter()
         .chain(cfg.metrics.results.iter())
         .map(|(k, v)| (k.clone(), *v))
-        .collect()
+        .collect();
+    if let Some(r) = &cfg.rollout_status {
+        all.extend(
+            rollout_counts(r)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+    }
+    all
+}
+
+fn rollout_counts(r: &RolloutProgress) -> [(&'static str, u64); 6] {
+    [
+        ("admitted", r.admitted),
+        ("pending", r.pending),
+        ("waitingForWindow", r.waiting_for_window),
+        ("gated", r.gated),
+        ("verifying", r.verifying),
+        ("timedOut", r.timed_out),
+    ]
+}
+
+/// The rollout table: its state, then each count.
+fn rollout_table(out: &mut Out<'_>, r: &RolloutProgress) -> CliResult {
+    let mut rows = vec![vec!["state".to_string(), r.state.clone()]];
+    rows.extend(
+        rollout_counts(r)
+            .iter()
+            .map(|(k, v)| vec![k.to_string(), v.to_string()]),
+    );
+    if r.utc_fallback > 0 {
+        rows.push(vec!["utcFallback".into(), r.utc_fallback.to_string()]);
+    }
+    if let Some(reason) = &r.abort_reason {
+        rows.push(vec!["abortReason".into(), reason.clone()]);
+    }
+    out.table(&["ROLLOUT", "VALUE"], &rows)
 }
 
 /// The metrics table: every system and custom metric with its count and query.
@@ -56,7 +93,12 @@ pub fn configuration(out: &mut Out<'_>, cfg: &Configuration) -> CliResult {
         ("etag", cfg.etag.clone()),
     ])?;
     out.line("")?;
-    metrics_table(out, cfg)
+    metrics_table(out, cfg)?;
+    if let Some(r) = &cfg.rollout_status {
+        out.line("")?;
+        rollout_table(out, r)?;
+    }
+    Ok(())
 }
 
 /// What `show --watch` prints when the counts change.
@@ -66,6 +108,7 @@ pub fn watch_line(out: &mut Out<'_>, cfg: &Configuration) -> CliResult {
             "id": cfg.id,
             "systemMetrics": {"results": cfg.system_metrics.results},
             "metrics": {"results": cfg.metrics.results},
+            "rolloutStatus": cfg.rollout_status.as_ref().map(RolloutProgress::to_value),
         }));
     }
     let text: Vec<String> = counts(cfg)

@@ -225,3 +225,87 @@ async fn create_show_update_list_test_and_delete() {
     .unwrap();
     assert!(hub.list_configurations(None).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rollout_policy_is_shown_as_a_table_and_paused_and_resumed() {
+    let hub = hub().await;
+    hub.create_device(DeviceSpec::new("d1".parse().unwrap()))
+        .await
+        .unwrap();
+    let created = run(false, async |out| {
+        run_command(
+            &hub,
+            out,
+            command(&[
+                "create",
+                "fw",
+                "--target",
+                "*",
+                "--content",
+                r#"{"properties.desired.fw": "2"}"#,
+                "--rollout-policy",
+                r#"{"rate": {"maxPerMinute": 5}}"#,
+            ]),
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    assert!(created.contains("ROLLOUT"), "{created}");
+    let paused = run(false, async |out| {
+        run_command(&hub, out, command(&["pause", "fw"])).await
+    })
+    .await
+    .unwrap();
+    let state = paused.lines().find(|l| l.starts_with("state")).unwrap();
+    assert!(state.contains("paused"), "{paused}");
+    let resumed = run(true, async |out| {
+        run_command(&hub, out, command(&["resume", "fw"])).await
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&resumed).unwrap();
+    assert_eq!(v["rolloutStatus"]["state"], "running", "{v}");
+    // a bad policy is refused with its field named, before anything is sent
+    let ConfigurationCommand::Create(a) = command(&[
+        "create",
+        "bad",
+        "--target",
+        "*",
+        "--content",
+        r#"{"properties.desired.fw": "2"}"#,
+        "--rollout-policy",
+        r#"{"rate": {"maxPerMinute": 0}}"#,
+    ]) else {
+        panic!("create expected")
+    };
+    let e = create_request(&a).unwrap_err();
+    assert!(
+        e.to_string().contains("rolloutPolicy.rate.maxPerMinute"),
+        "{e}"
+    );
+    // pausing one without a policy says why
+    let plain = run(false, async |out| {
+        run_command(
+            &hub,
+            out,
+            command(&[
+                "create",
+                "plain",
+                "--target",
+                "*",
+                "--content",
+                r#"{"properties.desired.x": 1}"#,
+            ]),
+        )
+        .await
+    })
+    .await;
+    assert!(plain.is_ok());
+    let e = run(false, async |out| {
+        run_command(&hub, out, command(&["pause", "plain"])).await
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("rolloutPolicy"), "{e}");
+}

@@ -287,3 +287,42 @@ impl Hub {
         Ok(alert)
     }
 }
+
+impl Hub {
+    /// Stores an alert the hub raises itself (not a rule's), then publishes it.
+    pub(crate) async fn raise_hub_alert(&self, alert: Alert) -> Result<(), HubError> {
+        tracing::warn!(alert = %alert.id, source = %alert.rule_id, description = ?alert.description, "alert raised");
+        self.write_hub_alert(AlertChange::Raised, alert).await
+    }
+
+    /// Clears an alert the hub raised itself, if it is still active.
+    pub(crate) async fn clear_hub_alert(
+        &self,
+        id: &str,
+        counts: iot_dm_core::alert::Counts,
+    ) -> Result<(), HubError> {
+        let Ok(mut alert) = self.alert(id) else {
+            return Ok(());
+        };
+        if alert.state() != AlertState::Active {
+            return Ok(());
+        }
+        alert.clear(self.now(), counts);
+        tracing::info!(alert = %id, "alert cleared");
+        self.write_hub_alert(AlertChange::Cleared, alert).await
+    }
+
+    async fn write_hub_alert(&self, change: AlertChange, alert: Alert) -> Result<(), HubError> {
+        let event = HubEvent::Alert {
+            change,
+            alert: Box::new(alert.clone()),
+        };
+        self.inner
+            .alerts
+            .history
+            .put_with(&self.inner.committer, |_| Ok(StoredAlert(alert)), |_| ())
+            .await?;
+        self.emit(event);
+        Ok(())
+    }
+}

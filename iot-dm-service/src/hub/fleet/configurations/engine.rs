@@ -18,13 +18,15 @@ use std::sync::{Arc, Weak};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
+use iot_dm_core::clock::Timestamp;
 use iot_dm_core::configuration::{
     plan_twin, winner, Configuration, ConfigurationStatus, Contender, DeviceContent,
 };
-use iot_dm_core::doc::{Doc, ValueRef};
+use iot_dm_core::doc::Doc;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::Twin;
 
+use super::tally::{basis, mark, status_of, Tally};
 use super::Signal;
 use crate::hub::engine::{lock, locked, Ack, Slot};
 use crate::hub::error::HubError;
@@ -39,67 +41,11 @@ const IN_FLIGHT: usize = 4096;
 /// Twins a pass plans between two yields to the runtime.
 const YIELD_EVERY: usize = 1024;
 
+/// The longest wait between two looks at the rollouts while one may admit twins later.
+const PACING_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The pause after a round that failed (a store that refuses writes), before the next.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Mark bits: targeted, applied, then one per custom metric.
-const TARGETED: u8 = 1;
-const APPLIED: u8 = 2;
-const METRIC0: u32 = 2;
-
-/// The counts of one configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) targeted: u64,
-    pub(crate) applied: u64,
-    pub(crate) metrics: [u64; 5],
-}
-
-/// What the task counted for one configuration: the mark of every twin it has one on.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    /// What the marks mean: the configuration's creation and its custom metric queries. A
-    /// change of either means counting afresh; any other update (priority, target, labels) is
-    /// counted as the pass after it moves each twin's mark, so its counts never drop to zero
-    /// meanwhile.
-    basis: String,
-    marks: HashMap<DeviceId, u8>,
-    counts: Counts,
-}
-
-impl Tally {
-    pub(crate) fn counts(&self) -> Counts {
-        self.counts
-    }
-
-    fn bump(&mut self, mark: u8, up: bool) {
-        let each = |bit: u8, n: &mut u64| {
-            if mark & bit != 0 {
-                *n = if up { *n + 1 } else { n.saturating_sub(1) };
-            }
-        };
-        each(TARGETED, &mut self.counts.targeted);
-        each(APPLIED, &mut self.counts.applied);
-        for (i, n) in self.counts.metrics.iter_mut().enumerate() {
-            each(1 << (METRIC0 + i as u32), n);
-        }
-    }
-
-    /// Records `mark` for `device` and moves the counts by the difference.
-    fn set(&mut self, device: &DeviceId, mark: u8) {
-        let old = self.marks.get(device).copied().unwrap_or(0);
-        if old == mark {
-            return;
-        }
-        self.bump(old, false);
-        self.bump(mark, true);
-        if mark == 0 {
-            self.marks.remove(device);
-        } else {
-            self.marks.insert(device.clone(), mark);
-        }
-    }
-}
 
 /// A twin's new `configurations` member, its desired patch, and who makes the change.
 type Plan = (Value, Option<Value>, Actor);
@@ -108,6 +54,8 @@ type Plan = (Value, Option<Value>, Actor);
 struct Snapshot {
     live: BTreeMap<String, Arc<Configuration>>,
     retired: HashMap<String, Arc<Configuration>>,
+    /// Whether any live configuration has a rollout policy.
+    paced: bool,
 }
 
 impl Snapshot {
@@ -120,7 +68,12 @@ impl Snapshot {
             .map(|(k, s)| (k.clone(), s.0.clone()))
             .collect();
         let retired = locked(&c.retired).clone();
-        Snapshot { live, retired }
+        let paced = c.records.read().values().any(|s| s.0.rollout.is_some());
+        Snapshot {
+            live,
+            retired,
+            paced,
+        }
     }
 
     fn content_of(&self, id: &str) -> Option<&DeviceContent> {
@@ -131,26 +84,33 @@ impl Snapshot {
     }
 
     /// What `twin` becomes: its new `configurations` member and desired patch, or `None`
-    /// when it stays as it is.
-    fn plan(&self, twin: &Twin) -> Option<Plan> {
+    /// when it stays as it is. `held` are the configurations whose rollout has not admitted
+    /// the twin yet: `targeted`, out of the running.
+    fn plan(&self, twin: &Twin, held: &[&str]) -> Option<Plan> {
         let contenders: Vec<_> = self
             .live
             .values()
-            .filter(|c| c.targets(twin))
+            .filter(|c| c.targets(twin) && !held.contains(&c.id.as_str()))
             .map(|c| c.contender())
             .collect();
-        if settled(twin, &contenders) {
+        if settled(twin, &contenders, held) {
             // the common case of a pass: read on the stored document, nothing built
             return None;
         }
         let statuses = twin.configurations().to_value();
         let previous = iot_dm_core::configuration::applied_in(&statuses).map(str::to_string);
-        let plan = plan_twin(
+        let mut plan = plan_twin(
             &statuses,
             || twin.desired().doc().to_value(),
             &contenders,
             |id| self.content_of(id),
         );
+        if let Some(m) = plan.statuses.as_object_mut() {
+            for id in held {
+                let status = ConfigurationStatus::Targeted.as_str();
+                m.insert(id.to_string(), serde_json::json!({ "status": status }));
+            }
+        }
         let same = plan.statuses == statuses || (is_empty(&plan.statuses) && is_empty(&statuses));
         if same && plan.desired.is_none() {
             return None;
@@ -160,21 +120,18 @@ impl Snapshot {
     }
 }
 
-/// The status `id` has on `twin`, read without building a value.
-fn status_of(twin: &Twin, id: &str) -> Option<ConfigurationStatus> {
-    let node = twin.configurations().get_path(&[id, "status"])?;
-    match node.value() {
-        ValueRef::Str(s) => ConfigurationStatus::parse(s),
-        _ => None,
-    }
-}
-
-/// Whether `twin` already records exactly what `contenders` (those matching it) make of it:
-/// the winner applied, the others targeted, nothing else.
-fn settled(twin: &Twin, contenders: &[Contender<'_>]) -> bool {
+/// Whether `twin` already records exactly what `contenders` (those matching it) and `held`
+/// make of it: the winner applied, the others targeted, nothing else.
+fn settled(twin: &Twin, contenders: &[Contender<'_>], held: &[&str]) -> bool {
     let doc = twin.configurations();
     let members = if doc.is_empty() { 0 } else { doc.root().len() };
-    if members != contenders.len() {
+    if members != contenders.len() + held.len() {
+        return false;
+    }
+    if !held
+        .iter()
+        .all(|id| status_of(twin, id) == Some(ConfigurationStatus::Targeted))
+    {
         return false;
     }
     let win = winner(contenders).map(|w| w.id);
@@ -190,29 +147,6 @@ fn settled(twin: &Twin, contenders: &[Contender<'_>]) -> bool {
 
 fn is_empty(v: &Value) -> bool {
     v.is_null() || v.as_object().is_some_and(|m| m.is_empty())
-}
-
-/// What a tally's marks mean for `cfg` (see [`Tally::basis`]).
-fn basis(cfg: &Configuration) -> String {
-    let queries: Vec<&str> = cfg.metrics.queries.values().map(String::as_str).collect();
-    format!("{}\n{}", cfg.created_time_utc.ticks(), queries.join("\n"))
-}
-
-/// The mark of `cfg` on `twin`.
-fn mark(cfg: &Configuration, twin: &Twin) -> u8 {
-    let mut m = 0;
-    if cfg.targets(twin) {
-        m |= TARGETED;
-    }
-    if status_of(twin, &cfg.id) == Some(ConfigurationStatus::Applied) {
-        m |= APPLIED;
-    }
-    for (i, (_, q)) in cfg.metric_queries.iter().enumerate().take(5) {
-        if q.matches(twin) {
-            m |= 1 << (METRIC0 + i as u32);
-        }
-    }
-    m
 }
 
 pub(super) fn spawn(inner: &Arc<Inner>, signals: mpsc::UnboundedReceiver<Signal>) {
@@ -242,14 +176,28 @@ struct Work {
     gone: Vec<DeviceId>,
     generation: u64,
     deleted: Vec<Arc<Configuration>>,
+    /// Rollouts paused (`true`) or resumed since the last round.
+    pausing: Vec<(String, bool)>,
 }
 
 impl Work {
     fn is_empty(&self) -> bool {
-        !self.full && self.devices.is_empty() && self.gone.is_empty()
+        !self.full && self.devices.is_empty() && self.gone.is_empty() && self.pausing.is_empty()
     }
 
     fn signal(&mut self, s: Signal) {
+        if let Signal::Pacing {
+            generation,
+            id,
+            paused,
+        } = s
+        {
+            // a resumed rollout may start afresh: every twin is shown to it again
+            self.full |= !paused;
+            self.pausing.push((id, paused));
+            self.generation = self.generation.max(generation);
+            return;
+        }
         self.full = true;
         match s {
             Signal::Changed { generation } => self.generation = self.generation.max(generation),
@@ -260,6 +208,7 @@ impl Work {
                 self.generation = self.generation.max(generation);
                 self.deleted.push(configuration);
             }
+            Signal::Pacing { .. } => {}
         }
     }
 
@@ -306,6 +255,8 @@ async fn run(
     // `configuration.metrics` events, and when a change held back is due
     let mut metrics = super::notify::Metrics::default();
     let mut due: Option<tokio::time::Instant> = None;
+    // when a rollout may admit twins again
+    let mut wake: Option<tokio::time::Instant> = None;
     loop {
         if work.is_empty() {
             let held = async {
@@ -314,7 +265,17 @@ async fn run(
                     None => std::future::pending().await,
                 }
             };
+            let paced = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = paced => {
+                    // nothing to plan but what the rollouts admit
+                    wake = None;
+                }
                 s = signals.recv() => match s {
                     Some(s) => work.signal(s),
                     None => return,
@@ -338,16 +299,17 @@ async fn run(
         }
         let round = std::mem::take(&mut work);
         let generation = round.generation;
-        if let Err(e) = hub.round(round, &mut events, &mut work).await {
-            if matches!(e, HubError::Closed) {
-                return;
+        match hub.round(round, &mut events, &mut work).await {
+            Ok(next) => wake = next.map(|t| wake_at(&hub, t)),
+            Err(HubError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "configurations: a round failed; every twin is planned again");
+                drop(hub);
+                tokio::time::sleep(RETRY_AFTER).await;
+                work.full = true;
+                work.generation = work.generation.max(generation);
+                continue;
             }
-            tracing::warn!(error = %e, "configurations: a round failed; every twin is planned again");
-            drop(hub);
-            tokio::time::sleep(RETRY_AFTER).await;
-            work.full = true;
-            work.generation = work.generation.max(generation);
-            continue;
         }
         due = metrics.publish(&hub);
         if generation > 0 {
@@ -369,9 +331,17 @@ impl Hub {
         work: Work,
         events: &mut broadcast::Receiver<HubEvent>,
         later: &mut Work,
-    ) -> Result<(), HubError> {
+    ) -> Result<Option<Timestamp>, HubError> {
         let snapshot = Snapshot::take(self);
         let c = &self.inner.configurations;
+        if snapshot.paced || !work.pausing.is_empty() {
+            let records = c.pacing_records.read();
+            let mut pacing = locked(&c.pacing);
+            for (id, paused) in &work.pausing {
+                pacing.set_paused(id, *paused);
+            }
+            pacing.sync(&snapshot.live, &records, self.now());
+        }
         {
             let mut tallies = locked(&c.tallies);
             tallies.retain(|id, _| snapshot.live.contains_key(id));
@@ -381,10 +351,7 @@ impl Hub {
                 if t.basis != basis {
                     // a new configuration, or new metric queries: count afresh (a full pass
                     // follows)
-                    *t = Tally {
-                        basis,
-                        ..Tally::default()
-                    };
+                    *t = Tally::fresh(basis);
                 }
             }
             for id in &work.gone {
@@ -431,7 +398,13 @@ impl Hub {
             }
             settle(&mut pending).await?;
         }
-        Ok(())
+        if !snapshot.paced {
+            return Ok(None);
+        }
+        let step = self.pace(&snapshot.live);
+        later.devices.extend(step.admitted);
+        self.write_aborts(step.aborted).await?;
+        Ok(step.wake)
     }
 
     fn forget_configured(&self, device: &DeviceId) {
@@ -455,8 +428,13 @@ impl Hub {
             // configurations, kept cheap
             return;
         }
-        if let Some(plan) = snapshot.plan(&twin) {
-            match self.write_plan(slot, snapshot, (&twin, plan)) {
+        let held = if snapshot.paced {
+            locked(&self.inner.configurations.pacing).observe(&snapshot.live, &twin, self.now())
+        } else {
+            Vec::new()
+        };
+        if let Some(plan) = snapshot.plan(&twin, &held) {
+            match self.write_plan(slot, snapshot, &held, (&twin, plan)) {
                 Ok(Some((written, ack))) => {
                     twin = written;
                     pending.push(ack);
@@ -484,6 +462,7 @@ impl Hub {
         &self,
         slot: &Slot,
         snapshot: &Snapshot,
+        held: &[&str],
         planned: (&Arc<Twin>, Plan),
     ) -> Result<Option<(Arc<Twin>, Ack)>, HubError> {
         let now = self.now();
@@ -498,7 +477,7 @@ impl Hub {
             let plan = if Arc::ptr_eq(seen, &e.twin) {
                 Some(plan)
             } else {
-                snapshot.plan(&e.twin)
+                snapshot.plan(&e.twin, held)
             };
             let Some((statuses, desired, actor)) = plan else {
                 // changed meanwhile into what the plan wanted: the write is a no-op
@@ -536,6 +515,15 @@ impl Hub {
         }
         Ok(Some((twin, ack)))
     }
+}
+
+/// The instant of the runtime's clock for `t` on the hub's clock, at most [`PACING_CHECK`]
+/// away (a hub clock that is not the wall clock is checked at that pace).
+fn wake_at(hub: &Hub, t: Timestamp) -> tokio::time::Instant {
+    let now = hub.now();
+    let ms = t.unix_millis().saturating_sub(now.unix_millis()).max(0);
+    let wait = std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    tokio::time::Instant::now() + wait.min(PACING_CHECK)
 }
 
 /// Takes the events waiting on the subscription.

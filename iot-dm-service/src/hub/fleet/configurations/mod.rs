@@ -9,6 +9,9 @@
 //! | `mod.rs` | the stored records, [`ConfigurationApi`] for the hub |
 //! | `engine.rs` | the hub's configuration task: applies configurations, keeps the counts |
 //! | `notify.rs` | the `configuration.metrics` events of the hub's event stream |
+//! | `tally.rs` | each twin's mark per configuration and the counts they add up to |
+//! | `pacing.rs` | configurations with a rollout policy: the twins each has admitted |
+//! | `paced.rs` | the hub's side of those: aborts (and their alert), pause and resume |
 //!
 //! **When it applies.** A create, update or delete returns once the configuration record is
 //! durable; the configuration task then goes over every twin at once (in the background), and
@@ -25,6 +28,12 @@
 //! pass that follows it, the twins not yet gone over keep the deleted configuration's settings
 //! (its status is dropped when they are next planned).
 //!
+//! **With a rollout policy** (ours; core's
+//! [`ConfigurationRollout`](iot_dm_core::configuration::ConfigurationRollout)) a
+//! configuration competes for a twin it targets only once its rollout has admitted the twin
+//! (rate, window, gate); until then the twin records it as `targeted`. An abort criterion that
+//! holds pauses it and raises an alert (source `rollout.<id>`) until it is resumed.
+//!
 //! **Durable.** Configurations are stored with the hub's other named records (`configuration/`
 //! prefix); the twins' `configurations` member is part of the twin record. On open the task
 //! goes over every twin once to rebuild the counts (reads wait for that pass) and to finish
@@ -36,8 +45,13 @@
 
 mod engine;
 mod notify;
+mod paced;
+mod pacing;
+mod tally;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_paced;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +73,7 @@ use crate::hub::error::HubError;
 use crate::hub::{Hub, Inner};
 use crate::store::Store;
 
-pub(crate) use engine::Tally;
+pub(crate) use tally::Tally;
 
 /// A stored configuration.
 #[derive(Debug, Clone)]
@@ -97,6 +111,12 @@ pub(crate) enum Signal {
         generation: u64,
         configuration: Arc<Configuration>,
     },
+    /// A configuration's rollout was paused or resumed (durably): act on it.
+    Pacing {
+        generation: u64,
+        id: String,
+        paused: bool,
+    },
 }
 
 /// The hub's configurations: the records, the counts the task keeps, the way to reach it.
@@ -108,6 +128,10 @@ pub(crate) struct Configurations {
     /// Deleted configurations whose content may still be on twins, until the pass after the
     /// delete is over.
     pub(crate) retired: Mutex<HashMap<String, Arc<Configuration>>>,
+    /// The rollouts of configurations with a rollout policy (the task's).
+    pacing: Mutex<pacing::Pacing>,
+    /// Their durable pause and abort state.
+    pacing_records: MetaCollection<pacing::PacingRecord>,
     signals: mpsc::UnboundedSender<Signal>,
     /// The last generation asked of the task (1 is the pass on open).
     requested: AtomicU64,
@@ -130,6 +154,7 @@ impl Configurations {
         max: usize,
     ) -> Result<(Configurations, mpsc::UnboundedReceiver<Signal>), HubError> {
         let records = MetaCollection::<Stored>::load(store).await?;
+        let pacing_records = MetaCollection::<pacing::PacingRecord>::load(store).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done, _) = watch::channel(0);
         let done = Arc::new(done);
@@ -139,6 +164,8 @@ impl Configurations {
                 records,
                 tallies: Mutex::new(HashMap::new()),
                 retired: Mutex::new(HashMap::new()),
+                pacing: Mutex::new(pacing::Pacing::default()),
+                pacing_records,
                 signals: tx,
                 requested: AtomicU64::new(1),
                 done,
@@ -152,9 +179,15 @@ impl Configurations {
     }
 
     fn signal(&self, make: impl FnOnce(u64) -> Signal) {
+        self.signal_now(make);
+    }
+
+    /// Signals the task and returns the generation to wait for.
+    fn signal_now(&self, make: impl FnOnce(u64) -> Signal) -> u64 {
         let generation = self.next_generation();
         // a closed channel means the hub is shutting down: nothing left to apply
         let _ = self.signals.send(make(generation));
+        generation
     }
 
     /// Waits until the task finished generation `n`; `Closed` once the task has ended.
@@ -169,6 +202,15 @@ impl Configurations {
             return Err(HubError::Closed);
         }
         Ok(())
+    }
+
+    /// The stored configuration `id`.
+    fn stored(&self, id: &str) -> Result<Arc<Configuration>, HubError> {
+        self.records
+            .read()
+            .get(id)
+            .map(|s| s.0.clone())
+            .ok_or_else(|| not_found(id))
     }
 
     /// The configuration as readers see it: with the task's counts as its results.
@@ -187,6 +229,15 @@ impl Configurations {
             .zip(counts.metrics)
             .map(|((name, _), n)| (name.clone(), n))
             .collect();
+        drop(tallies);
+        out.rollout_status = locked(&self.pacing).progress(&cfg.id).or_else(|| {
+            // the task has not seen it yet: nothing admitted so far
+            cfg.rollout.as_ref().map(|_| {
+                let mut p = iot_dm_core::configuration::RolloutProgress::default();
+                p.state = "running".into();
+                p
+            })
+        });
         out
     }
 }
@@ -234,7 +285,7 @@ impl Hub {
     }
 }
 
-fn not_found(id: &str) -> HubError {
+pub(super) fn not_found(id: &str) -> HubError {
     HubError::ConfigurationNotFound { id: id.to_string() }
 }
 
@@ -298,9 +349,8 @@ impl ConfigurationApi for Hub {
     async fn get_configuration(&self, id: &str) -> Result<Configuration, HubError> {
         let c = &self.inner.configurations;
         c.reached(1).await?;
-        let cfg = c.records.read().get(id).map(|s| s.0.clone());
-        cfg.map(|cfg| c.with_results(&cfg))
-            .ok_or_else(|| not_found(id))
+        let cfg = c.stored(id)?;
+        Ok(c.with_results(&cfg))
     }
 
     async fn list_configurations(
@@ -341,6 +391,7 @@ impl ConfigurationApi for Hub {
         match removed {
             Ok(Some(gone)) => {
                 locked(&c.retired).insert(id.to_string(), gone.0.clone());
+                self.forget_pacing(&gone.0).await?;
                 c.signal(|generation| Signal::Deleted {
                     generation,
                     configuration: gone.0,
@@ -363,6 +414,14 @@ impl ConfigurationApi for Hub {
         test: &QueriesTest,
     ) -> Result<QueriesTestResult, HubError> {
         Ok(test.run())
+    }
+
+    async fn pause_configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.set_configuration_paused(id, true).await
+    }
+
+    async fn resume_configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.set_configuration_paused(id, false).await
     }
 }
 

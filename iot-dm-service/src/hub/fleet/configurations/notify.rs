@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use tokio::time::Instant;
 
-use super::engine::Counts;
+use super::tally::Counts;
 use crate::hub::engine::locked;
 use crate::hub::{Hub, HubEvent, JOB_PROGRESS_EVERY};
 
