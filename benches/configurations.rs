@@ -6,17 +6,33 @@
 //!   metric = N); target: at most 10 s for 1,000,000 twins. Between runs the configuration is
 //!   deleted and its settings removed (not timed).
 //!
-//! Size: `IOT_DM_BENCH_CONFIG_TWINS` (default 1,000,000 under `cargo bench`, 2,000 under
-//! `cargo test`). Like the jobs bench, it runs on mimalloc, the hub binary's allocator.
+//! * `configurations/patches_with_rules`: acknowledged reported patches per second from
+//!   MQTT/TLS devices, first with nothing active, then with 100 configurations (each with a
+//!   custom metric over reported properties) and 50 alert rules, in one run (target: at least
+//!   80 %); then, under the same load, the time from an acknowledged reported patch to the
+//!   custom metric it moves (target: p99 at most 100 ms).
+//!
+//! Sizes: `IOT_DM_BENCH_CONFIG_TWINS` (default 1,000,000 under `cargo bench`, 2,000 under
+//! `cargo test`), `IOT_DM_BENCH_PATCHERS` (default 1,000, 50 under test). A filter argument
+//! (a plain substring) selects parts. Like the jobs bench, it runs on mimalloc, the hub
+//! binary's allocator.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "mqtt_support/client.rs"]
+#[allow(dead_code)]
+mod client;
+#[path = "jobs_support/devices.rs"]
+#[allow(dead_code)]
+mod devices;
 #[path = "jobs_support/fleet.rs"]
 #[allow(dead_code)]
 mod fleet;
 #[path = "common/rss.rs"]
 #[allow(dead_code)]
 mod rss;
+#[path = "configurations_support/rules.rs"]
+mod rules;
 
 use std::time::{Duration, Instant};
 
@@ -80,10 +96,40 @@ async fn apply_once(hub: &Hub, n: usize, run: usize) -> Duration {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    if devices::is_child() {
+        devices::child_main();
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let wants = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let n = env_size("IOT_DM_BENCH_CONFIG_TWINS", 1_000_000, 2_000);
+    let patchers = env_size("IOT_DM_BENCH_PATCHERS", 1_000, 50);
+    let mut c = Criterion::default().configure_from_args();
+    if wants(&format!("configurations/apply_{n}_twins")) {
+        bench_apply(&mut c, n);
+    }
+    if wants("configurations/patches_with_rules") {
+        let rt = runtime("iot-hub");
+        let served = rt.block_on(devices::Served::start(0, 0));
+        let load = runtime("load");
+        let secs = if fleet::full_run() { 5.0 } else { 1.0 };
+        rt.block_on(rules::patches_with_rules(
+            &served,
+            load.handle(),
+            patchers,
+            secs,
+        ));
+        load.shutdown_timeout(Duration::from_secs(5));
+        rt.block_on(served.shutdown());
+    }
+    c.final_summary();
+}
+
+/// `configurations/apply_<n>_twins`.
+fn bench_apply(c: &mut Criterion, n: usize) {
     let rt = runtime("iot-hub");
     let hub = rt.block_on(Fleet::twins(n)).hub;
-    let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("configurations");
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
@@ -103,5 +149,4 @@ fn main() {
     });
     group.finish();
     summary(&format!("configurations/apply_{n}_twins"), &runs, 10.0);
-    c.final_summary();
 }

@@ -178,11 +178,39 @@ impl Served {
 
     /// Reported patches per second from `patchers` TLS devices for `secs` alone, then while a
     /// twin job runs over every twin (the window ends when the job does); and what the job did.
+    /// Acknowledged reported patches per second from `patchers` MQTT/TLS devices, alone and
+    /// while a twin job runs over the fleet, and what became of the job.
     pub async fn patch_ratio(
         &self,
         load: &tokio::runtime::Handle,
         patchers: usize,
         secs: f64,
+    ) -> (f64, f64, String) {
+        let id = job_id("under-load");
+        let (alone, with, what) = self
+            .patch_ratio_with(
+                load,
+                patchers,
+                secs,
+                async |_| {},
+                async |hub, window| job_during(hub, &id, window).await,
+            )
+            .await;
+        until_forgotten(&self.hub, &id).await;
+        (alone, with, what)
+    }
+
+    /// Acknowledged reported patches per second from `patchers` MQTT/TLS devices (named
+    /// `p-00000`...), first alone for `secs`, then, after `prepare` (not measured), for `secs`
+    /// again while `during` runs (it is given the window and says what it did; the load goes
+    /// on until it returns, and a `during` that returns early ends the window).
+    pub async fn patch_ratio_with(
+        &self,
+        load: &tokio::runtime::Handle,
+        patchers: usize,
+        secs: f64,
+        prepare: impl AsyncFnOnce(&Hub),
+        during: impl AsyncFnOnce(&Hub, Duration) -> String,
     ) -> (f64, f64, String) {
         let mut pairs = Vec::with_capacity(patchers);
         for i in 0..patchers {
@@ -221,22 +249,24 @@ impl Served {
         let (a0, t0) = (acks.load(Ordering::Relaxed), Instant::now());
         tokio::time::sleep(window).await;
         let alone = (acks.load(Ordering::Relaxed) - a0) as f64 / t0.elapsed().as_secs_f64();
-        let id = job_id("under-load");
-        self.hub
-            .create_job(&twin_job_request(&id, None))
-            .await
-            .expect("create");
+        prepare(&self.hub).await;
         let (a1, t1) = (acks.load(Ordering::Relaxed), Instant::now());
-        let mut ended = None;
-        while t1.elapsed() < window {
-            let job = self.hub.get_job(&id).await.expect("job");
-            if !job.status.is_active() {
-                ended = Some(t1.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let with = (acks.load(Ordering::Relaxed) - a1) as f64 / t1.elapsed().as_secs_f64();
+        let counted = {
+            let acks = acks.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                (acks.load(Ordering::Relaxed), t1.elapsed())
+            })
+        };
+        let what = during(&self.hub, window).await;
+        // `during` may end before the window does: then the window ends with it
+        let (a2, elapsed) = if t1.elapsed() < window {
+            counted.abort();
+            (acks.load(Ordering::Relaxed), t1.elapsed())
+        } else {
+            counted.await.expect("window")
+        };
+        let with = (a2 - a1) as f64 / elapsed.as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             tokio::time::timeout(LIMIT, t)
@@ -245,21 +275,6 @@ impl Served {
                 .expect("task")
                 .expect("patches");
         }
-        let job = until_ended(&self.hub, &id).await;
-        let s = job.device_job_statistics.unwrap_or_default();
-        let what = match ended {
-            Some(t) => format!(
-                "it ended within the window, after {:.2} s: {} of {} succeeded",
-                t.as_secs_f64(),
-                s.succeeded_count,
-                s.device_count
-            ),
-            None => format!(
-                "still running at the window's end, {} of {} done",
-                s.succeeded_count, s.device_count
-            ),
-        };
-        until_forgotten(&self.hub, &id).await;
         (alone, with, what)
     }
 
@@ -269,6 +284,37 @@ impl Served {
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
         }
         self.server.shutdown().await.expect("shutdown");
+    }
+}
+
+/// Runs a twin job over the fleet for at most `window`; says how far it came.
+async fn job_during(hub: &Hub, id: &str, window: Duration) -> String {
+    hub.create_job(&twin_job_request(id, None))
+        .await
+        .expect("create");
+    let t1 = Instant::now();
+    let mut ended = None;
+    while t1.elapsed() < window {
+        let job = hub.get_job(id).await.expect("job");
+        if !job.status.is_active() {
+            ended = Some(t1.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let job = until_ended(hub, id).await;
+    let s = job.device_job_statistics.unwrap_or_default();
+    match ended {
+        Some(t) => format!(
+            "it ended within the window, after {:.2} s: {} of {} succeeded",
+            t.as_secs_f64(),
+            s.succeeded_count,
+            s.device_count
+        ),
+        None => format!(
+            "still running at the window's end, {} of {} done",
+            s.succeeded_count, s.device_count
+        ),
     }
 }
 

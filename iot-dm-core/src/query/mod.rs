@@ -180,6 +180,7 @@ mod lexer;
 mod paging;
 mod parser;
 mod paths;
+mod reads;
 mod rules;
 mod value;
 
@@ -201,6 +202,7 @@ pub(crate) use compile::CmpOp;
 pub use error::{ParseErrorKind, Position, QueryError, MAX_QUERY_CHARS};
 pub use paging::{Page, PageRequest, TwinKey, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};
+pub use reads::Reads;
 
 use crate::twin::Twin;
 use aggregate::{GroupItem, GroupPlan};
@@ -353,6 +355,15 @@ impl Query {
     /// the projection.
     pub fn matches(&self, twin: &Twin) -> bool {
         self.filter.as_ref().is_none_or(|f| eval::test(f, twin))
+    }
+
+    /// Which parts of a twin the `WHERE` clause reads (nothing without one).
+    pub fn reads(&self) -> Reads {
+        self.statement
+            .condition
+            .as_ref()
+            .map(Reads::of)
+            .unwrap_or_default()
     }
 
     /// Whether `twin` belongs to the collection.
@@ -552,6 +563,11 @@ impl Condition {
     /// Whether the condition is exactly `true` for `twin`.
     pub fn matches(&self, twin: &Twin) -> bool {
         eval::test(&self.compiled, twin)
+    }
+
+    /// Which parts of a twin the condition reads.
+    pub fn reads(&self) -> Reads {
+        Reads::of(&self.expr)
     }
 }
 

@@ -13,7 +13,7 @@ use iot_dm_core::twin::Twin;
 
 use super::{StoredAlert, TICK};
 use crate::hub::engine::{lock, Slot};
-use crate::hub::events::{AlertChange, HubEvent};
+use crate::hub::events::{Actor, AlertChange, HubEvent};
 use crate::hub::{Hub, Inner};
 
 /// One rule as the task watches it.
@@ -22,6 +22,9 @@ struct Watched {
     /// The ETag of the scope's configuration when last counted (`None`: no such
     /// configuration, or no configuration scope).
     scope_etag: Option<String>,
+    /// Whether a device's own reported patch can change the rule's count for it (its
+    /// condition, or its scope's target, reads reported properties or system fields).
+    reads_reported: bool,
 }
 
 /// What the task has to do next round.
@@ -33,6 +36,8 @@ struct Work {
     all: bool,
     /// Devices to match again.
     devices: BTreeSet<DeviceId>,
+    /// Devices whose only changes are their own reported patches (not in `devices`).
+    reported: BTreeSet<DeviceId>,
 }
 
 impl Work {
@@ -50,6 +55,17 @@ impl Work {
                 return true;
             }
         };
+        if let HubEvent::TwinChanged {
+            device_id,
+            actor: Actor::Device,
+            ..
+        } = e
+        {
+            if !self.devices.contains(&device_id) {
+                self.reported.insert(device_id);
+            }
+            return true;
+        }
         if let HubEvent::TwinChanged { device_id, .. }
         | HubEvent::IdentityCreated { device_id }
         | HubEvent::IdentityUpdated { device_id }
@@ -58,9 +74,14 @@ impl Work {
         | HubEvent::Disconnected { device_id, .. }
         | HubEvent::Lifecycle { device_id, .. } = e
         {
+            self.reported.remove(&device_id);
             self.devices.insert(device_id);
         }
         true
+    }
+
+    fn has_devices(&self) -> bool {
+        !self.devices.is_empty() || !self.reported.is_empty()
     }
 }
 
@@ -103,10 +124,35 @@ async fn run(
         if hub.is_closed() {
             return;
         }
-        hub.alert_round(&mut watches, std::mem::take(&mut work))
+        let round = std::mem::take(&mut work);
+        let devices_only = round.rules.is_empty() && !round.all && round.has_devices();
+        let started = tokio::time::Instant::now();
+        hub.alert_round(&mut watches, round, &mut events, &mut work)
             .await;
+        drop(hub);
+        if devices_only {
+            // twins changing all the time: gather their events for a moment, so that a twin
+            // changed many times is matched once (a rule's change ends the wait)
+            let until = started + ROUND_GAP;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    s = signals.recv() => match s {
+                        Some(id) => { work.rules.insert(id); break; }
+                        None => return,
+                    },
+                    e = events.recv() => if !work.event(e) { return },
+                }
+            }
+        }
     }
 }
+
+/// The shortest time from the start of a round over changed twins to the start of the next.
+const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Twins a round matches between two looks at the events.
+const DRAIN_EVERY: usize = 256;
 
 /// The twin behind a slot, if the device is live.
 fn live_twin(slot: &Slot) -> Option<Arc<Twin>> {
@@ -128,6 +174,21 @@ impl Hub {
         }
     }
 
+    /// Whether the rule's scope is a configuration whose target reads reported properties.
+    fn scope_reads_reported(&self, rule: &AlertRule) -> bool {
+        match &rule.scope {
+            Scope::Configuration(id) => {
+                let records = self.inner.configurations.records.read();
+                records.get(id).is_some_and(|c| {
+                    c.0.target
+                        .as_ref()
+                        .is_some_and(|t| t.reads().reported_change_matters())
+                })
+            }
+            _ => false,
+        }
+    }
+
     fn scope_etag(&self, rule: &AlertRule) -> Option<String> {
         match &rule.scope {
             Scope::Configuration(id) => {
@@ -140,7 +201,13 @@ impl Hub {
 
     /// One round: rules counted afresh, devices matched again, `forSeconds` timed, and the
     /// alerts that raise or clear written.
-    async fn alert_round(&self, watches: &mut BTreeMap<String, Watched>, mut work: Work) {
+    async fn alert_round(
+        &self,
+        watches: &mut BTreeMap<String, Watched>,
+        mut work: Work,
+        events: &mut broadcast::Receiver<HubEvent>,
+        later: &mut Work,
+    ) {
         let now = self.now();
         let rules: BTreeMap<String, Arc<AlertRule>> = self
             .inner
@@ -190,16 +257,38 @@ impl Hub {
             if let Some(t) = watch.evaluate(now) {
                 out.push((rule.clone(), t));
             }
-            watches.insert(id.clone(), Watched { watch, scope_etag });
+            let reads_reported =
+                rule.condition.reads().reported_change_matters() || self.scope_reads_reported(rule);
+            watches.insert(
+                id.clone(),
+                Watched {
+                    watch,
+                    scope_etag,
+                    reads_reported,
+                },
+            );
         }
-        for device in &work.devices {
+        let all = work.devices.iter().map(|d| (d, false));
+        let reported = work.reported.iter().map(|d| (d, true));
+        for (n, (device, only_reported)) in all.chain(reported).enumerate() {
+            if n % DRAIN_EVERY == DRAIN_EVERY - 1 {
+                crate::hub::events::drain_events(events, |e| {
+                    later.event(e);
+                });
+            }
+            if only_reported && !watches.values().any(|w| w.reads_reported) {
+                continue;
+            }
             let twin = self
                 .inner
                 .state
                 .slot(device.as_str())
                 .ok()
                 .and_then(|slot| live_twin(&slot));
-            for w in watches.values_mut() {
+            for w in watches
+                .values_mut()
+                .filter(|w| !only_reported || w.reads_reported)
+            {
                 let in_scope = twin
                     .as_ref()
                     .is_some_and(|t| self.in_alert_scope(w.watch.rule(), t));

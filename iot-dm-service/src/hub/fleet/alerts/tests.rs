@@ -227,3 +227,45 @@ async fn deleting_a_rule_clears_its_active_alert() {
     hub.delete_alert_rule("x").await.unwrap();
     until(&hub, Some(AlertState::Cleared), |a| a.len() == 1).await;
 }
+
+#[tokio::test]
+async fn a_reported_patch_moves_a_device_into_a_scope_whose_target_reads_reported_properties() {
+    // the rule reads only tags, its scope's target reads reported properties: a device's own
+    // patch must still be matched again
+    let hub = Hub::builder().open().await.unwrap();
+    fleet(&hub, 3).await;
+    let tagged: iot_dm_core::twin::TwinPatch =
+        serde_json::from_value(json!({"tags": {"site": "north"}})).unwrap();
+    for i in 0..3 {
+        hub.update_twin(&format!("d{i}"), &tagged, None)
+            .await
+            .unwrap();
+    }
+    let cfg = Configuration::from_json(&json!({
+        "id": "v2", "targetCondition": "properties.reported.model = 'v2'",
+        "content": {"deviceContent": {"properties.desired.x": 1}},
+    }))
+    .unwrap();
+    hub.put_configuration(&cfg, None).await.unwrap();
+    hub.put_alert_rule(&rule(json!({
+        "id": "north-v2", "condition": "tags.site = 'north'",
+        "scope": {"configuration": "v2"}, "threshold": {"count": 1}, "severity": "info",
+    })))
+    .await
+    .unwrap();
+    settle().await;
+    assert!(hub.alerts(None).is_empty());
+    for i in 0..2 {
+        hub.patch_reported(&format!("d{i}"), &json!({"model": "v2"}))
+            .await
+            .unwrap();
+    }
+    let raised = until(&hub, Some(AlertState::Active), |a| a.len() == 1).await;
+    assert_eq!(
+        raised[0].raised_counts,
+        Counts {
+            matching: 2,
+            scope: 2
+        }
+    );
+}

@@ -26,7 +26,7 @@ use iot_dm_core::doc::Doc;
 use iot_dm_core::identity::DeviceId;
 use iot_dm_core::twin::Twin;
 
-use super::tally::{basis, mark, status_of, Tally};
+use super::tally::{basis, mark, metric_bits, status_of, Tally};
 use super::Signal;
 use crate::hub::engine::{lock, locked, Ack, Slot};
 use crate::hub::error::HubError;
@@ -40,6 +40,14 @@ const IN_FLIGHT: usize = 4096;
 
 /// Twins a pass plans between two yields to the runtime.
 const YIELD_EVERY: usize = 1024;
+
+/// The shortest time from the start of a round over changed twins to the start of the next
+/// one: a twin changed again and again meanwhile is planned once. Re-evaluation after a change
+/// takes at most about this long plus a round.
+const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Twins a round over changed twins plans between two looks at the events.
+const DRAIN_EVERY: usize = 256;
 
 /// The longest wait between two looks at the rollouts while one may admit twins later.
 const PACING_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -56,6 +64,11 @@ struct Snapshot {
     retired: HashMap<String, Arc<Configuration>>,
     /// Whether any live configuration has a rollout policy.
     paced: bool,
+    /// Whether a device's reported patch can change what a twin becomes: a target condition
+    /// (or a rollout's gate or zone) reads reported properties or system fields.
+    plan_reads_reported: bool,
+    /// The configurations with a custom metric a reported patch can move.
+    metrics_read_reported: Vec<Arc<Configuration>>,
 }
 
 impl Snapshot {
@@ -69,10 +82,28 @@ impl Snapshot {
             .collect();
         let retired = locked(&c.retired).clone();
         let paced = c.records.read().values().any(|s| s.0.rollout.is_some());
+        let live: BTreeMap<String, Arc<Configuration>> = live;
+        let plan_reads_reported = paced
+            || live.values().any(|c| {
+                c.target
+                    .as_ref()
+                    .is_some_and(|t| t.reads().reported_change_matters())
+            });
+        let metrics_read_reported = live
+            .values()
+            .filter(|c| {
+                c.metric_queries
+                    .iter()
+                    .any(|(_, q)| q.reads().reported_change_matters())
+            })
+            .cloned()
+            .collect();
         Snapshot {
             live,
             retired,
             paced,
+            plan_reads_reported,
+            metrics_read_reported,
         }
     }
 
@@ -173,6 +204,9 @@ impl Drop for Ended {
 struct Work {
     full: bool,
     devices: BTreeSet<DeviceId>,
+    /// Devices whose only changes since they were last planned are their own reported
+    /// patches (not in `devices`).
+    reported: BTreeSet<DeviceId>,
     gone: Vec<DeviceId>,
     generation: u64,
     deleted: Vec<Arc<Configuration>>,
@@ -182,7 +216,11 @@ struct Work {
 
 impl Work {
     fn is_empty(&self) -> bool {
-        !self.full && self.devices.is_empty() && self.gone.is_empty() && self.pausing.is_empty()
+        !self.full
+            && self.devices.is_empty()
+            && self.reported.is_empty()
+            && self.gone.is_empty()
+            && self.pausing.is_empty()
     }
 
     fn signal(&mut self, s: Signal) {
@@ -218,12 +256,22 @@ impl Work {
                 actor: Actor::Configuration(_),
                 ..
             }) => {}
+            Ok(HubEvent::TwinChanged {
+                actor: Actor::Device,
+                device_id,
+                ..
+            }) => {
+                if !self.devices.contains(&device_id) {
+                    self.reported.insert(device_id);
+                }
+            }
             Ok(
                 HubEvent::TwinChanged { device_id, .. }
                 | HubEvent::IdentityCreated { device_id }
                 | HubEvent::IdentityUpdated { device_id }
                 | HubEvent::Lifecycle { device_id, .. },
             ) => {
+                self.reported.remove(&device_id);
                 self.devices.insert(device_id);
             }
             Ok(HubEvent::IdentityDeleted { device_id }) => self.gone.push(device_id),
@@ -299,6 +347,8 @@ async fn run(
         }
         let round = std::mem::take(&mut work);
         let generation = round.generation;
+        let devices_only = !round.full && round.pausing.is_empty();
+        let started = tokio::time::Instant::now();
         match hub.round(round, &mut events, &mut work).await {
             Ok(next) => wake = next.map(|t| wake_at(&hub, t)),
             Err(HubError::Closed) => return,
@@ -318,6 +368,22 @@ async fn run(
                 *done = (*done).max(generation);
                 moved
             });
+        }
+        drop(hub);
+        if devices_only && work.generation == 0 {
+            // twins changing all the time: gather their events for a moment, so that a twin
+            // changed many times is planned once (a signal ends the wait)
+            let until = started + ROUND_GAP;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    s = signals.recv() => match s {
+                        Some(s) => { work.signal(s); break; }
+                        None => return,
+                    },
+                    e = events.recv() => if !work.event(e) { return },
+                }
+            }
         }
     }
 }
@@ -390,9 +456,24 @@ impl Hub {
                 }
             }
         } else {
-            for id in &work.devices {
+            for (n, id) in work.devices.iter().enumerate() {
                 match self.inner.state.slot(id.as_str()) {
                     Ok(slot) => self.plan_device(id, &slot, &snapshot, &mut pending),
+                    Err(_) => self.forget_configured(id),
+                }
+                if n % DRAIN_EVERY == DRAIN_EVERY - 1 {
+                    drain(events, later);
+                }
+            }
+            for (n, id) in work.reported.iter().enumerate() {
+                if n % DRAIN_EVERY == DRAIN_EVERY - 1 {
+                    drain(events, later);
+                }
+                match self.inner.state.slot(id.as_str()) {
+                    Ok(slot) if snapshot.plan_reads_reported => {
+                        self.plan_device(id, &slot, &snapshot, &mut pending)
+                    }
+                    Ok(slot) => self.count_metrics(id, &slot, &snapshot),
                     Err(_) => self.forget_configured(id),
                 }
             }
@@ -405,6 +486,28 @@ impl Hub {
         later.devices.extend(step.admitted);
         self.write_aborts(step.aborted).await?;
         Ok(step.wake)
+    }
+
+    /// A twin whose own reported patch cannot change what it becomes (no target reads
+    /// reported properties): only the custom metrics that read them are counted again.
+    fn count_metrics(&self, id: &DeviceId, slot: &Slot, snapshot: &Snapshot) {
+        if snapshot.metrics_read_reported.is_empty() {
+            return;
+        }
+        let twin = {
+            let g = lock(slot);
+            (!g.deleted && g.is_live()).then(|| g.twin.clone())
+        };
+        let Some(twin) = twin else {
+            self.forget_configured(id);
+            return;
+        };
+        let mut tallies = locked(&self.inner.configurations.tallies);
+        for cfg in &snapshot.metrics_read_reported {
+            if let Some(t) = tallies.get_mut(&cfg.id) {
+                t.set_metrics(id, metric_bits(cfg, &twin));
+            }
+        }
     }
 
     fn forget_configured(&self, device: &DeviceId) {

@@ -59,6 +59,12 @@ impl Tally {
         }
     }
 
+    /// Replaces the metric bits of `device`'s mark with `bits` (targeted and applied stay).
+    pub(super) fn set_metrics(&mut self, device: &DeviceId, bits: u8) {
+        let old = self.marks.get(device).copied().unwrap_or(0);
+        self.set(device, (old & (TARGETED | APPLIED)) | bits);
+    }
+
     /// Records `mark` for `device` and moves the counts by the difference.
     pub(super) fn set(&mut self, device: &DeviceId, mark: u8) {
         let old = self.marks.get(device).copied().unwrap_or(0);
@@ -99,6 +105,12 @@ pub(super) fn mark(cfg: &Configuration, twin: &Twin) -> u8 {
     if status_of(twin, &cfg.id) == Some(ConfigurationStatus::Applied) {
         m |= APPLIED;
     }
+    m | metric_bits(cfg, twin)
+}
+
+/// The custom-metric bits of `cfg`'s mark on `twin`.
+pub(super) fn metric_bits(cfg: &Configuration, twin: &Twin) -> u8 {
+    let mut m = 0;
     for (i, (_, q)) in cfg.metric_queries.iter().enumerate().take(5) {
         if q.matches(twin) {
             m |= 1 << (METRIC0 + i as u32);

@@ -134,3 +134,68 @@ async fn a_closed_hub_refuses_configuration_writes() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn a_devices_own_patch_moves_the_metrics_and_a_target_that_reads_reported_properties() {
+    let hub = Hub::builder().open().await.unwrap();
+    for i in 0..2 {
+        hub.create_device(DeviceSpec::new(format!("d{i}").parse().unwrap()))
+            .await
+            .unwrap();
+    }
+    // a target over tags with a metric over reported properties (the fast path), and a target
+    // over reported properties (planned again)
+    let tags = Configuration::from_json(&json!({
+        "id": "tags", "targetCondition": "*", "priority": 1,
+        "content": {"deviceContent": {"properties.desired.a": 1}},
+        "metrics": {"queries": {"hot":
+            "SELECT deviceId FROM devices WHERE properties.reported.temp > 80"}},
+    }))
+    .unwrap();
+    let reported = Configuration::from_json(&json!({
+        "id": "reported", "targetCondition": "properties.reported.model = 'v2'", "priority": 2,
+        "content": {"deviceContent": {"properties.desired.b": 2}},
+    }))
+    .unwrap();
+    hub.put_configuration(&tags, None).await.unwrap();
+    hub.configurations_applied().await.unwrap();
+    let metric =
+        async |hub: &Hub| hub.get_configuration("tags").await.unwrap().metrics.results["hot"];
+    hub.patch_reported("d0", &json!({"temp": 90}))
+        .await
+        .unwrap();
+    let mut seen = 0;
+    for _ in 0..200 {
+        seen = metric(&hub).await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, 1);
+    hub.put_configuration(&reported, None).await.unwrap();
+    hub.configurations_applied().await.unwrap();
+    hub.patch_reported("d1", &json!({"model": "v2"}))
+        .await
+        .unwrap();
+    let mut b = serde_json::Value::Null;
+    for _ in 0..200 {
+        b = hub.get_twin("d1").unwrap().desired().doc().to_value()["b"].clone();
+        if b == json!(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(b, json!(2));
+    hub.patch_reported("d0", &json!({"temp": 20}))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        seen = metric(&hub).await;
+        if seen == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, 0);
+}

@@ -1,0 +1,77 @@
+//! Which parts of a twin a condition reads ([`Reads`]), so that a caller keeping a condition's
+//! outcome per twin can tell which changes cannot alter it.
+
+use super::ast::{Expr, Path};
+use super::paths::canonical;
+
+/// The parts of a twin an expression reads.
+///
+/// ```
+/// use iot_dm_core::query::Condition;
+/// let tags = Condition::parse("tags.site = 'north' AND deviceId <> 'x'")?;
+/// assert!(tags.reads().tags && !tags.reads().reported);
+/// let hot = Condition::parse("Properties.Reported.temperature > 80")?;
+/// assert!(hot.reads().reported && !hot.reads().tags);
+/// // a reported patch can change the second, never the first's tags part; deviceId is
+/// // "other", so the first is re-evaluated too
+/// assert!(hot.reads().reported_change_matters() && tags.reads().reported_change_matters());
+/// let only_tags = Condition::parse("tags.site = 'north'")?;
+/// assert!(!only_tags.reads().reported_change_matters());
+/// # Ok::<(), iot_dm_core::query::QueryError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Reads {
+    /// `tags...`
+    pub tags: bool,
+    /// `properties.reported...` (or `properties` as a whole)
+    pub reported: bool,
+    /// `properties.desired...` (or `properties` as a whole)
+    pub desired: bool,
+    /// Anything else: identity fields, versions, `configurations`, activity times.
+    pub other: bool,
+}
+
+impl Reads {
+    /// Whether a change of the reported properties alone (a device's reported patch, which
+    /// also moves the twin's versions and activity time) can change the outcome.
+    pub fn reported_change_matters(&self) -> bool {
+        self.reported || self.other
+    }
+
+    pub(crate) fn of(expr: &Expr) -> Reads {
+        let mut r = Reads::default();
+        walk(expr, &mut r);
+        r
+    }
+
+    fn path(&mut self, p: &Path) {
+        let c = canonical(p);
+        match c.first().map(String::as_str) {
+            Some("tags") => self.tags = true,
+            Some("properties") => match c.get(1).map(String::as_str) {
+                Some("reported") => self.reported = true,
+                Some("desired") => self.desired = true,
+                _ => {
+                    self.reported = true;
+                    self.desired = true;
+                }
+            },
+            _ => self.other = true,
+        }
+    }
+}
+
+fn walk(e: &Expr, r: &mut Reads) {
+    match e {
+        Expr::Literal(_) => {}
+        Expr::Path(p) => r.path(p),
+        Expr::Not(e) | Expr::Neg(e) => walk(e, r),
+        Expr::Binary { left, right, .. } => {
+            walk(left, r);
+            walk(right, r);
+        }
+        Expr::In { expr, .. } => walk(expr, r),
+        Expr::Call { args, .. } => args.iter().for_each(|a| walk(a, r)),
+    }
+}
