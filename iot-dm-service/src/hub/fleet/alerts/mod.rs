@@ -12,11 +12,20 @@
 //! configuration whose record changed, is counted afresh over every twin. `forSeconds` is
 //! timed on the hub's clock, checked every [`TICK`].
 //!
+//! **Job scopes.** A rule scoped by a job (`{"job": id}`) counts the job's devices from the
+//! job's `deviceJobStatistics`, never from the twins: its condition (naming only `status`
+//! and `jobId`, see [`iot_dm_core::alert::JobCounter`]) is decided once per device-job status
+//! and the matching statuses' counts are summed, over the job's `deviceCount`. The rule is
+//! counted from the job record when it is created, replaced or the hub opens, and again on
+//! each of the job's `job.progress` events (published once the scheduler's round is
+//! durable). A job that does not exist (yet) is an empty scope; the rule starts counting
+//! with the job's first event.
+//!
 //! **Durable.** Rules are stored under `alert-rule/`, alerts under `alert/`. On open an
 //! active alert resumes as raised, and every rule is counted afresh.
 //!
 //! Limits: at most [`HubBuilder::max_alert_rules`](crate::hub::HubBuilder::max_alert_rules)
-//! rules (default [`DEFAULT_MAX_ALERT_RULES`]). Scopes by job are refused for now.
+//! rules (default [`DEFAULT_MAX_ALERT_RULES`]).
 //!
 //! **Events.** A raise, a clear and a first acknowledgement are published, once durable, as
 //! [`HubEvent::Alert`] (the stream's `alert` type).
@@ -30,7 +39,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use iot_dm_core::alert::{Alert, AlertRule, AlertState, Scope, DEFAULT_MAX_ALERT_RULES};
+use iot_dm_core::alert::{Alert, AlertRule, AlertState, DEFAULT_MAX_ALERT_RULES};
 
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
@@ -166,12 +175,6 @@ impl Hub {
     pub async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, HubError> {
         if self.is_closed() {
             return Err(HubError::Closed);
-        }
-        if let Scope::Job(_) = rule.scope {
-            return Err(HubError::invalid(
-                "scope.job",
-                "this hub does not scope alert rules by job yet; use a configuration or no scope",
-            ));
         }
         let a = &self.inner.alerts;
         let stored = a
