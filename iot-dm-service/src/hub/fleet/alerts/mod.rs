@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the stored records, the hub's alert operations |
 //! | `engine.rs` | the alert task: keeps each rule's matching devices, raises and clears |
+//! | `api.rs` | [`AlertApi`](crate::api::AlertApi) over these operations |
 //!
 //! **When it evaluates.** A twin change, a device created, updated or deleted, a connect or
 //! disconnect, or a lifecycle move is seen through the hub's events, and that twin alone is
@@ -30,6 +31,7 @@
 //! **Events.** A raise, a clear and a first acknowledgement are published, once durable, as
 //! [`HubEvent::Alert`] (the stream's `alert` type).
 
+mod api;
 mod engine;
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,9 @@ use crate::store::Store;
 
 /// How often the alert task checks `forSeconds` against the hub's clock.
 pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The longest name an acknowledgement records, in characters.
+pub const MAX_ACKNOWLEDGED_BY_LEN: usize = 128;
 
 /// The default cap, for the builder.
 pub(crate) const DEFAULT_MAX: usize = DEFAULT_MAX_ALERT_RULES;
@@ -260,6 +265,13 @@ impl Hub {
         }
         if by.trim().is_empty() {
             return Err(HubError::invalid("by", "name who acknowledges the alert"));
+        }
+        let len = by.chars().count();
+        if len > MAX_ACKNOWLEDGED_BY_LEN {
+            return Err(HubError::invalid(
+                "by",
+                format!("{len} characters, the limit is {MAX_ACKNOWLEDGED_BY_LEN}"),
+            ));
         }
         let now = self.now();
         let mut first = false;
