@@ -175,8 +175,9 @@ fn rule_not_found(id: &str) -> HubError {
 }
 
 impl Hub {
-    /// Creates or replaces an alert rule; the rule is counted afresh over every twin. An
-    /// active alert of a replaced rule stays active until the new rule clears it.
+    /// Creates or replaces an alert rule; the rule is counted afresh over every twin (a
+    /// job-scoped rule: from its job's device statistics). An active alert of a replaced rule
+    /// stays active until the new rule clears it.
     pub async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, HubError> {
         if self.is_closed() {
             return Err(HubError::Closed);
