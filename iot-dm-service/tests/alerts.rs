@@ -1,10 +1,12 @@
 //! Fleet alerts end to end over REST on 127.0.0.1: a configuration-scoped percentage rule
 //! raised after its duration, acknowledged and cleared on recovery (on a manual clock), a
-//! count rule over every device kept across a restart, refused input, and the `alert`
-//! events on the stream (`GET /events`).
+//! count rule over every device kept across a restart, a job-scoped failure rate raised by a
+//! method job whose devices answer errors, refused input, and the `alert` events on the
+//! stream (`GET /events`).
 
 #![allow(clippy::unwrap_used)]
 
+mod jobs_support;
 mod rest_support;
 
 use std::sync::Arc;
@@ -252,7 +254,12 @@ async fn bad_input_is_refused_naming_the_field() {
             with("scope", json!({"configuration": "Not Valid"})),
             "scope.configuration",
         ),
-        (with("scope", json!({"job": "rollout"})), "scope.job"),
+        (with("scope", json!({"job": "Not Valid"})), "scope.job"),
+        // a job-scoped condition is tested on job records: a twin path is refused
+        (
+            with("scope", json!({"job": "rollout"})),
+            "only jobId and status",
+        ),
         (with("description", json!("x".repeat(2000))), "description"),
         (with("colour", json!("red")), "colour"),
         (with("id", json!("other")), "id"),
@@ -292,4 +299,79 @@ async fn bad_input_is_refused_naming_the_field() {
         .await;
     assert_eq!(read_only.status, StatusCode::FORBIDDEN);
     assert!(s.hub.alert_rules().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_scoped_rule_raises_when_the_jobs_failure_rate_passes_its_percentage() {
+    use iot_dm_core::job::JobStatus;
+    use jobs_support::{connect_answering, ended, method_job, Calls};
+
+    // devices connect with tokens for the jobs support's host name
+    let hub = Hub::builder()
+        .host_name(jobs_support::HOST)
+        .open()
+        .await
+        .unwrap();
+    let s = Served::start_with(hub, None).await;
+    jobs_support::devices(&s.hub, 20, |_| json!({})).await;
+    // the rule comes first: its job does not exist yet, an empty scope
+    let rule = json!({
+        "condition": "status = 'failed'", "scope": {"job": "j-42"},
+        "threshold": {"percent": 10}, "severity": "critical",
+        "description": "job j-42 failure rate above 10%",
+    });
+    let put = s
+        .call(
+            WRITER,
+            Method::PUT,
+            "/alerts/rules/j-42-failures",
+            Some(rule),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+    assert_eq!(put.json()["scope"], json!({"job": "j-42"}));
+    // a rule of another job's failures, which must stay quiet
+    let other = json!({
+        "condition": "status = 'failed'", "scope": {"job": "j-43"},
+        "threshold": {"count": 0}, "severity": "info",
+    });
+    let put = s
+        .call(
+            WRITER,
+            Method::PUT,
+            "/alerts/rules/j-43-failures",
+            Some(other),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+    a_few_rounds().await;
+    alerts_until(&s, "all", |a| a.is_empty()).await;
+    // 16 devices answer 200, 4 answer 500: 20% of the job's devices fail
+    let calls = Calls::default();
+    for i in 0..20 {
+        let status = if i % 5 == 0 { 500 } else { 200 };
+        connect_answering(&s.hub, &format!("d{i:02}"), &calls, Some(status)).await;
+    }
+    s.hub
+        .create_job(&method_job("j-42", "*", json!({})))
+        .await
+        .unwrap();
+    let done = ended(&s.hub, "j-42").await;
+    assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    let stats = done.device_job_statistics.unwrap();
+    assert_eq!((stats.device_count, stats.failed_count), (20, 4));
+    assert_eq!(calls.total(), 20);
+    let active = alerts_until(&s, "active", |a| !a.is_empty()).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let alert = &active[0];
+    assert_eq!(alert["ruleId"], json!("j-42-failures"));
+    assert_eq!(alert["severity"], json!("critical"));
+    // raised as soon as more than 10% had failed: 3 or 4 of the job's 20 devices
+    let raised = &alert["raisedCounts"];
+    assert_eq!(raised["scope"], json!(20), "{alert}");
+    let matching = raised["matching"].as_u64().unwrap();
+    assert!((3..=4).contains(&matching), "{alert}");
+    a_few_rounds().await;
+    // one alert, and none for the other job's rule
+    assert_eq!(alerts_until(&s, "all", |a| a.len() == 1).await.len(), 1);
 }

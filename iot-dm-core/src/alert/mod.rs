@@ -8,6 +8,16 @@
 //! holding for `forSeconds` before it clears. The scope is every device, the devices a
 //! configuration targets (`{"configuration": id}`) or a job's devices (`{"job": id}`).
 //!
+//! **Job scopes.** A rule scoped by a job counts the job's devices (its `deviceCount`), and
+//! its condition is tested on each device's job record as `devices.jobs` shows it, not on
+//! the twin: `{"condition": "status = 'failed'", "scope": {"job": "j-42"}, "threshold":
+//! {"percent": 2}}` holds while more than 2% of job j-42's devices failed. The condition may
+//! name only `status` and `jobId` (the fields the job's `deviceJobStatistics` keep apart),
+//! and is decided once per status against `{"jobId": .., "status": ..}`, the counts of the
+//! matching statuses summed ([`JobCounter`]); any other field is refused when the rule is
+//! read, naming `condition`. A job that does not exist (yet) is an empty scope, which never
+//! exceeds a percentage.
+//!
 //! ```
 //! use iot_dm_core::alert::{AlertRule, Counts, Evaluator, Scope, Transition};
 //! use iot_dm_core::clock::Timestamp;
@@ -35,6 +45,9 @@
 //! ```
 
 mod eval;
+mod job;
+#[cfg(test)]
+mod job_tests;
 mod parse;
 mod record;
 #[cfg(test)]
@@ -48,6 +61,7 @@ use serde_json::{json, Map, Value};
 use crate::query::Condition;
 
 pub use eval::{Counts, Evaluator, Phase, Transition};
+pub use job::{JobCounter, JOB_RECORD_FIELDS};
 pub use parse::{validate_alert_rule_id, AlertRuleError};
 pub use record::{Alert, AlertState};
 pub use watch::RuleWatch;

@@ -140,6 +140,9 @@ pub(super) fn rule(v: &Value) -> Result<AlertRule, AlertRuleError> {
     let condition = Condition::parse(condition_text.trim())
         .map_err(|source| AlertRuleError::Condition { source })?;
     let scope = scope(member(v, "scope"))?;
+    if let Scope::Job(job_id) = &scope {
+        super::JobCounter::new(&condition, job_id)?;
+    }
     let threshold = threshold(member(v, "threshold").ok_or_else(|| missing("threshold"))?)?;
     let for_seconds = for_seconds(member(v, "forSeconds"))?;
     let severity = match string(v, "severity")? {

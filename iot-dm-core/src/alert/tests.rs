@@ -43,7 +43,9 @@ fn a_rule_reads_and_writes_back() {
     let all = AlertRule::from_json(&with("scope", Value::Null)).unwrap();
     assert_eq!(all.scope, Scope::All);
     assert!(all.to_json().get("scope").is_none());
-    let job = AlertRule::from_json(&with("scope", json!({"job": "fw-rollout"}))).unwrap();
+    let mut job = with("scope", json!({"job": "fw-rollout"}));
+    job["condition"] = json!("status = 'failed'");
+    let job = AlertRule::from_json(&job).unwrap();
     assert_eq!(job.scope, Scope::Job("fw-rollout".into()));
     let zero = AlertRule::from_json(&with("forSeconds", Value::Null)).unwrap();
     assert_eq!(zero.for_seconds, 0);

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::{DeviceJob, JobError};
-use crate::query::{BinaryOp, CmpOp, Collection, Expr, Function, Literal, Path, Query};
+use crate::query::{BinaryOp, CmpOp, Collection, Condition, Expr, Function, Literal, Path, Query};
 
 /// A `devices.jobs` query's condition.
 ///
@@ -167,6 +167,21 @@ fn test(e: &Expr, r: &Value) -> bool {
     }
 }
 
+/// Every record path a checked condition names, dotted, without the `devices.jobs.` prefix.
+fn collect_paths(e: &Expr, out: &mut Vec<String>) {
+    match e {
+        Expr::Binary { left, right, .. } => {
+            collect_paths(left, out);
+            collect_paths(right, out);
+        }
+        Expr::Not(x) => collect_paths(x, out),
+        Expr::In { expr, .. } => collect_paths(expr, out),
+        Expr::Call { args, .. } => args.iter().for_each(|a| collect_paths(a, out)),
+        Expr::Path(p) => out.push(segments(p).join(".")),
+        _ => {}
+    }
+}
+
 /// The job id a top-level `AND` requires (`jobId = '...'`), if any.
 fn required_job_id(e: &Expr) -> Option<String> {
     match e {
@@ -203,6 +218,39 @@ impl DeviceJobFilter {
         }
         let job_id = condition.as_ref().and_then(required_job_id);
         Ok(DeviceJobFilter { condition, job_id })
+    }
+
+    /// The filter of a bare condition over device-job records (a `WHERE` clause alone, as
+    /// a job-scoped alert rule has), refusing conditions outside the subset.
+    ///
+    /// ```
+    /// use iot_dm_core::job::DeviceJobFilter;
+    /// use iot_dm_core::query::Condition;
+    /// use serde_json::json;
+    /// let f = DeviceJobFilter::from_condition(&Condition::parse("status IN ['failed', 'canceled']")?)?;
+    /// assert_eq!(f.fields(), ["status"]);
+    /// assert!(f.matches_json(&json!({"jobId": "j", "status": "canceled"})));
+    /// assert!(DeviceJobFilter::from_condition(&Condition::parse("status = jobId")?).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_condition(condition: &Condition) -> Result<DeviceJobFilter, JobError> {
+        let e = condition.expr().clone();
+        check(&e)?;
+        let job_id = required_job_id(&e);
+        Ok(DeviceJobFilter {
+            condition: Some(e),
+            job_id,
+        })
+    }
+
+    /// The record fields the condition names, dotted, without the `devices.jobs.` prefix,
+    /// in the order written (`outcome.deviceMethodResponse.status`, `status`, ...).
+    pub fn fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.condition {
+            collect_paths(c, &mut out);
+        }
+        out
     }
 
     /// The one job whose records can match, when the condition requires a job id.

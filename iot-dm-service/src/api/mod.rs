@@ -17,6 +17,7 @@
 //! | [`CertificateApi`] | X.509 certification authorities |
 //! | [`JobApi`] | jobs over the fleet: scheduled twin updates and direct methods |
 //! | [`ConfigurationApi`] | automatic device configurations: desired properties by target and priority |
+//! | [`AlertApi`] | fleet alerts: rules over a scope's devices, the alerts they raise, acknowledgements |
 //!
 //! Code written against `&dyn ServiceApi` (or a generic `A: ServiceApi`, or only the area
 //! traits it needs) switches between the two by configuration. Errors are [`HubError`](crate::HubError) in both
@@ -49,6 +50,7 @@
 pub const API_VERSION: &str = "2021-04-12";
 
 mod access;
+mod alerts;
 mod certificates;
 mod configurations;
 mod jobs;
@@ -59,6 +61,7 @@ mod registry;
 mod twins;
 
 pub use access::AccessApi;
+pub use alerts::AlertApi;
 pub use certificates::CertificateApi;
 pub use configurations::ConfigurationApi;
 pub use jobs::{DeviceJobPage, JobApi, JobFilter, JobPage};
@@ -73,8 +76,8 @@ pub use crate::hub::{RegistryStatistics, ServiceStatistics};
 /// Every area trait, for `use iot_dm_service::api::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccessApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi, QueryApi,
-        RegistryApi, ServiceApi, TwinApi,
+        AccessApi, AlertApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi,
+        QueryApi, RegistryApi, ServiceApi, TwinApi,
     };
 }
 
@@ -92,6 +95,7 @@ pub trait ServiceApi:
     + CertificateApi
     + JobApi
     + ConfigurationApi
+    + AlertApi
 {
 }
 
@@ -105,6 +109,7 @@ impl<T> ServiceApi for T where
         + CertificateApi
         + JobApi
         + ConfigurationApi
+        + AlertApi
 {
 }
 

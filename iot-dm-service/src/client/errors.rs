@@ -12,6 +12,8 @@ pub(crate) struct About<'a> {
     pub(crate) timeout_secs: u64,
     pub(crate) job_id: Option<&'a str>,
     pub(crate) configuration_id: Option<&'a str>,
+    /// The alert rule or alert the request names.
+    pub(crate) alert_id: Option<&'a str>,
 }
 
 /// IoT Hub's six-digit code for an `ErrorCode:` name (for hubs that send no `errorCode`).
@@ -27,6 +29,9 @@ fn code_of_name(name: &str) -> Option<u32> {
         "ConfigurationNotFound" => 404_301,
         "ConfigurationAlreadyExists" => 409_401,
         "ConfigurationCountLimitExceeded" => 413_101,
+        "AlertRuleNotFound" => 404_501,
+        "AlertNotFound" => 404_502,
+        "AlertRuleCountLimitExceeded" => 413_501,
         "GatewayTimeout" => 504_101,
         "ArgumentInvalid" => 400_004,
         "ArgumentNull" => 400_005,
@@ -130,6 +135,15 @@ pub(crate) fn from_response(
         413_101 => HubError::TooManyConfigurations {
             limit: nums.last().copied().unwrap_or(0),
         },
+        404_501 => HubError::AlertRuleNotFound {
+            id: about.alert_id.unwrap_or_default().to_string(),
+        },
+        404_502 => HubError::AlertNotFound {
+            id: about.alert_id.unwrap_or_default().to_string(),
+        },
+        413_501 => HubError::TooManyAlertRules {
+            limit: nums.last().copied().unwrap_or(0),
+        },
         429_004 => HubError::TooManyActiveJobs {
             limit: nums.last().copied().unwrap_or(0),
         },
@@ -204,6 +218,7 @@ mod tests {
                 timeout_secs: 7,
                 job_id: Some("j1"),
                 configuration_id: Some("c1"),
+                alert_id: Some("a1"),
             },
         )
     }
@@ -241,6 +256,30 @@ mod tests {
                 )
             ),
             HubError::TooManyConfigurations { limit: 100 }
+        ));
+        assert!(matches!(
+            map(404, &b(404_501, "AlertRuleNotFound", "x")),
+            HubError::AlertRuleNotFound { id } if id == "a1"
+        ));
+        assert!(matches!(
+            map(404, &b(404_502, "AlertNotFound", "x")),
+            HubError::AlertNotFound { id } if id == "a1"
+        ));
+        assert!(matches!(
+            map(
+                413,
+                &b(
+                    413_501,
+                    "AlertRuleCountLimitExceeded",
+                    "too many alert rules: the limit is 7, delete one first"
+                )
+            ),
+            HubError::TooManyAlertRules { limit: 7 }
+        ));
+        // a hub that sends only the name
+        assert!(matches!(
+            map(404, r#"{"Message":"ErrorCode:AlertNotFound;gone"}"#),
+            HubError::AlertNotFound { id } if id == "a1"
         ));
         assert!(matches!(
             map(409, &b(409_104, "JobAlreadyExists", "x")),

@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alerts;
 mod certificates;
 mod codec;
 mod configurations;

@@ -36,7 +36,10 @@ mod twins;
 pub use engine::space::DEFAULT_MIN_FREE_SPACE;
 pub use error::HubError;
 pub use events::{Actor, AlertChange, HubEvent};
-pub use fleet::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT, MAX_TWIN_BATCH};
+pub use fleet::{
+    DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_ACKNOWLEDGED_BY_LEN, MAX_IN_FLIGHT,
+    MAX_TWIN_BATCH,
+};
 pub use registry::{
     generate_key, thumbprints, Authentication, BulkError, BulkResult, CaCertificate, Device,
     DevicePage, DeviceSpec, ImportDevice, ImportMode, ImportProperties, ImportReport, KeyKind,

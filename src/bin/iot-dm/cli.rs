@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Run an iot-dm hub, and manage its devices, twins, queries, methods, jobs and configurations.
+/// Run an iot-dm hub, and manage its devices, twins, queries, methods, jobs, configurations
+/// and alerts.
 #[derive(Debug, Parser)]
 #[command(
     name = "iot-dm",
@@ -55,6 +56,10 @@ pub enum Command {
     /// selects, by priority, with live metrics.
     #[command(subcommand)]
     Configuration(crate::configuration::args::ConfigurationCommand),
+    /// Fleet alerts: rules over a scope's devices, the alerts they raise, acknowledgements,
+    /// and a live table of alerts.
+    #[command(subcommand)]
+    Alert(crate::alert::args::AlertCommand),
     /// The hub's event stream: twin changes, connections, identities, telemetry, job
     /// progress; one line per event, or one JSON object per line with --json.
     Events(crate::events::EventsArgs),

@@ -1,9 +1,10 @@
-//! `iot-dm`: run a hub, and manage its devices, twins, queries, direct methods and jobs from
-//! the command line. Run `iot-dm --help` for the commands.
+//! `iot-dm`: run a hub, and manage its devices, twins, queries, direct methods, jobs,
+//! configurations and alerts from the command line. Run `iot-dm --help` for the commands.
 //!
 //! Exit codes: 0 success, 1 failure (also: a followed job that did not complete), 2 bad usage
 //! or input, 3 refused access (401/403), 4 not found.
 
+mod alert;
 mod bulk;
 mod cli;
 mod configuration;
@@ -121,6 +122,13 @@ async fn operate(
         }
         Command::Job(cmd) => job::run(api, out, cmd).await,
         Command::Configuration(cmd) => configuration::run(api, out, cmd).await,
+        Command::Alert(cmd) => {
+            let cx = alert::Context {
+                default_by: remote.client().policy(),
+                terminal: std::io::stdout().is_terminal(),
+            };
+            alert::run(api, out, cmd, cx).await
+        }
         Command::Events(a) => events::run(remote.client(), out, &a).await,
         Command::Policy(cmd) => {
             let client = remote.client();

@@ -5,4 +5,5 @@ pub(crate) mod alerts;
 pub(crate) mod configurations;
 pub(crate) mod jobs;
 
+pub use alerts::MAX_ACKNOWLEDGED_BY_LEN;
 pub use jobs::{DEFAULT_JOB_RETENTION, DEFAULT_MAX_ACTIVE_JOBS, MAX_IN_FLIGHT, MAX_TWIN_BATCH};

@@ -3,7 +3,8 @@
 //! `POST /alerts/{id}/acknowledge`.
 //!
 //! A `PUT` creates or replaces a rule (200) once it is durable; the hub counts it over every
-//! twin right after. An acknowledgement records the policy the caller's token names.
+//! twin right after. An acknowledgement records the name its optional body gives
+//! (`{"by": name}`), or else the policy the caller's token names.
 
 use serde_json::Value;
 
@@ -68,8 +69,18 @@ async fn get_alert(cx: Ctx) -> Result<Reply, ApiError> {
     Reply::json(&cx.hub.alert(cx.param("id"))?.to_json())
 }
 
+/// The optional body of an acknowledgement.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acknowledgement {
+    by: Option<String>,
+}
+
 async fn acknowledge(cx: Ctx) -> Result<Reply, ApiError> {
-    let by = cx.grant.policy.clone();
+    let by = cx
+        .optional_json::<Acknowledgement>("acknowledgement")?
+        .and_then(|a| a.by)
+        .unwrap_or_else(|| cx.grant.policy.clone());
     Reply::json(
         &cx.hub
             .acknowledge_alert(cx.param("id"), &by)

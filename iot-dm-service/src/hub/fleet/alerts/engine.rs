@@ -1,6 +1,7 @@
 //! The alert task: the only writer of alerts. It keeps, per rule, a core
 //! [`RuleWatch`] (the scope's devices and those matching the condition), fed one twin at a
-//! time from the hub's events, and writes an alert when a watch raises or clears.
+//! time from the hub's events, and writes an alert when a watch raises or clears. A rule
+//! scoped by a job is fed that job's statistics from its `job.progress` events instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
@@ -9,9 +10,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use iot_dm_core::alert::{Alert, AlertRule, RuleWatch, Scope, Transition};
 use iot_dm_core::identity::DeviceId;
+use iot_dm_core::job::DeviceJobStatistics;
 use iot_dm_core::twin::Twin;
 
 use super::{StoredAlert, TICK};
+use crate::api::JobApi;
 use crate::hub::engine::{lock, Slot};
 use crate::hub::events::{Actor, AlertChange, HubEvent};
 use crate::hub::{Hub, Inner};
@@ -38,6 +41,8 @@ struct Work {
     devices: BTreeSet<DeviceId>,
     /// Devices whose only changes are their own reported patches (not in `devices`).
     reported: BTreeSet<DeviceId>,
+    /// Jobs whose statistics moved, as their latest `job.progress` event has them.
+    jobs: BTreeMap<String, DeviceJobStatistics>,
 }
 
 impl Work {
@@ -64,6 +69,13 @@ impl Work {
             if !self.devices.contains(&device_id) {
                 self.reported.insert(device_id);
             }
+            return true;
+        }
+        if let HubEvent::JobProgress {
+            job_id, statistics, ..
+        } = e
+        {
+            self.jobs.insert(job_id, statistics);
             return true;
         }
         if let HubEvent::TwinChanged { device_id, .. }
@@ -169,7 +181,7 @@ impl Hub {
                 records.get(id).is_some_and(|c| c.0.targets(twin))
             }
             Scope::All => true,
-            // refused when the rule is stored
+            // a job scope counts the job's statistics, no twin
             _ => false,
         }
     }
@@ -196,6 +208,20 @@ impl Hub {
                 records.get(id).map(|c| c.0.etag.clone())
             }
             _ => None,
+        }
+    }
+
+    /// A job's device statistics as last made durable (zero until it starts), `None` when
+    /// there is no such job.
+    async fn job_statistics(&self, job_id: &str) -> Option<DeviceJobStatistics> {
+        match self.get_job(job_id).await {
+            Ok(job) => Some(job.device_job_statistics.unwrap_or_default()),
+            Err(e) => {
+                if !matches!(e, crate::hub::HubError::JobNotFound { .. }) {
+                    tracing::debug!(job = %job_id, error = %e, "alerts: a job could not be read");
+                }
+                None
+            }
         }
     }
 
@@ -248,13 +274,22 @@ impl Hub {
                 watch = watch.resume_raised(active.raised_at);
             }
             let scope_etag = self.scope_etag(rule);
-            for entry in self.inner.state.devices.iter() {
-                let twin = live_twin(entry.value());
-                let in_scope = twin.as_ref().is_some_and(|t| self.in_alert_scope(rule, t));
-                watch.count(entry.key(), twin.as_deref(), in_scope);
-            }
+            let raised = match watch.job_id().map(str::to_string) {
+                Some(job_id) => {
+                    let stats = self.job_statistics(&job_id).await;
+                    watch.observe_job(stats.as_ref(), now)
+                }
+                None => {
+                    for entry in self.inner.state.devices.iter() {
+                        let twin = live_twin(entry.value());
+                        let in_scope = twin.as_ref().is_some_and(|t| self.in_alert_scope(rule, t));
+                        watch.count(entry.key(), twin.as_deref(), in_scope);
+                    }
+                    watch.evaluate(now)
+                }
+            };
             tracing::debug!(rule = %id, counts = ?watch.counts(), "alerts: rule counted");
-            if let Some(t) = watch.evaluate(now) {
+            if let Some(t) = raised {
                 out.push((rule.clone(), t));
             }
             let reads_reported =
@@ -293,6 +328,16 @@ impl Hub {
                     .as_ref()
                     .is_some_and(|t| self.in_alert_scope(w.watch.rule(), t));
                 if let Some(t) = w.watch.observe(device, twin.as_deref(), in_scope, now) {
+                    out.push((Arc::new(w.watch.rule().clone()), t));
+                }
+            }
+        }
+        for (job_id, stats) in &work.jobs {
+            for w in watches.values_mut() {
+                if w.watch.job_id() != Some(job_id.as_str()) {
+                    continue;
+                }
+                if let Some(t) = w.watch.observe_job(Some(stats), now) {
                     out.push((Arc::new(w.watch.rule().clone()), t));
                 }
             }

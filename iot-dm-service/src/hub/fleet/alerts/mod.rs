@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the stored records, the hub's alert operations |
 //! | `engine.rs` | the alert task: keeps each rule's matching devices, raises and clears |
+//! | `api.rs` | [`AlertApi`](crate::api::AlertApi) over these operations |
 //!
 //! **When it evaluates.** A twin change, a device created, updated or deleted, a connect or
 //! disconnect, or a lifecycle move is seen through the hub's events, and that twin alone is
@@ -12,15 +13,25 @@
 //! configuration whose record changed, is counted afresh over every twin. `forSeconds` is
 //! timed on the hub's clock, checked every [`TICK`].
 //!
+//! **Job scopes.** A rule scoped by a job (`{"job": id}`) counts the job's devices from the
+//! job's `deviceJobStatistics`, never from the twins: its condition (naming only `status`
+//! and `jobId`, see [`iot_dm_core::alert::JobCounter`]) is decided once per device-job status
+//! and the matching statuses' counts are summed, over the job's `deviceCount`. The rule is
+//! counted from the job record when it is created, replaced or the hub opens, and again on
+//! each of the job's `job.progress` events (published once the scheduler's round is
+//! durable). A job that does not exist (yet) is an empty scope; the rule starts counting
+//! with the job's first event.
+//!
 //! **Durable.** Rules are stored under `alert-rule/`, alerts under `alert/`. On open an
 //! active alert resumes as raised, and every rule is counted afresh.
 //!
 //! Limits: at most [`HubBuilder::max_alert_rules`](crate::hub::HubBuilder::max_alert_rules)
-//! rules (default [`DEFAULT_MAX_ALERT_RULES`]). Scopes by job are refused for now.
+//! rules (default [`DEFAULT_MAX_ALERT_RULES`]).
 //!
 //! **Events.** A raise, a clear and a first acknowledgement are published, once durable, as
 //! [`HubEvent::Alert`] (the stream's `alert` type).
 
+mod api;
 mod engine;
 #[cfg(test)]
 mod tests;
@@ -30,7 +41,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use iot_dm_core::alert::{Alert, AlertRule, AlertState, Scope, DEFAULT_MAX_ALERT_RULES};
+use iot_dm_core::alert::{Alert, AlertRule, AlertState, DEFAULT_MAX_ALERT_RULES};
 
 use crate::hub::engine::{MetaCollection, MetaRecord};
 use crate::hub::error::HubError;
@@ -40,6 +51,9 @@ use crate::store::Store;
 
 /// How often the alert task checks `forSeconds` against the hub's clock.
 pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The longest name an acknowledgement records, in characters.
+pub const MAX_ACKNOWLEDGED_BY_LEN: usize = 128;
 
 /// The default cap, for the builder.
 pub(crate) const DEFAULT_MAX: usize = DEFAULT_MAX_ALERT_RULES;
@@ -161,17 +175,12 @@ fn rule_not_found(id: &str) -> HubError {
 }
 
 impl Hub {
-    /// Creates or replaces an alert rule; the rule is counted afresh over every twin. An
-    /// active alert of a replaced rule stays active until the new rule clears it.
+    /// Creates or replaces an alert rule; the rule is counted afresh over every twin (a
+    /// job-scoped rule: from its job's device statistics). An active alert of a replaced rule
+    /// stays active until the new rule clears it.
     pub async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, HubError> {
         if self.is_closed() {
             return Err(HubError::Closed);
-        }
-        if let Scope::Job(_) = rule.scope {
-            return Err(HubError::invalid(
-                "scope.job",
-                "this hub does not scope alert rules by job yet; use a configuration or no scope",
-            ));
         }
         let a = &self.inner.alerts;
         let stored = a
@@ -257,6 +266,13 @@ impl Hub {
         }
         if by.trim().is_empty() {
             return Err(HubError::invalid("by", "name who acknowledges the alert"));
+        }
+        let len = by.chars().count();
+        if len > MAX_ACKNOWLEDGED_BY_LEN {
+            return Err(HubError::invalid(
+                "by",
+                format!("{len} characters, the limit is {MAX_ACKNOWLEDGED_BY_LEN}"),
+            ));
         }
         let now = self.now();
         let mut first = false;

@@ -180,7 +180,7 @@ async fn rules_and_alerts_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn the_cap_unknown_ids_and_job_scopes_are_refused() {
+async fn the_cap_unknown_ids_and_twin_conditions_in_job_scopes_are_refused() {
     let hub = Hub::builder().max_alert_rules(1).open().await.unwrap();
     let mk = |id: &str| {
         rule(
@@ -194,12 +194,20 @@ async fn the_cap_unknown_ids_and_job_scopes_are_refused() {
     let e = hub.put_alert_rule(&mk("b")).await.unwrap_err();
     assert!(matches!(e, HubError::TooManyAlertRules { limit: 1 }), "{e}");
     assert_eq!(e.code(), 413_501);
+    // a job scope tests job records: a twin condition is refused, naming the field
+    let twin_path = json!({"id": "j", "condition": "tags.x = 1", "threshold": {"count": 0},
+                           "severity": "info", "scope": {"job": "rollout"}});
+    let e = HubError::from(AlertRule::from_json(&twin_path).unwrap_err());
+    assert_eq!(e.code(), 400_004);
+    assert!(e.to_string().starts_with("condition is invalid"), "{e}");
+    assert!(e.to_string().contains("\"tags.x\""), "{e}");
+    // a job rule is a rule like another under the cap
     let job = rule(
-        json!({"id": "j", "condition": "tags.x = 1", "threshold": {"count": 0},
-                          "severity": "info", "scope": {"job": "rollout"}}),
+        json!({"id": "j", "condition": "status = 'failed'", "threshold": {"count": 0},
+               "severity": "info", "scope": {"job": "rollout"}}),
     );
     let e = hub.put_alert_rule(&job).await.unwrap_err();
-    assert!(e.to_string().contains("scope.job"), "{e}");
+    assert!(matches!(e, HubError::TooManyAlertRules { limit: 1 }), "{e}");
     assert!(matches!(
         hub.alert_rule("b"),
         Err(HubError::AlertRuleNotFound { .. })
