@@ -16,6 +16,7 @@
 //! | [`AccessApi`] | shared access policies |
 //! | [`CertificateApi`] | X.509 certification authorities |
 //! | [`JobApi`] | jobs over the fleet: scheduled twin updates and direct methods |
+//! | [`ArtifactApi`] | firmware artifacts: upload, list, delete (not part of [`ServiceApi`]) |
 //! | [`ConfigurationApi`] | automatic device configurations: desired properties by target and priority |
 //!
 //! Code written against `&dyn ServiceApi` (or a generic `A: ServiceApi`, or only the area
@@ -49,6 +50,7 @@
 pub const API_VERSION: &str = "2021-04-12";
 
 mod access;
+mod artifacts;
 mod certificates;
 mod configurations;
 mod jobs;
@@ -59,6 +61,7 @@ mod registry;
 mod twins;
 
 pub use access::AccessApi;
+pub use artifacts::{ArtifactApi, ArtifactUpload};
 pub use certificates::CertificateApi;
 pub use configurations::ConfigurationApi;
 pub use jobs::{DeviceJobPage, JobApi, JobFilter, JobPage};
@@ -73,8 +76,8 @@ pub use crate::hub::{RegistryStatistics, ServiceStatistics};
 /// Every area trait, for `use iot_dm_service::api::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccessApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi, QueryApi,
-        RegistryApi, ServiceApi, TwinApi,
+        AccessApi, ArtifactApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi,
+        QueryApi, RegistryApi, ServiceApi, TwinApi,
     };
 }
 

@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+mod artifacts;
 mod certificates;
 mod codec;
 mod configurations;
