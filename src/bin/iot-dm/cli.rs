@@ -58,6 +58,9 @@ pub enum Command {
     /// The hub's event stream: twin changes, connections, identities, telemetry, job
     /// progress; one line per event, or one JSON object per line with --json.
     Events(crate::events::EventsArgs),
+    /// Firmware images in the hub's artifact store: upload, list, delete.
+    #[command(subcommand)]
+    Firmware(crate::firmware::FirmwareCommand),
 }
 
 /// `iot-dm hub`.

@@ -11,6 +11,7 @@ mod connstr;
 mod device;
 mod error;
 mod events;
+mod firmware;
 mod hub;
 mod input;
 mod job;
@@ -122,6 +123,7 @@ async fn operate(
         Command::Job(cmd) => job::run(api, out, cmd).await,
         Command::Configuration(cmd) => configuration::run(api, out, cmd).await,
         Command::Events(a) => events::run(remote.client(), out, &a).await,
+        Command::Firmware(cmd) => firmware::run(remote.client(), out, cmd).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {
