@@ -18,11 +18,13 @@
 //!   filesystem backend writes to a temporary file, fsyncs it, renames it into place and
 //!   fsyncs the directory; temporary files left by a crash are removed when the store opens.
 //! * An artifact's bytes are checked against its name before they are served. The
-//!   filesystem backend hashes a file the first time it is opened and remembers the file's
-//!   size, modification and change times and inode; it hashes again whenever any of them
-//!   changes, so a file changed on disk (even with its modification time put back) is
+//!   filesystem backend remembers, for each file whose bytes matched its name (hashed on
+//!   their way in at upload, or hashed when first opened), the file's size, modification and
+//!   change times and inode; when any of them has changed it hashes the file again before
+//!   serving it, so a file changed on disk (even with its modification time put back) is
 //!   refused with [`ArtifactError::Corrupt`] rather than served. Restarting the hub forgets
-//!   what was checked: the first download of each artifact after a restart hashes it once.
+//!   what was checked: the first download of each artifact after a restart hashes it once
+//!   (concurrent first downloads wait for that one pass).
 //!
 //! # Example
 //!
