@@ -136,3 +136,23 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
         .map(Result::unwrap)
         .collect()
 }
+
+#[test]
+fn an_image_over_the_hubs_cap_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, vec![1u8; 2_000_001]).unwrap();
+    let hub = HubProcess::start_with(
+        &dir.path().join("hub"),
+        &["--log", "warn", "--max-artifact-size", "2000000"],
+        std::process::Stdio::inherit(),
+    );
+    let out = hub.run(&["firmware", "upload", file.to_str().unwrap()]);
+    // a refused input: exit 2, as every 400 and 413
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("2000001") && err.contains("2000000"), "{err}");
+    assert_eq!(hub.json(&["firmware", "list"]), serde_json::json!([]));
+    std::fs::write(&file, vec![1u8; 2_000_000]).unwrap();
+    hub.ok(&["firmware", "upload", file.to_str().unwrap()]);
+}
