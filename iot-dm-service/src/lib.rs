@@ -5,6 +5,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`access`] | shared access policies, rights, roles and rate limits of the service API |
+//! | [`artifacts`] | the firmware artifact store: images by SHA-256, uploaded once, served to devices in ranges |
 //! | [`api`] | the back-end operations, one trait per area and their union [`api::ServiceApi`], implemented by the embedded hub and by the remote client |
 //! | [`client`] | [`client::ServiceClient`], the back-end API of a remote hub over HTTPS, from a service connection string |
 //! | [`hub`] | the embeddable [`hub::Hub`]: identity registry, twin store, direct methods, cloud-to-device messages, the device lifecycle, the device-facing endpoint and the event stream ([`hub::Hub::event_stream`]) |
@@ -27,6 +28,7 @@ pub mod access;
 #[cfg(any(feature = "mqtt", feature = "rest"))]
 mod admission;
 pub mod api;
+pub mod artifacts;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod hub;

@@ -16,6 +16,7 @@
 //! | [`AccessApi`] | shared access policies |
 //! | [`CertificateApi`] | X.509 certification authorities |
 //! | [`JobApi`] | jobs over the fleet: scheduled twin updates and direct methods |
+//! | [`ArtifactApi`] | firmware artifacts: upload, list, delete (not part of [`ServiceApi`]) |
 //! | [`ConfigurationApi`] | automatic device configurations: desired properties by target and priority |
 //! | [`AlertApi`] | fleet alerts: rules over a scope's devices, the alerts they raise, acknowledgements |
 //!
@@ -51,6 +52,7 @@ pub const API_VERSION: &str = "2021-04-12";
 
 mod access;
 mod alerts;
+mod artifacts;
 mod certificates;
 mod configurations;
 mod jobs;
@@ -62,6 +64,7 @@ mod twins;
 
 pub use access::AccessApi;
 pub use alerts::AlertApi;
+pub use artifacts::{ArtifactApi, ArtifactUpload};
 pub use certificates::CertificateApi;
 pub use configurations::ConfigurationApi;
 pub use jobs::{DeviceJobPage, JobApi, JobFilter, JobPage};
@@ -76,8 +79,8 @@ pub use crate::hub::{RegistryStatistics, ServiceStatistics};
 /// Every area trait, for `use iot_dm_service::api::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AccessApi, AlertApi, CertificateApi, ConfigurationApi, JobApi, MessageApi, MethodApi,
-        QueryApi, RegistryApi, ServiceApi, TwinApi,
+        AccessApi, AlertApi, ArtifactApi, CertificateApi, ConfigurationApi, JobApi, MessageApi,
+        MethodApi, QueryApi, RegistryApi, ServiceApi, TwinApi,
     };
 }
 

@@ -47,6 +47,7 @@
 //! ```
 
 mod alerts;
+mod artifacts;
 mod certificates;
 mod codec;
 mod configurations;

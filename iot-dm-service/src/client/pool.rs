@@ -47,6 +47,16 @@ fn transport(what: &str, e: impl std::fmt::Display) -> HubError {
 impl Target {
     /// A new connection, handshaken; its driver runs on a spawned task.
     pub(crate) async fn connect(&self) -> Result<Sender, HubError> {
+        self.connect_with().await
+    }
+
+    /// A new connection sending request bodies of type `B` (streamed uploads).
+    pub(crate) async fn connect_with<B>(&self) -> Result<SendRequest<B>, HubError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let addr = format!("{}:{}", self.host, self.port);
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&addr))
             .await
@@ -74,9 +84,12 @@ impl Target {
     }
 }
 
-async fn handshake<S>(stream: S, addr: &str) -> Result<Sender, HubError>
+async fn handshake<S, B>(stream: S, addr: &str) -> Result<SendRequest<B>, HubError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await

@@ -8,6 +8,7 @@ use iot_dm_core::method::MethodError;
 use iot_dm_core::query::QueryError;
 use iot_dm_core::twin::TwinError;
 
+use crate::artifacts::ArtifactError;
 use crate::store::StoreError;
 
 /// Why a hub operation failed.
@@ -215,6 +216,9 @@ pub enum HubError {
         /// The hub's message.
         message: String,
     },
+    /// The firmware artifact store refused or failed an operation.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
     /// An unexpected internal failure.
     #[error("internal error: {message}")]
     Internal {
@@ -298,6 +302,7 @@ impl HubError {
             HubError::Throttled { .. } => 429_001,
             HubError::RequestTooLarge { .. } => 413_001,
             HubError::Transport { .. } => 503_000,
+            HubError::Artifact(e) => e.code(),
             HubError::Remote { status, code, .. } => {
                 if *code >= 100_000 {
                     *code
@@ -315,6 +320,11 @@ impl HubError {
 
     /// IoT Hub's name for the error code.
     pub fn code_name(&self) -> &'static str {
+        if let HubError::Artifact(e) = self {
+            if let Some(name) = e.code_name() {
+                return name;
+            }
+        }
         match self.code() {
             404_001 => "DeviceNotFound",
             409_001 => "DeviceAlreadyExists",

@@ -1,6 +1,5 @@
 //! The hub's handle, its builder, and the state every part of the hub shares.
 
-#[cfg(feature = "store-redb")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +42,9 @@ pub struct HubBuilder {
     min_free_space: u64,
     /// The event stream's retention: events and bytes.
     retention: (usize, usize),
+    /// Where firmware artifacts live (next to the durable store when not set).
+    artifact_dir: Option<PathBuf>,
+    max_artifact_size: u64,
 }
 
 impl Default for HubBuilder {
@@ -62,6 +64,8 @@ impl Default for HubBuilder {
                 super::DEFAULT_EVENT_RETENTION,
                 super::DEFAULT_EVENT_RETENTION_BYTES,
             ),
+            artifact_dir: None,
+            max_artifact_size: crate::artifacts::DEFAULT_MAX_ARTIFACT_SIZE,
         }
     }
 }
@@ -170,8 +174,35 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps firmware artifacts in this directory (created when missing). By default they
+    /// are kept next to the embedded durable store (`hub.redb` → `hub.artifacts/`), and in
+    /// memory for any other store.
+    pub fn artifact_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.artifact_dir = Some(dir.into());
+        self
+    }
+
+    /// The largest firmware artifact accepted, in bytes
+    /// ([`DEFAULT_MAX_ARTIFACT_SIZE`](crate::artifacts::DEFAULT_MAX_ARTIFACT_SIZE), 1 GiB, by
+    /// default); a larger upload is refused with
+    /// [`ArtifactError::TooLarge`](crate::artifacts::ArtifactError::TooLarge) (HTTP 413).
+    pub fn max_artifact_size(mut self, bytes: u64) -> Self {
+        self.max_artifact_size = bytes;
+        self
+    }
+
     /// Opens the store, loads every device, replays the log, and returns the hub.
     pub async fn open(self) -> Result<Hub, HubError> {
+        let artifact_dir = self.artifact_dir.clone().or(match &self.storage {
+            #[cfg(feature = "store-redb")]
+            Storage::Redb(path) => Some(path.with_extension("artifacts")),
+            _ => None,
+        });
+        let blobs: Arc<dyn crate::artifacts::BlobStore> = match artifact_dir {
+            Some(dir) => Arc::new(crate::artifacts::FsBlobStore::open(dir).await?),
+            None => Arc::new(crate::artifacts::MemoryBlobStore::new()),
+        };
+        let artifacts = crate::artifacts::ArtifactStore::new(blobs, self.max_artifact_size);
         #[cfg_attr(not(feature = "store-redb"), allow(unused_mut))]
         let mut space = None;
         let store: Arc<dyn Store> = match self.storage {
@@ -231,6 +262,7 @@ impl HubBuilder {
                 jobs,
                 configurations,
                 alerts,
+                artifacts,
             }),
         };
         persist::spawn_checkpointer(Arc::downgrade(&hub.inner), self.checkpoint_interval);
@@ -267,6 +299,8 @@ pub(crate) struct Inner {
     pub(crate) jobs: fleet::jobs::Jobs,
     pub(crate) configurations: fleet::configurations::Configurations,
     pub(crate) alerts: fleet::alerts::Alerts,
+    /// The firmware artifact store.
+    pub(crate) artifacts: crate::artifacts::ArtifactStore,
 }
 
 /// The hub. See the [module docs](self).

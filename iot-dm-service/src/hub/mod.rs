@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod artifacts;
 mod engine;
 mod error;
 mod events;

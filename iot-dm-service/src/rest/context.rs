@@ -23,6 +23,16 @@ pub(crate) struct Ctx {
     pub(crate) grant: crate::access::Grant,
     /// What a streaming answer needs of the server.
     pub(crate) streams: super::stream::Streams,
+    /// The unread request body, for the routes that stream it (`body` is then empty).
+    pub(crate) upload: Option<UploadBody>,
+}
+
+/// A request body a handler reads itself.
+#[derive(Debug)]
+pub(crate) struct UploadBody {
+    pub(crate) body: hyper::body::Incoming,
+    /// The longest wait for the next part of the body.
+    pub(crate) idle_timeout: std::time::Duration,
 }
 
 impl Ctx {

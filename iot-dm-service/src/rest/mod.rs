@@ -12,7 +12,8 @@
 //!   wrongly signed: `401003 IotHubUnauthorizedAccess`. Valid but without the right the route
 //!   needs: `403000`. Over the policy's rate limit: `429001 ThrottlingException` with
 //!   `Retry-After`.
-//! * Bodies over [`MAX_REQUEST_BODY`] get `413001 MessageTooLarge`; text that is not JSON gets
+//! * Bodies over [`MAX_REQUEST_BODY`] get `413001 MessageTooLarge` (artifact uploads excepted:
+//!   they are streamed to disk); text that is not JSON gets
 //!   `400012 DeserializationError` with serde's line and column; JSON of the wrong shape gets
 //!   `400004` naming the field.
 //! * Every response has a unique `x-ms-request-id`; JSON bodies are
@@ -51,6 +52,8 @@
 //! | `POST /devices/{id}/keys/regenerate` | RegistryWrite | `{"key":"primary"|"secondary"|"swap"}` → Device |
 //! | `GET /archive/twins/{id}`, `POST /archive/query` | RegistryRead or ServiceConnect | archived twins of retired devices |
 //! | `GET /policies`, `PUT/DELETE /policies/{name}`, `POST /policies/{name}/keys/regenerate` | all four rights | shared access policies |
+//! | `GET /artifacts`, `POST /artifacts`, `PUT /artifacts/{sha256}`, `DELETE /artifacts/{sha256}` | list: RegistryRead or RegistryWrite; upload (streamed, up to the hub's `max_artifact_size`) and delete: RegistryWrite | firmware images by SHA-256 (see [`crate::artifacts`]) |
+//! | `GET /artifacts/{sha256}`, `HEAD /artifacts/{sha256}` | the device's own SAS token, or RegistryRead or RegistryWrite | the image, with `Range` (206, 416) |
 //! | `GET /events` | RegistryRead or ServiceConnect (telemetry: ServiceConnect) | the hub's event stream as Server-Sent Events (`types`, `devices`, `limit`, `timeout`, `Last-Event-ID`; see [`hub::EventCursor`](crate::hub::EventCursor)) |
 //!
 //! The whole API is described in OpenAPI 3 in `openapi/iot-dm.yaml` at the repository root;

@@ -24,6 +24,25 @@ pub(crate) struct Route {
     pub(crate) path: &'static str,
     pub(crate) need: Need,
     pub(crate) handler: Handler,
+    /// The handler reads the request body itself, streamed (uploads), instead of getting it
+    /// whole within the body limit.
+    pub(crate) streams_body: bool,
+    /// A device's own SAS token is accepted too (artifact downloads).
+    pub(crate) devices_too: bool,
+}
+
+impl Route {
+    /// The handler reads the body itself ([`Ctx::upload`](super::context::Ctx)).
+    pub(crate) fn streaming_body(mut self) -> Route {
+        self.streams_body = true;
+        self
+    }
+
+    /// Devices may call the route with their own SAS token.
+    pub(crate) fn devices_too(mut self) -> Route {
+        self.devices_too = true;
+        self
+    }
 }
 
 impl std::fmt::Debug for Route {
@@ -40,6 +59,8 @@ macro_rules! route {
             path: $path,
             need: $need,
             handler: |cx| Box::pin($handler(cx)),
+            streams_body: false,
+            devices_too: false,
         }
     };
 }
@@ -85,6 +106,7 @@ pub(crate) fn table() -> Vec<Route> {
         handlers::configurations::routes(),
         handlers::alerts::routes(),
         handlers::events::routes(),
+        handlers::artifacts::routes(),
     ]
     .into_iter()
     .flatten()

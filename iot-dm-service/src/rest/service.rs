@@ -141,10 +141,12 @@ impl Service {
                 .headers
                 .get(AUTHORIZATION)
                 .map(|v| v.to_str().unwrap_or(""));
-            let grant = self
-                .hub
-                .authorize(authorization, route.need)
-                .map_err(ApiError::from)?;
+            let grant = if route.devices_too && is_device_token(authorization) {
+                self.hub.authorize_device(authorization)
+            } else {
+                self.hub.authorize(authorization, route.need)
+            }
+            .map_err(ApiError::from)?;
             Ok::<_, ApiError>((route, params, query, grant))
         })();
         let (route, params, query, grant) = match checked {
@@ -155,7 +157,15 @@ impl Service {
                 return Err(e);
             }
         };
-        let body = self.read_body(&parts.headers, body).await?;
+        let (body, upload) = if route.streams_body {
+            let upload = super::context::UploadBody {
+                body,
+                idle_timeout: self.body_read_timeout,
+            };
+            (Bytes::new(), Some(upload))
+        } else {
+            (self.read_body(&parts.headers, body).await?, None)
+        };
         (route.handler)(Ctx {
             hub: self.hub.clone(),
             params,
@@ -164,6 +174,7 @@ impl Service {
             body,
             grant,
             streams: self.streams.clone(),
+            upload,
         })
         .await
     }
@@ -273,6 +284,13 @@ fn success(reply: Reply) -> Response<ResponseBody> {
         headers.insert(name, value);
     }
     response
+}
+
+/// A SAS token without `skn`: a device's own token, not a shared access policy's.
+fn is_device_token(authorization: Option<&str>) -> bool {
+    authorization
+        .and_then(|a| iot_dm_core::wire::SasToken::parse(a.trim()).ok())
+        .is_some_and(|t| t.key_name().is_none())
 }
 
 /// Query parameters, percent-decoded (`+` is a space).

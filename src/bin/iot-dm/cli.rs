@@ -63,6 +63,9 @@ pub enum Command {
     /// The hub's event stream: twin changes, connections, identities, telemetry, job
     /// progress; one line per event, or one JSON object per line with --json.
     Events(crate::events::EventsArgs),
+    /// Firmware images in the hub's artifact store: upload, list, delete.
+    #[command(subcommand)]
+    Firmware(crate::firmware::FirmwareCommand),
 }
 
 /// `iot-dm hub`.
@@ -92,6 +95,10 @@ pub struct HubArgs {
     /// Log JSON lines (one object per event) instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// The largest firmware image `iot-dm firmware upload` (or `POST /artifacts`) may store,
+    /// in bytes (1 GiB by default). Images live in `{data}/hub.artifacts/`.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub max_artifact_size: u64,
 }
 
 /// How to reach a hub.

@@ -56,6 +56,7 @@ pub async fn run(args: &HubArgs, out: &mut Out<'_>) -> CliResult {
     let hub = Hub::builder()
         .path(data.join("hub.redb"))
         .host_name(&args.host)
+        .max_artifact_size(args.max_artifact_size)
         .open()
         .await?;
     let server = HubServer::builder(hub.clone())

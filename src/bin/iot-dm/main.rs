@@ -12,6 +12,7 @@ mod connstr;
 mod device;
 mod error;
 mod events;
+mod firmware;
 mod hub;
 mod input;
 mod job;
@@ -130,6 +131,7 @@ async fn operate(
             alert::run(api, out, cmd, cx).await
         }
         Command::Events(a) => events::run(remote.client(), out, &a).await,
+        Command::Firmware(cmd) => firmware::run(remote.client(), out, cmd).await,
         Command::Policy(cmd) => {
             let client = remote.client();
             match cmd {

@@ -2,6 +2,7 @@
 //! router's table collects the groups.
 
 pub(crate) mod alerts;
+pub(crate) mod artifacts;
 pub(crate) mod certificates;
 pub(crate) mod configurations;
 pub(crate) mod devices;
