@@ -175,7 +175,7 @@ fn validate_signature(signature: &str) -> Result<Vec<u8>, PatternError> {
 ///
 /// // the service writes the desired patch; the device reads it back
 /// let desired = req.to_desired_patch();
-/// assert_eq!(FirmwareUpdateRequest::from_desired(&desired)?, Some(req));
+/// assert_eq!(FirmwareUpdateRequest::from_desired(&desired)?, Some(req.clone()));
 ///
 /// let bad = FirmwareUpdateRequest::from_payload(&json!({
 ///     "targetVersion": "2.0.1", "packageUri": "updates.example.com/fw.bin",
