@@ -32,7 +32,8 @@ struct Sim {
 /// [`FirmwareHooks`](super::FirmwareHooks), for examples and tests.
 ///
 /// A reboot or factory reset drops the client's connection and opens it again
-/// ([`DeviceClient::reconnect`]); a reset also forgets the applied settings. Applied firmware
+/// ([`DeviceClient::reconnect`]); a reset also forgets the applied settings (but those named
+/// `network…` when it keeps the network configuration). Applied firmware
 /// is staged and runs after the reboot. Clones share one device, so a test can turn the
 /// knobs while the client runs and read what happened.
 ///

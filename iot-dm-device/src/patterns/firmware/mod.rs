@@ -167,8 +167,16 @@ impl DeviceClient {
         let request = saved
             .as_ref()
             .and_then(|r| FirmwareUpdateRequest::from_payload(&r["request"]).ok());
+        // A finished update stays reported while the version it left runs; a device that
+        // runs something else now (flashed by other means) reports that, idle.
         let status = match status {
-            Some(s) if !matches!(s.state(), FirmwareState::Idle) => s,
+            Some(s) if s.state().is_active() => s,
+            Some(s)
+                if !matches!(s.state(), FirmwareState::Idle)
+                    && s.current_version() == Some(current.as_str()) =>
+            {
+                s
+            }
             _ => FirmwareStatus::new(Some(&current), t)?,
         };
         let pattern = Arc::new(Firmware {

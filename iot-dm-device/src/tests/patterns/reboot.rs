@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::patterns::{MemoryPatternState, PatternState, SimulatedDevice};
+use crate::patterns::{FilePatternState, MemoryPatternState, PatternState, SimulatedDevice};
 
 #[tokio::test(start_paused = true)]
 async fn reboot_is_answered_then_reconnects_and_reports_success() {
@@ -70,7 +70,8 @@ async fn a_failing_reboot_is_reported_with_its_reason() {
 #[tokio::test(start_paused = true)]
 async fn a_device_that_restarts_for_real_reports_the_reboot_from_its_saved_state() {
     let hub = TestHub::new().await;
-    let state = Arc::new(MemoryPatternState::new());
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(FilePatternState::open(dir.path()).unwrap());
     let device = SimulatedDevice::new("1.0.0");
     device.hang_on_restart(true); // the hook never returns: the process goes down
     let client = connect_ticking(&hub).await;
@@ -84,8 +85,10 @@ async fn a_device_that_restarts_for_real_reports_the_reboot_from_its_saved_state
     client.close().await;
     drop(client);
 
-    // the new process, on the same state store
+    // the new process, on the same state directory
     device.hang_on_restart(false);
+    let state = Arc::new(FilePatternState::open(dir.path()).unwrap());
+    assert_eq!(state.load("reboot").unwrap().unwrap()["state"], "rebooting");
     let client = connect_ticking(&hub).await;
     client
         .enable_reboot(device.clone(), state.clone())
