@@ -28,6 +28,75 @@
 //! pattern enabled again by the new process reports how it ended. A hook that returns means
 //! the device is back (the simulated ones drop and re-open the connection with
 //! [`DeviceClient::reconnect`]).
+//!
+//! Background work (a scheduled reboot, a download) holds the client while it runs and stops
+//! when the client is closed, as it would with the device process.
+//!
+//! ```
+//! # use std::sync::{Arc, Mutex};
+//! # use iot_dm_core::link::*;
+//! # // A tiny hub: one twin with desired {"fan": 2}; it keeps the reported patches.
+//! # #[derive(Default)]
+//! # struct TinyHub { reported: Arc<Mutex<Vec<serde_json::Value>>> }
+//! # #[async_trait::async_trait]
+//! # impl Endpoint for TinyHub {
+//! #     async fn connect(&self, _: ConnectRequest) -> Result<Link, ConnectRefused> {
+//! #         let (link, mut hub) = channel(8);
+//! #         let reported = self.reported.clone();
+//! #         tokio::spawn(async move {
+//! #             let mut version = 1;
+//! #             while let Some(frame) = hub.frames.recv().await {
+//! #                 let DeviceFrame::Publish(m) = frame else { continue };
+//! #                 let rid = m.topic.split("$rid=").nth(1).unwrap_or_default().to_string();
+//! #                 let answer = if m.topic.starts_with("$iothub/twin/GET/") {
+//! #                     let body = r#"{"desired":{"fan":2,"$version":3},"reported":{"$version":1}}"#;
+//! #                     Message::new(format!("$iothub/twin/res/200/?$rid={rid}"), body)
+//! #                 } else if m.topic.starts_with("$iothub/twin/PATCH/properties/reported/") {
+//! #                     version += 1;
+//! #                     reported.lock().unwrap().push(serde_json::from_slice(&m.payload).unwrap());
+//! #                     Message::new(format!("$iothub/twin/res/204/?$rid={rid}&$version={version}"), "")
+//! #                 } else {
+//! #                     continue;
+//! #                 };
+//! #                 if hub.messages.send(answer).await.is_err() { break }
+//! #             }
+//! #         });
+//! #         Ok(link)
+//! #     }
+//! # }
+//! use iot_dm_device::patterns::{MemoryPatternState, SimulatedDevice};
+//! use iot_dm_device::{DeviceClient, DeviceCredentials, InMemoryTransport};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let hub = TinyHub::default();
+//! # let reported = hub.reported.clone();
+//! let credentials = DeviceCredentials::from_connection_string(
+//!     "HostName=hub.local;DeviceId=fan-1;SharedAccessKey=aW90LWRtIGtub3duLWFuc3dlciB0ZXN0IGtleSAzMmI=",
+//! )?;
+//! let client = DeviceClient::builder(credentials, InMemoryTransport::new(Arc::new(hub)))
+//!     .connect()
+//!     .await?;
+//! let device = SimulatedDevice::new("1.0.0"); // or hooks for the real hardware
+//! let state = Arc::new(MemoryPatternState::new()); // a FilePatternState on a device
+//! client.enable_reboot(device.clone(), state.clone()).await?;
+//! client.enable_factory_reset(device.clone(), state.clone()).await?;
+//! client.enable_configuration(device.clone()).await?;
+//!
+//! // the hub's desired {"fan": 2} (version 3) is applied and acknowledged
+//! # for _ in 0..500 {
+//! #     if device.setting("fan").is_some() && reported.lock().unwrap().len() >= 4 { break }
+//! #     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! # }
+//! assert_eq!(device.setting("fan"), Some(json!(2)));
+//! let patches = reported.lock().unwrap().clone();
+//! assert!(patches.contains(&json!({"fan": {"value": 2, "ac": 200, "av": 3, "ad": "applied"}})));
+//! assert!(patches.iter().any(|p| p["deviceManagement"]["reboot"]["state"] == "idle"));
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 

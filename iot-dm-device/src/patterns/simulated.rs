@@ -28,8 +28,8 @@ struct Sim {
 }
 
 /// A device that exists only in memory: it implements [`RebootHooks`],
-/// [`FactoryResetHooks`], [`ConfigurationHooks`] and (feature `firmware`)
-/// [`FirmwareHooks`](super::FirmwareHooks), for examples and tests.
+/// [`FactoryResetHooks`], [`ConfigurationHooks`] and (feature `firmware`) `FirmwareHooks`,
+/// for examples and tests.
 ///
 /// A reboot or factory reset drops the client's connection and opens it again
 /// ([`DeviceClient::reconnect`]); a reset also forgets the applied settings (but those named
