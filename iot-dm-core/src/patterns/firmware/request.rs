@@ -157,9 +157,9 @@ fn validate_signature(signature: &str) -> Result<Vec<u8>, PatternError> {
 /// `deviceManagement.firmware` or as the `firmwareUpdate` method payload. Every constructor
 /// and parser validates every field.
 ///
-/// The signature is the base64 of an Ed25519 or ECDSA P-256 signature whose message is the
-/// package's 32-byte SHA-256 digest; the device checks it with a public key it is configured
-/// with.
+/// The signature is the base64 of an Ed25519 or ECDSA P-256 (ECDSA-SHA256, DER or fixed
+/// `r || s`) signature whose message is the package's 32-byte SHA-256 digest; the device
+/// checks it with a public key it is configured with.
 ///
 /// ```
 /// use iot_dm_core::patterns::{FirmwareUpdateRequest, PatternError};

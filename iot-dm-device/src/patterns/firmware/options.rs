@@ -13,7 +13,9 @@ use super::Failure;
 use crate::patterns::PatternsError;
 
 /// The public key firmware signatures are checked with. The signed message is the
-/// package's 32-byte SHA-256 digest.
+/// package's 32-byte SHA-256 digest: Ed25519 signs those bytes; ECDSA P-256 signs them with
+/// SHA-256 as its hash (ECDSA-SHA256 over the digest, as `ring`'s `ECDSA_P256_SHA256_*`
+/// algorithms sign and verify), so a signer passes the digest as the message.
 ///
 /// ```
 /// use iot_dm_device::patterns::SigningKey;
