@@ -29,8 +29,10 @@
 //! the device is back (the simulated ones drop and re-open the connection with
 //! [`DeviceClient::reconnect`]).
 //!
-//! Background work (a scheduled reboot, a download) holds the client while it runs and stops
-//! when the client is closed, as it would with the device process.
+//! Enable each pattern once per client (enabling again replaces the method handler but
+//! leaves the first one's desired-property watch running). Background work (a scheduled
+//! reboot, a download) holds the client while it runs and stops when the client is closed,
+//! as it would with the device process.
 //!
 //! ```
 //! # use std::sync::{Arc, Mutex};
