@@ -12,7 +12,10 @@ use iot_dm_core::wire::{topic, PropertyBag};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::DeviceClientBuilder;
+use iot_dm_core::clock::Clock;
+use iot_dm_core::link::Credentials as LinkCredentials;
+
+use crate::config::{DeviceClientBuilder, Options};
 use crate::credentials::DeviceCredentials;
 use crate::driver::ops::{Command, OpKind, Reply};
 use crate::driver::Handles;
@@ -98,12 +101,17 @@ pub struct DeviceClient {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     cmd_tx: mpsc::UnboundedSender<Command>,
     state_rx: watch::Receiver<LinkState>,
     methods: Arc<MethodRegistry>,
     device_id: DeviceId,
     module_id: Option<ModuleId>,
+    /// For the device-management patterns: timestamps and the download token.
+    #[cfg_attr(not(feature = "firmware"), allow(dead_code))]
+    credentials: DeviceCredentials,
+    opts: Options,
 }
 
 impl std::fmt::Debug for DeviceClient {
@@ -129,18 +137,55 @@ impl DeviceClient {
     pub(crate) fn new(
         handles: Handles,
         methods: Arc<MethodRegistry>,
-        device_id: DeviceId,
-        module_id: Option<ModuleId>,
+        credentials: DeviceCredentials,
+        opts: Options,
     ) -> DeviceClient {
         DeviceClient {
             inner: Arc::new(Inner {
                 cmd_tx: handles.cmd_tx,
                 state_rx: handles.state_rx,
                 methods,
-                device_id,
-                module_id,
+                device_id: credentials.device_id().clone(),
+                module_id: credentials.module_id().cloned(),
+                credentials,
+                opts,
             }),
         }
+    }
+
+    /// A handle that does not keep the client alive (for handlers the client itself holds).
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+
+    /// The builder's clock (the patterns stamp their reports with it).
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.opts.clock
+    }
+
+    /// A SAS token for the device as of now (`SharedAccessSignature sr=..`), the one the
+    /// device would connect with; `None` for X.509 credentials.
+    #[cfg_attr(not(feature = "firmware"), allow(dead_code))]
+    pub(crate) fn sas_token(&self) -> Result<Option<String>, Error> {
+        let now = self.inner.opts.clock.now();
+        let (request, _) = self.inner.credentials.request(now, &self.inner.opts)?;
+        Ok(match request.credentials {
+            LinkCredentials::Sas(token) => Some(token),
+            _ => None,
+        })
+    }
+
+    /// Ends the current session and opens a new one at once, as a device coming back from a
+    /// reboot would (the simulated device-management hooks do this), and resolves once the
+    /// new session is up. Operations in flight are sent again on the new session, as after
+    /// any reconnect. While offline it waits for the reconnect under way. Fails with
+    /// [`Error::Closed`] if the client closes first.
+    pub async fn reconnect(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.cmd_tx.send(Command::Reconnect(tx)).is_err() {
+            return Err(self.closed());
+        }
+        rx.await.map_err(|_| self.closed())
     }
 
     /// The device id.
@@ -295,6 +340,17 @@ impl DeviceClient {
             _ => CloseReason::Requested,
         };
         Error::Closed { reason }
+    }
+}
+
+/// A [`DeviceClient`] that does not keep it alive.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    /// The client, while some handle to it is alive.
+    pub(crate) fn upgrade(&self) -> Option<DeviceClient> {
+        self.0.upgrade().map(|inner| DeviceClient { inner })
     }
 }
 

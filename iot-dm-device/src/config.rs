@@ -218,16 +218,13 @@ impl DeviceClientBuilder {
     pub async fn connect(self) -> Result<DeviceClient, Error> {
         self.opts.validate()?;
         let methods = Arc::new(MethodRegistry::default());
-        let identity = (
-            self.credentials.device_id().clone(),
-            self.credentials.module_id().cloned(),
-        );
+        let (credentials, opts) = (self.credentials.clone(), self.opts.clone());
         let (mut driver, handles) =
             Driver::new(self.transport, self.credentials, self.opts, methods.clone());
         let link = driver.connect_once().await?;
-        tracing::info!(device = %identity.0, "connected");
+        tracing::info!(device = %credentials.device_id(), "connected");
         tokio::spawn(driver.run(link));
-        Ok(DeviceClient::new(handles, methods, identity.0, identity.1))
+        Ok(DeviceClient::new(handles, methods, credentials, opts))
     }
 }
 

@@ -21,6 +21,7 @@
 )]
 //! | [`TwinState`], [`DesiredPatch`], [`MethodCall`], [`CloudMessage`], [`LinkState`] | the values handed out |
 //! | [`Error`], [`TransportError`] | errors, with predicates (`is_timeout()`, `is_refused()`, ...) |
+//! | [`patterns`] | device management: reboot, factory reset, configuration and firmware update as opt-in handlers |
 //!
 //! ## Connection and reconnection
 //!
@@ -86,6 +87,7 @@ mod error;
 mod methods;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod patterns;
 mod transport;
 mod types;
 

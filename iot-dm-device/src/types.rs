@@ -115,6 +115,8 @@ pub enum DisconnectReason {
     LinkBroken,
     /// The client is reconnecting with a fresh SAS token before the current one expires.
     TokenRenewal,
+    /// [`DeviceClient::reconnect`](crate::DeviceClient::reconnect) asked for a new session.
+    Requested,
     /// A connection attempt failed (the hub is unreachable or unavailable).
     ConnectFailed {
         /// What failed.
@@ -128,6 +130,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::SessionEnded => f.write_str("the hub ended the session"),
             DisconnectReason::LinkBroken => f.write_str("the link to the hub broke"),
             DisconnectReason::TokenRenewal => f.write_str("renewing the SAS token"),
+            DisconnectReason::Requested => f.write_str("reconnecting on request"),
             DisconnectReason::ConnectFailed { error } => write!(f, "connect failed: {error}"),
         }
     }

@@ -69,7 +69,7 @@ pub use factory_reset::{
 };
 pub use firmware::{
     FirmwareEvent, FirmwareFailure, FirmwareResultCode, FirmwareState, FirmwareStatus,
-    FirmwareUpdateRequest, MAX_PACKAGE_SIZE, MAX_URI_LEN, MAX_VERSION_LEN,
+    FirmwareUpdateRequest, MAX_PACKAGE_SIZE, MAX_SIGNATURE_LEN, MAX_URI_LEN, MAX_VERSION_LEN,
 };
 pub use reboot::{RebootEvent, RebootRequest, RebootState, RebootStatus, MAX_REBOOT_DELAY_SECS};
 

@@ -42,6 +42,8 @@ enum SessionEnd {
     Lost(DisconnectReason),
     /// The SAS token is due for renewal; reconnect now.
     Renew,
+    /// A handle asked for a new session; reconnect now.
+    Restart,
     /// The client is closing.
     Close,
 }
@@ -78,6 +80,10 @@ pub(crate) struct Driver {
     /// When to reconnect with a fresh SAS token.
     renew_at: Option<Timestamp>,
     closing: Option<Closing>,
+    /// A handle asked to end the current session.
+    restart: bool,
+    /// Who waits for the next session.
+    reconnect_waiters: Vec<oneshot::Sender<()>>,
 }
 
 /// The channel ends the handles keep.
@@ -118,6 +124,8 @@ impl Driver {
             backoff,
             renew_at: None,
             closing: None,
+            restart: false,
+            reconnect_waiters: Vec::new(),
         };
         (driver, Handles { cmd_tx, state_rx })
     }
@@ -146,13 +154,19 @@ impl Driver {
                 },
             };
             let started = Instant::now();
-            match self.run_session(link).await {
+            let end = self.run_session(link).await;
+            self.restart = false;
+            match end {
                 SessionEnd::Close => return self.finish(CloseReason::Requested),
-                SessionEnd::Renew => {
-                    tracing::info!("reconnecting to renew the SAS token");
-                    self.set_state(LinkState::Disconnected {
-                        reason: DisconnectReason::TokenRenewal,
-                    });
+                SessionEnd::Renew | SessionEnd::Restart => {
+                    let reason = if matches!(end, SessionEnd::Renew) {
+                        tracing::info!("reconnecting to renew the SAS token");
+                        DisconnectReason::TokenRenewal
+                    } else {
+                        tracing::info!("reconnecting on request");
+                        DisconnectReason::Requested
+                    };
+                    self.set_state(LinkState::Disconnected { reason });
                     match self.connect_now().await {
                         Ok(Some(link)) => next = Some(link),
                         Ok(None) => {}
@@ -254,6 +268,11 @@ impl Driver {
                 self.begin_close(None);
             }
             Some(Command::Close(waiter)) => self.begin_close(Some(waiter)),
+            // Only a session in progress ends; between sessions the next one is on its way.
+            Some(Command::Reconnect(waiter)) => {
+                self.restart = inflight.is_some();
+                self.reconnect_waiters.push(waiter);
+            }
             Some(Command::SubscribeDesired(tx)) => self.desired.subscribe(tx),
             Some(Command::SubscribeCloud(tx)) => self.cloud.push(tx),
             Some(Command::Op(kind)) => {
@@ -307,7 +326,9 @@ impl Driver {
                     reason: reason.clone(),
                 }),
                 Command::Close(w) => drop(w.send(())),
-                Command::SubscribeDesired(_) | Command::SubscribeCloud(_) => {}
+                Command::SubscribeDesired(_)
+                | Command::SubscribeCloud(_)
+                | Command::Reconnect(_) => {}
             }
         }
         if let Some(closing) = self.closing.take() {

@@ -20,6 +20,9 @@ pub(crate) enum Command {
     SubscribeCloud(mpsc::UnboundedSender<CloudMessage>),
     /// Close the client; the sender is told when it is closed.
     Close(oneshot::Sender<()>),
+    /// End the current session and open a new one at once; the sender is told when the new
+    /// session is up.
+    Reconnect(oneshot::Sender<()>),
 }
 
 /// An operation for the hub.

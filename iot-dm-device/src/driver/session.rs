@@ -140,6 +140,9 @@ impl Driver {
         s.control.push_back(Control::ResyncGet);
         self.desired.begin_resync();
         self.set_state(LinkState::Connected);
+        for waiter in self.reconnect_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
         let end = self.session_loop(&mut s).await;
         self.requeue(s.into_unsettled());
         end
@@ -171,7 +174,12 @@ impl Driver {
                         op.sent();
                     }
                 }
-                cmd = self.cmd_rx.recv(), if self.cmd_open => self.on_command(cmd, Some(unsettled)),
+                cmd = self.cmd_rx.recv(), if self.cmd_open => {
+                    self.on_command(cmd, Some(unsettled));
+                    if self.restart && self.closing.is_none() {
+                        return SessionEnd::Restart;
+                    }
+                }
                 Some(reply) = self.method_rx.recv() => self.on_method_reply(s, reply),
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     self.expire(s);

@@ -2,6 +2,7 @@
 //! tokio time where timing matters).
 
 mod methods;
+mod patterns;
 mod reconnect;
 mod twin;
 

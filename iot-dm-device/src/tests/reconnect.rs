@@ -257,3 +257,21 @@ async fn sas_token_is_renewed_before_it_expires() {
         2
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_on_request_opens_a_new_session_and_keeps_serving() {
+    let hub = TestHub::new().await;
+    let client = connect(&hub).await;
+    eventually("subscribed", || !hub.subscriptions().is_empty()).await;
+    within(client.reconnect()).await.unwrap();
+    assert_eq!(hub.connects().len(), 2);
+    assert!(client.link_state().borrow().is_connected());
+    assert_eq!(
+        within(client.update_reported(json!({"a": 1})))
+            .await
+            .unwrap(),
+        2
+    );
+    client.close().await;
+    assert!(client.reconnect().await.unwrap_err().is_closed());
+}

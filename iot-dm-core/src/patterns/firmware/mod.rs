@@ -5,6 +5,7 @@
 //! idle | succeeded | failed | rolledBack
 //!   --start--> downloading --progress*--> --downloaded--> downloaded --verify--> verifying
 //!   --apply--> applying [--reboot--> rebooting] --succeed--> succeeded
+//! idle | succeeded | failed | rolledBack --alreadyInstalled--> succeeded
 //! any active state --fail--> failed
 //! verifying | applying | rebooting --rollBack--> rolledBack
 //! downloading | downloaded | verifying --cancel--> idle
@@ -37,7 +38,9 @@ use crate::clock::Timestamp;
 
 mod request;
 
-pub use request::{FirmwareUpdateRequest, MAX_PACKAGE_SIZE, MAX_URI_LEN, MAX_VERSION_LEN};
+pub use request::{
+    FirmwareUpdateRequest, MAX_PACKAGE_SIZE, MAX_SIGNATURE_LEN, MAX_URI_LEN, MAX_VERSION_LEN,
+};
 
 const PATTERN: &str = "firmware";
 const STATES: &str =
@@ -254,6 +257,12 @@ pub enum FirmwareEvent {
         /// What to install.
         request: FirmwareUpdateRequest,
     },
+    /// The device already runs the requested version: the update succeeds without a
+    /// download (from idle, succeeded, failed or rolledBack); it becomes the current version.
+    AlreadyInstalled {
+        /// What was asked for.
+        request: FirmwareUpdateRequest,
+    },
     /// `bytes` of the package are fetched (from downloading; never fewer than before).
     Progress {
         /// Bytes fetched so far.
@@ -284,6 +293,7 @@ impl FirmwareEvent {
     pub fn as_str(&self) -> &'static str {
         match self {
             FirmwareEvent::Start { .. } => "start",
+            FirmwareEvent::AlreadyInstalled { .. } => "alreadyInstalled",
             FirmwareEvent::Progress { .. } => "progress",
             FirmwareEvent::DownloadComplete => "downloadComplete",
             FirmwareEvent::Verify => "verify",
@@ -387,6 +397,14 @@ impl FirmwareStatus {
                     bytes_downloaded: 0,
                     total_bytes: request.size(),
                 }
+            }
+            (
+                S::Idle | S::Succeeded | S::Failed(_) | S::RolledBack(_),
+                E::AlreadyInstalled { request },
+            ) => {
+                target = Some(request.target_version().to_string());
+                current.clone_from(&target);
+                S::Succeeded
             }
             (
                 S::Downloading {

@@ -123,12 +123,43 @@ fn validate_size(size: u64) -> Result<u64, PatternError> {
     Ok(size)
 }
 
+/// Longest `signature` a request may carry, in base64 characters (a DER ECDSA P-256 signature
+/// is at most 72 bytes, an Ed25519 one 64).
+pub const MAX_SIGNATURE_LEN: usize = 512;
+
+/// Checks a base64 (standard alphabet, padded) signature and decodes it.
+fn validate_signature(signature: &str) -> Result<Vec<u8>, PatternError> {
+    use base64::Engine as _;
+    let invalid = || PatternError::InvalidField {
+        path: "signature".to_string(),
+        expected: "a non-empty base64 signature of at most 512 characters",
+    };
+    if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
+        return Err(invalid());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .map_err(|_| invalid())
+        .and_then(|bytes| {
+            if bytes.is_empty() {
+                Err(invalid())
+            } else {
+                Ok(bytes)
+            }
+        })
+}
+
 /// What a service asks a device to install: target version, package URI, SHA-256 digest
-/// (64 hex digits, stored lower-case) and size in bytes.
+/// (64 hex digits, stored lower-case), size in bytes and, optionally, a signature.
 ///
-/// It travels as `{"targetVersion":..,"packageUri":..,"sha256":..,"size":..}` either in the
-/// desired properties under `deviceManagement.firmware` or as the `firmwareUpdate` method
-/// payload. Every constructor and parser validates all four fields.
+/// It travels as `{"targetVersion":..,"packageUri":..,"sha256":..,"size":..}` (plus
+/// `"signature"` when signed) either in the desired properties under
+/// `deviceManagement.firmware` or as the `firmwareUpdate` method payload. Every constructor
+/// and parser validates every field.
+///
+/// The signature is the base64 of an Ed25519 or ECDSA P-256 (ECDSA-SHA256, DER or fixed
+/// `r || s`) signature whose message is the package's 32-byte SHA-256 digest; the device
+/// checks it with a public key it is configured with.
 ///
 /// ```
 /// use iot_dm_core::patterns::{FirmwareUpdateRequest, PatternError};
@@ -144,12 +175,16 @@ fn validate_size(size: u64) -> Result<u64, PatternError> {
 ///
 /// // the service writes the desired patch; the device reads it back
 /// let desired = req.to_desired_patch();
-/// assert_eq!(FirmwareUpdateRequest::from_desired(&desired)?, Some(req));
+/// assert_eq!(FirmwareUpdateRequest::from_desired(&desired)?, Some(req.clone()));
 ///
 /// let bad = FirmwareUpdateRequest::from_payload(&json!({
 ///     "targetVersion": "2.0.1", "packageUri": "updates.example.com/fw.bin",
 ///     "sha256": "00", "size": 1}));
 /// assert!(matches!(bad, Err(PatternError::InvalidUri { .. })));
+///
+/// let signed = req.clone().with_signature("c2lnbmF0dXJl")?;
+/// assert_eq!(signed.signature(), Some(&b"signature"[..]));
+/// assert_eq!(signed.to_json()["signature"], "c2lnbmF0dXJl");
 /// # Ok::<(), PatternError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +193,7 @@ pub struct FirmwareUpdateRequest {
     package_uri: String,
     sha256: String,
     size: u64,
+    signature: Option<Vec<u8>>,
 }
 
 impl FirmwareUpdateRequest {
@@ -176,7 +212,22 @@ impl FirmwareUpdateRequest {
             package_uri,
             sha256: validate_sha256(sha256)?,
             size: validate_size(size)?,
+            signature: None,
         })
+    }
+
+    /// The same request carrying `signature` (base64, see the type's docs).
+    pub fn with_signature(
+        mut self,
+        signature: &str,
+    ) -> Result<FirmwareUpdateRequest, PatternError> {
+        self.signature = Some(validate_signature(signature)?);
+        Ok(self)
+    }
+
+    /// The decoded signature, when the request is signed.
+    pub fn signature(&self) -> Option<&[u8]> {
+        self.signature.as_deref()
     }
 
     /// The version to install.
@@ -213,17 +264,26 @@ impl FirmwareUpdateRequest {
         m.insert("packageUri".into(), self.package_uri.clone().into());
         m.insert("sha256".into(), self.sha256.clone().into());
         m.insert("size".into(), self.size.into());
+        if let Some(signature) = &self.signature {
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::STANDARD.encode(signature);
+            m.insert("signature".into(), text.into());
+        }
         Value::Object(m)
     }
 
     fn parse(value: &Value, path: String) -> Result<FirmwareUpdateRequest, PatternError> {
         let o = Obj::new(value, path)?;
-        FirmwareUpdateRequest::new(
+        let request = FirmwareUpdateRequest::new(
             o.str("targetVersion")?,
             o.str("packageUri")?,
             o.str("sha256")?,
             o.u64("size")?,
-        )
+        )?;
+        match o.opt_str("signature")? {
+            None => Ok(request),
+            Some(signature) => request.with_signature(signature),
+        }
     }
 
     /// Parses the `firmwareUpdate` method payload.
@@ -454,5 +514,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("request.targetVersion is missing"), "{err}");
+    }
+
+    #[test]
+    fn signatures_are_base64_and_round_trip() {
+        let r = req("2", "https://h/fw", SHA, 10).unwrap();
+        assert_eq!(r.signature(), None);
+        assert!(r.to_json().get("signature").is_none());
+        let signed = r.clone().with_signature("AAEC").unwrap();
+        assert_eq!(signed.signature(), Some(&[0u8, 1, 2][..]));
+        let j = signed.to_json();
+        assert_eq!(j["signature"], "AAEC");
+        assert_eq!(FirmwareUpdateRequest::from_payload(&j).unwrap(), signed);
+        assert_ne!(signed, r);
+        for bad in ["", "not base64!", "AAE", &"A".repeat(MAX_SIGNATURE_LEN + 4)] {
+            assert!(
+                matches!(
+                    r.clone().with_signature(bad),
+                    Err(PatternError::InvalidField { ref path, .. }) if path == "signature"
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut j = r.to_json();
+        j["signature"] = json!(5);
+        assert!(FirmwareUpdateRequest::from_payload(&j).is_err());
     }
 }

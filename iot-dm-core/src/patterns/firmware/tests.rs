@@ -122,24 +122,28 @@ fn all_events() -> Vec<FirmwareEvent> {
         E::RollBack(failure(FirmwareResultCode::UpdateFailed, "watchdog")),
         E::Cancel,
         E::Clear,
+        E::AlreadyInstalled {
+            request: fw_request("3.0.0", 1000),
+        },
     ]
 }
 
 #[test]
 fn transition_table() {
-    // columns: start progress downloadComplete verify apply reboot succeed fail rollBack cancel clear
+    // columns: start progress downloadComplete verify apply reboot succeed fail rollBack cancel
+    // clear alreadyInstalled
     let x = true;
     let o = false;
     let table = [
-        [x, o, o, o, o, o, o, o, o, o, o], // idle
-        [o, x, x, o, o, o, o, x, o, x, o], // downloading
-        [o, o, o, x, o, o, o, x, o, x, o], // downloaded
-        [o, o, o, o, x, o, o, x, x, x, o], // verifying
-        [o, o, o, o, o, x, x, x, x, o, o], // applying
-        [o, o, o, o, o, o, x, x, x, o, o], // rebooting
-        [x, o, o, o, o, o, o, o, o, o, x], // succeeded
-        [x, o, o, o, o, o, o, o, o, o, x], // failed
-        [x, o, o, o, o, o, o, o, o, o, x], // rolledBack
+        [x, o, o, o, o, o, o, o, o, o, o, x], // idle
+        [o, x, x, o, o, o, o, x, o, x, o, o], // downloading
+        [o, o, o, x, o, o, o, x, o, x, o, o], // downloaded
+        [o, o, o, o, x, o, o, x, x, x, o, o], // verifying
+        [o, o, o, o, o, x, x, x, x, o, o, o], // applying
+        [o, o, o, o, o, o, x, x, x, o, o, o], // rebooting
+        [x, o, o, o, o, o, o, o, o, o, x, x], // succeeded
+        [x, o, o, o, o, o, o, o, o, o, x, x], // failed
+        [x, o, o, o, o, o, o, o, o, o, x, x], // rolledBack
     ];
     for (status, row) in one_per_state().iter().zip(table) {
         for (event, legal) in all_events().into_iter().zip(row) {
@@ -517,7 +521,27 @@ fn event_strategy() -> impl Strategy<Value = FirmwareEvent> {
         })),
         Just(E::Cancel),
         Just(E::Clear),
+        Just(E::AlreadyInstalled {
+            request: fw_request("9.9.9", 10)
+        }),
     ]
+}
+
+#[test]
+fn already_installed_succeeds_without_a_download() {
+    let mut s = fresh();
+    s.apply(
+        E::AlreadyInstalled {
+            request: fw_request("1.9.0", 10),
+        },
+        t(7),
+    )
+    .unwrap();
+    assert_eq!(s.state(), &FirmwareState::Succeeded);
+    assert_eq!(s.current_version(), Some("1.9.0"));
+    assert_eq!(s.target_version(), Some("1.9.0"));
+    assert_eq!(s.to_json()["progress"], json!(null));
+    assert_eq!(FirmwareStatus::from_json(&s.to_json()).unwrap(), s);
 }
 
 proptest! {
