@@ -17,6 +17,9 @@ use super::paths::canonical;
 /// assert!(hot.reads().reported_change_matters() && tags.reads().reported_change_matters());
 /// let only_tags = Condition::parse("tags.site = 'north'")?;
 /// assert!(!only_tags.reads().reported_change_matters());
+/// // a device's patch does not touch the configurations a twin records
+/// let applied = Condition::parse("configurations.[[fw]].status = 'Applied'")?;
+/// assert!(applied.reads().configurations && !applied.reads().reported_change_matters());
 /// # Ok::<(), iot_dm_core::query::QueryError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,7 +31,9 @@ pub struct Reads {
     pub reported: bool,
     /// `properties.desired...` (or `properties` as a whole)
     pub desired: bool,
-    /// Anything else: identity fields, versions, `configurations`, activity times.
+    /// `configurations...` (the hub's record of the configurations applied)
+    pub configurations: bool,
+    /// Anything else: identity fields, versions, activity times.
     pub other: bool,
 }
 
@@ -49,6 +54,7 @@ impl Reads {
         let c = canonical(p);
         match c.first().map(String::as_str) {
             Some("tags") => self.tags = true,
+            Some("configurations") => self.configurations = true,
             Some("properties") => match c.get(1).map(String::as_str) {
                 Some("reported") => self.reported = true,
                 Some("desired") => self.desired = true,

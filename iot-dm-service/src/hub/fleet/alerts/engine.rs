@@ -17,6 +17,7 @@ use super::{StoredAlert, TICK};
 use crate::api::JobApi;
 use crate::hub::engine::{lock, Slot};
 use crate::hub::events::{Actor, AlertChange, HubEvent};
+use crate::hub::fleet::pace::DRAIN_EVERY;
 use crate::hub::{Hub, Inner};
 
 /// One rule as the task watches it.
@@ -145,7 +146,7 @@ async fn run(
         if devices_only {
             // twins changing all the time: gather their events for a moment, so that a twin
             // changed many times is matched once (a rule's change ends the wait)
-            let until = started + ROUND_GAP;
+            let until = started + crate::hub::fleet::pace::gap_after(started.elapsed());
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
@@ -159,12 +160,6 @@ async fn run(
         }
     }
 }
-
-/// The shortest time from the start of a round over changed twins to the start of the next.
-const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Twins a round matches between two looks at the events.
-const DRAIN_EVERY: usize = 256;
 
 /// The twin behind a slot, if the device is live.
 fn live_twin(slot: &Slot) -> Option<Arc<Twin>> {

@@ -31,6 +31,7 @@ use super::Signal;
 use crate::hub::engine::{lock, locked, Ack, Slot};
 use crate::hub::error::HubError;
 use crate::hub::events::{Actor, HubEvent};
+use crate::hub::fleet::pace::DRAIN_EVERY;
 use crate::hub::twins::DesiredChange;
 use crate::hub::{Hub, Inner};
 use crate::store::OnDurable;
@@ -40,14 +41,6 @@ const IN_FLIGHT: usize = 4096;
 
 /// Twins a pass plans between two yields to the runtime.
 const YIELD_EVERY: usize = 1024;
-
-/// The shortest time from the start of a round over changed twins to the start of the next
-/// one: a twin changed again and again meanwhile is planned once. Re-evaluation after a change
-/// takes at most about this long plus a round.
-const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Twins a round over changed twins plans between two looks at the events.
-const DRAIN_EVERY: usize = 256;
 
 /// The longest wait between two looks at the rollouts while one may admit twins later.
 const PACING_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -373,7 +366,7 @@ async fn run(
         if devices_only && work.generation == 0 {
             // twins changing all the time: gather their events for a moment, so that a twin
             // changed many times is planned once (a signal ends the wait)
-            let until = started + ROUND_GAP;
+            let until = started + crate::hub::fleet::pace::gap_after(started.elapsed());
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
@@ -502,10 +495,16 @@ impl Hub {
             self.forget_configured(id);
             return;
         };
+        // matched outside the lock, which readers of the counts share
+        let bits: Vec<u8> = snapshot
+            .metrics_read_reported
+            .iter()
+            .map(|cfg| metric_bits(cfg, &twin))
+            .collect();
         let mut tallies = locked(&self.inner.configurations.tallies);
-        for cfg in &snapshot.metrics_read_reported {
+        for (cfg, bits) in snapshot.metrics_read_reported.iter().zip(bits) {
             if let Some(t) = tallies.get_mut(&cfg.id) {
-                t.set_metrics(id, metric_bits(cfg, &twin));
+                t.set_metrics(id, bits);
             }
         }
     }
