@@ -140,6 +140,11 @@ impl RuleWatch {
         }
     }
 
+    /// Whether the device is counted in the rule's scope.
+    pub fn is_in_scope(&self, device_id: &DeviceId) -> bool {
+        self.scope.contains(device_id)
+    }
+
     /// Whether the device is counted as matching.
     pub fn is_matching(&self, device_id: &DeviceId) -> bool {
         self.matching.contains(device_id)

@@ -357,6 +357,11 @@ impl Query {
         self.filter.as_ref().is_none_or(|f| eval::test(f, twin))
     }
 
+    /// The `WHERE` clause as a condition (`None` without one).
+    pub fn where_condition(&self) -> Option<Condition> {
+        self.statement.condition.clone().map(Condition::from_expr)
+    }
+
     /// Which parts of a twin the `WHERE` clause reads (nothing without one).
     pub fn reads(&self) -> Reads {
         self.statement
@@ -551,8 +556,13 @@ impl Condition {
     /// Parses and compiles a condition such as `tags.environment = 'prod'`.
     pub fn parse(text: &str) -> Result<Condition, QueryError> {
         let expr = parser::parse_condition(text)?;
+        Ok(Condition::from_expr(expr))
+    }
+
+    /// Compiles a condition from its syntax tree.
+    pub(crate) fn from_expr(expr: Expr) -> Condition {
         let compiled = compile(&expr);
-        Ok(Condition { expr, compiled })
+        Condition { expr, compiled }
     }
 
     /// The syntax tree.

@@ -81,3 +81,82 @@ fn walk(e: &Expr, r: &mut Reads) {
         Expr::Call { args, .. } => args.iter().for_each(|a| walk(a, r)),
     }
 }
+
+impl super::Condition {
+    /// Splits the condition at its top-level `AND`s into the conjuncts a device's own reported
+    /// patch cannot change (they read only tags, desired properties and `configurations`) and
+    /// the others: the condition holds exactly when both parts hold (an absent part holds).
+    ///
+    /// ```
+    /// use iot_dm_core::query::Condition;
+    /// let c = Condition::parse(
+    ///     "configurations.[[fw]].status = 'Applied' AND properties.reported.ok = true AND tags.a = 1")?;
+    /// let (stable, volatile) = c.split_for_reported();
+    /// assert_eq!(stable.unwrap().to_string(), "configurations.fw.status = 'Applied' AND tags.a = 1");
+    /// assert_eq!(volatile.unwrap().to_string(), "properties.reported.ok = true");
+    /// # Ok::<(), iot_dm_core::query::QueryError>(())
+    /// ```
+    pub fn split_for_reported(&self) -> (Option<super::Condition>, Option<super::Condition>) {
+        let mut parts = Vec::new();
+        conjuncts(self.expr(), &mut parts);
+        let (stable, volatile): (Vec<&Expr>, Vec<&Expr>) = parts
+            .into_iter()
+            .partition(|e| !Reads::of(e).reported_change_matters());
+        (join(stable), join(volatile))
+    }
+}
+
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::Binary {
+            op: super::ast::BinaryOp::And,
+            left,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn join(parts: Vec<&Expr>) -> Option<super::Condition> {
+    let expr = parts.into_iter().cloned().reduce(|l, r| Expr::Binary {
+        op: super::ast::BinaryOp::And,
+        left: Box::new(l),
+        right: Box::new(r),
+    })?;
+    Some(super::Condition::from_expr(expr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Condition;
+    use crate::twin::Twin;
+    use serde_json::json;
+
+    #[test]
+    fn a_condition_holds_exactly_when_both_of_its_parts_hold() {
+        let c = Condition::parse(
+            "tags.a = 1 AND (properties.reported.x > 2 OR tags.b = 1) AND NOT (tags.c = 1) \
+             AND properties.desired.d = 'y'",
+        )
+        .unwrap();
+        let (stable, volatile) = c.split_for_reported();
+        for a in [0, 1] {
+            for b in [0, 1] {
+                for x in [0, 5] {
+                    let twin: Twin = serde_json::from_value(json!({
+                        "deviceId": "t", "tags": {"a": a, "b": b},
+                        "properties": {"desired": {"d": "y"}, "reported": {"x": x}},
+                    }))
+                    .unwrap();
+                    let holds = |p: &Option<Condition>| p.as_ref().is_none_or(|p| p.matches(&twin));
+                    assert_eq!(c.matches(&twin), holds(&stable) && holds(&volatile));
+                }
+            }
+        }
+        assert!(stable.unwrap().reads().tags);
+        assert!(volatile.unwrap().reads().reported);
+    }
+}

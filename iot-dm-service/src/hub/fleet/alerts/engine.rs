@@ -29,6 +29,8 @@ struct Watched {
     /// Whether a device's own reported patch can change the rule's count for it (its
     /// condition, or its scope's target, reads reported properties or system fields).
     reads_reported: bool,
+    /// Whether a device's own reported patch can move it in or out of the scope.
+    scope_reads_reported: bool,
 }
 
 /// What the task has to do next round.
@@ -287,14 +289,16 @@ impl Hub {
             if let Some(t) = raised {
                 out.push((rule.clone(), t));
             }
+            let scope_reads_reported = self.scope_reads_reported(rule);
             let reads_reported =
-                rule.condition.reads().reported_change_matters() || self.scope_reads_reported(rule);
+                rule.condition.reads().reported_change_matters() || scope_reads_reported;
             watches.insert(
                 id.clone(),
                 Watched {
                     watch,
                     scope_etag,
                     reads_reported,
+                    scope_reads_reported,
                 },
             );
         }
@@ -319,9 +323,13 @@ impl Hub {
                 .values_mut()
                 .filter(|w| !only_reported || w.reads_reported)
             {
-                let in_scope = twin
-                    .as_ref()
-                    .is_some_and(|t| self.in_alert_scope(w.watch.rule(), t));
+                let in_scope = if only_reported && !w.scope_reads_reported && twin.is_some() {
+                    // a device's own patch leaves its scope as it was
+                    w.watch.is_in_scope(device)
+                } else {
+                    twin.as_ref()
+                        .is_some_and(|t| self.in_alert_scope(w.watch.rule(), t))
+                };
                 if let Some(t) = w.watch.observe(device, twin.as_deref(), in_scope, now) {
                     out.push((Arc::new(w.watch.rule().clone()), t));
                 }

@@ -24,6 +24,7 @@ use iot_dm_core::configuration::{
 };
 use iot_dm_core::doc::Doc;
 use iot_dm_core::identity::DeviceId;
+use iot_dm_core::query::Condition;
 use iot_dm_core::twin::Twin;
 
 use super::tally::{basis, mark, metric_bits, status_of, Tally};
@@ -60,8 +61,10 @@ struct Snapshot {
     /// Whether a device's reported patch can change what a twin becomes: a target condition
     /// (or a rollout's gate or zone) reads reported properties or system fields.
     plan_reads_reported: bool,
-    /// The configurations with a custom metric a reported patch can move.
-    metrics_read_reported: Vec<Arc<Configuration>>,
+    /// The configurations with a custom metric a reported patch can move, each with, per
+    /// such metric, the part of its condition a reported patch cannot change (`None`: none,
+    /// it always holds): where no part holds on a twin, its patches leave the metrics alone.
+    metrics_read_reported: Vec<(Arc<Configuration>, Vec<Option<Condition>>)>,
 }
 
 impl Snapshot {
@@ -84,12 +87,15 @@ impl Snapshot {
             });
         let metrics_read_reported = live
             .values()
-            .filter(|c| {
-                c.metric_queries
+            .filter_map(|c| {
+                let stable: Vec<Option<Condition>> = c
+                    .metric_queries
                     .iter()
-                    .any(|(_, q)| q.reads().reported_change_matters())
+                    .filter(|(_, q)| q.reads().reported_change_matters())
+                    .map(|(_, q)| q.where_condition().and_then(|w| w.split_for_reported().0))
+                    .collect();
+                (!stable.is_empty()).then(|| (c.clone(), stable))
             })
-            .cloned()
             .collect();
         Snapshot {
             live,
@@ -495,21 +501,47 @@ impl Hub {
             self.forget_configured(id);
             return;
         };
+        let c = &self.inner.configurations;
+        let Some(watching) = locked(&c.reported_watch).get(id).cloned() else {
+            return;
+        };
         // matched outside the lock, which readers of the counts share
-        let bits: Vec<u8> = snapshot
-            .metrics_read_reported
+        let bits: Vec<(&Configuration, u8)> = watching
             .iter()
-            .map(|cfg| metric_bits(cfg, &twin))
+            .filter_map(|cid| snapshot.live.get(cid.as_ref()))
+            .map(|cfg| (&**cfg, metric_bits(cfg, &twin)))
             .collect();
-        let mut tallies = locked(&self.inner.configurations.tallies);
-        for (cfg, bits) in snapshot.metrics_read_reported.iter().zip(bits) {
+        let mut tallies = locked(&c.tallies);
+        for (cfg, bits) in bits {
             if let Some(t) = tallies.get_mut(&cfg.id) {
                 t.set_metrics(id, bits);
             }
         }
     }
 
+    /// Records which configurations' metrics a patch of `twin`'s device can move: those with
+    /// a metric whose stable part holds on it now.
+    fn watch_reported(&self, id: &DeviceId, twin: &Twin, snapshot: &Snapshot) {
+        let watching: Vec<Arc<str>> = snapshot
+            .metrics_read_reported
+            .iter()
+            .filter(|(_, stable)| {
+                stable
+                    .iter()
+                    .any(|s| s.as_ref().is_none_or(|s| s.matches(twin)))
+            })
+            .map(|(cfg, _)| Arc::from(cfg.id.as_str()))
+            .collect();
+        let mut index = locked(&self.inner.configurations.reported_watch);
+        if watching.is_empty() {
+            index.remove(id);
+        } else {
+            index.insert(id.clone(), watching.into());
+        }
+    }
+
     fn forget_configured(&self, device: &DeviceId) {
+        locked(&self.inner.configurations.reported_watch).remove(device);
         for t in locked(&self.inner.configurations.tallies).values_mut() {
             t.set(device, 0);
         }
@@ -551,12 +583,15 @@ impl Hub {
                 }
             }
         }
-        let mut tallies = locked(&self.inner.configurations.tallies);
-        for (cid, cfg) in &snapshot.live {
-            if let Some(t) = tallies.get_mut(cid) {
-                t.set(id, mark(cfg, &twin));
+        {
+            let mut tallies = locked(&self.inner.configurations.tallies);
+            for (cid, cfg) in &snapshot.live {
+                if let Some(t) = tallies.get_mut(cid) {
+                    t.set(id, mark(cfg, &twin));
+                }
             }
         }
+        self.watch_reported(id, &twin, snapshot);
     }
 
     /// Plans the twin again under its entry's lock and writes what changes.

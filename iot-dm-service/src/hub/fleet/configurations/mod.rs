@@ -128,6 +128,9 @@ pub(crate) struct Configurations {
     /// Deleted configurations whose content may still be on twins, until the pass after the
     /// delete is over.
     pub(crate) retired: Mutex<HashMap<String, Arc<Configuration>>>,
+    /// Per twin, the configurations whose custom metrics its device's own patches can move
+    /// (the task's; see `engine.rs`).
+    pub(crate) reported_watch: Mutex<HashMap<iot_dm_core::identity::DeviceId, Arc<[Arc<str>]>>>,
     /// The rollouts of configurations with a rollout policy (the task's).
     pacing: Mutex<pacing::Pacing>,
     /// Their durable pause and abort state.
@@ -164,6 +167,7 @@ impl Configurations {
                 records,
                 tallies: Mutex::new(HashMap::new()),
                 retired: Mutex::new(HashMap::new()),
+                reported_watch: Mutex::new(HashMap::new()),
                 pacing: Mutex::new(pacing::Pacing::default()),
                 pacing_records,
                 signals: tx,

@@ -199,3 +199,50 @@ async fn a_devices_own_patch_moves_the_metrics_and_a_target_that_reads_reported_
     }
     assert_eq!(seen, 0);
 }
+
+/// Polls (bounded) until metric `name` of configuration `id` is `want`.
+async fn metric_becomes(hub: &Hub, id: &str, name: &str, want: u64) {
+    let mut seen = u64::MAX;
+    for _ in 0..200 {
+        seen = hub.get_configuration(id).await.unwrap().metrics.results[name];
+        if seen == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{id}.{name} is {seen}, not {want}");
+}
+
+#[tokio::test]
+async fn a_metric_whose_tag_part_turns_true_follows_the_devices_later_patches() {
+    let hub = Hub::builder().open().await.unwrap();
+    hub.create_device(DeviceSpec::new("d0".parse().unwrap()))
+        .await
+        .unwrap();
+    let cfg = Configuration::from_json(&json!({
+        "id": "c", "targetCondition": "*",
+        "content": {"deviceContent": {"properties.desired.a": 1}},
+        "metrics": {"queries": {"hot":
+            "SELECT deviceId FROM devices WHERE tags.on = true AND properties.reported.temp > 80"}},
+    }))
+    .unwrap();
+    hub.put_configuration(&cfg, None).await.unwrap();
+    hub.configurations_applied().await.unwrap();
+    hub.patch_reported("d0", &json!({"temp": 90}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    metric_becomes(&hub, "c", "hot", 0).await;
+    let on = serde_json::from_value(json!({"tags": {"on": true}})).unwrap();
+    hub.update_twin("d0", &on, None).await.unwrap();
+    metric_becomes(&hub, "c", "hot", 1).await;
+    // from now on the device's own patches move the metric
+    hub.patch_reported("d0", &json!({"temp": 20}))
+        .await
+        .unwrap();
+    metric_becomes(&hub, "c", "hot", 0).await;
+    hub.patch_reported("d0", &json!({"temp": 95}))
+        .await
+        .unwrap();
+    metric_becomes(&hub, "c", "hot", 1).await;
+}
